@@ -1,0 +1,19 @@
+"""Scorer registry: see `exprbench.scorers.base`. One module per scorer."""
+
+from exprbench.scorers.base import (
+    ModelUnavailableError,
+    Scorer,
+    ScoreOutput,
+    available_scorers,
+    get_scorer_class,
+    register,
+)
+
+__all__ = [
+    "ModelUnavailableError",
+    "ScoreOutput",
+    "Scorer",
+    "available_scorers",
+    "get_scorer_class",
+    "register",
+]
