@@ -1,0 +1,67 @@
+"""A content-addressed cache for per-image work.
+
+Keys are hashes of what determines a result (file content hash, model version, the
+params that matter), never of paths, so renaming or adding files reuses earlier work.
+It lives outside DVC's outputs because DVC deletes a stage's outputs before rerunning it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(*parts: Any) -> str:
+    """Stable sha256 of JSON-serialisable parts (dict keys sorted)."""
+    payload = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ContentCache:
+    """JSON records and binary blobs under root/namespace/ab/<key>.<suffix>."""
+
+    def __init__(self, root: str | os.PathLike[str], namespace: str) -> None:
+        self.root = Path(root) / namespace
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.root / key[:2] / f"{key}.{suffix}"
+
+    def get_json(self, key: str) -> Any | None:
+        path = self._path(key, "json")
+        try:
+            value = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            # A torn or missing record is a miss; it is rewritten atomically.
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def put_json(self, key: str, value: Any) -> None:
+        atomic_write_bytes(self._path(key, "json"), json.dumps(value).encode())
+
+    def blob_path(self, key: str, suffix: str) -> Path:
+        return self._path(key, suffix)
+
+    def put_blob(self, key: str, suffix: str, data: bytes) -> Path:
+        path = self._path(key, suffix)
+        atomic_write_bytes(path, data)
+        return path

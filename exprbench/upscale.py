@@ -1,0 +1,72 @@
+"""Upscaling small faces before scoring: when to do it, by how much, and how.
+
+Learned super-resolution models register here later under their own method names; the
+classical methods are Pillow's resamplers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+_PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+ALLOWED_FACTORS = (2, 4, 8)
+
+
+def _pil_resizer(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    def resize(rgb: np.ndarray, factor: int) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        image = Image.fromarray(rgb, "RGB")
+        return np.asarray(image.resize((width * factor, height * factor), _PIL_FILTERS[method]))
+
+    return resize
+
+
+METHODS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    name: _pil_resizer(name) for name in _PIL_FILTERS
+}
+
+
+@dataclass(frozen=True)
+class UpscaleDecision:
+    method: str  # 'none' when not applied
+    factor: int  # 1 when not applied
+    measured_px: int
+    measured_on: str  # 'face' | 'image'
+
+
+def decide(
+    measured_px: int, measured_on: str, *, method: str, min_face_px: int, max_factor: int
+) -> UpscaleDecision:
+    """Smallest allowed factor (2, 4, 8) that brings `measured_px` to `min_face_px`.
+
+    Faces already large enough, or method 'none', give factor 1. The factor is capped at
+    `max_factor`: a 10-px face is upscaled x8 and scored anyway, and the report shows it.
+    """
+    if method != "none" and method not in METHODS:
+        raise ValueError(
+            f"upscale.method {method!r} is not one of: none, {', '.join(sorted(METHODS))}"
+        )
+    if max_factor not in ALLOWED_FACTORS:
+        raise ValueError(f"upscale.max_factor must be one of {ALLOWED_FACTORS}, got {max_factor}")
+    if measured_px < 1:
+        raise ValueError(f"measured size must be positive, got {measured_px}")
+    if method == "none" or measured_px >= min_face_px:
+        return UpscaleDecision("none", 1, measured_px, measured_on)
+    factor = next((f for f in ALLOWED_FACTORS if measured_px * f >= min_face_px), max_factor)
+    return UpscaleDecision(method, min(factor, max_factor), measured_px, measured_on)
+
+
+def apply(rgb: np.ndarray, decision: UpscaleDecision) -> np.ndarray:
+    """Return the upscaled pixels (the input itself when the decision is 'none')."""
+    if decision.method == "none" or decision.factor == 1:
+        return rgb
+    return METHODS[decision.method](rgb, decision.factor)

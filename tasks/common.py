@@ -1,0 +1,56 @@
+"""What every stage task shares: its result record and a terminal progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageResult:
+    """A stage's headline counts and a small table, published as a Prefect artifact."""
+
+    stage: str
+    counts: dict[str, int | float | str] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)  # shown as a table in the UI
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [f"## {self.stage}", "", "| measure | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in self.counts.items()]
+        lines += ["", *[f"- {note}" for note in self.notes]]
+        return "\n".join(lines)
+
+
+def progress_bar(desc: str, total: int) -> tqdm:
+    """A manually updated bar, for loops hidden inside domain functions."""
+    return tqdm(desc=desc, total=total, unit="img", disable=not sys.stderr.isatty(), leave=False)
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """tqdm on an interactive terminal, silent in CI, logs and DVC's captured output."""
+    return iter(tqdm(items, desc=desc, total=total, unit="img", disable=not sys.stderr.isatty(),
+                     leave=False))
+
+
+def materialise(cache, blob_sha: str, suffix: str, target_dir) -> str:
+    """Copy a cached content-addressed blob into a stage's output folder; return its name.
+
+    DVC deletes a stage's outputs before rerunning it, so outputs are re-populated from
+    the cache instead of being recomputed.
+    """
+    import shutil
+    from pathlib import Path
+
+    name = f"{blob_sha}.{suffix}"
+    target = Path(target_dir) / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cache.blob_path(blob_sha, suffix), target)
+    return name

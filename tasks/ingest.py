@@ -1,0 +1,67 @@
+"""Stage 1, ingest: discover input files, hash and decode-check them, record labels."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from exprbench.cache import ContentCache, cache_key
+from exprbench.config import Layout, get
+from exprbench.imageio import ImageMeta, ImageRejected, decode_bytes
+from exprbench.ingest import Candidate, discover, image_rows, read_subjects
+from exprbench.schema import IMAGES, QUARANTINE, write_rows
+from tasks.common import StageResult, progress_bar
+
+INGEST_VERSION = "1"  # bump when decoding/normalisation changes what ingest records
+
+
+def _inspector(cache: ContentCache, max_pixels: int):
+    def inspect(candidate: Candidate) -> tuple[str, ImageMeta | ImageRejected]:
+        data = candidate.abs_path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        key = cache_key("ingest", INGEST_VERSION, sha, max_pixels)
+        cached = cache.get_json(key)
+        if cached is None:
+            try:
+                cached = {"meta": asdict(decode_bytes(data, max_pixels=max_pixels).meta)}
+            except ImageRejected as error:
+                cached = {"rejected": str(error)}
+            cache.put_json(key, cached)
+        if "rejected" in cached:
+            return sha, ImageRejected(cached["rejected"])
+        return sha, ImageMeta(**cached["meta"])
+
+    return inspect
+
+
+@task(name="ingest", cache_policy=NONE)
+def ingest(layout: Layout, params: dict[str, Any]) -> StageResult:
+    extensions = get(params, "ingest.extensions", list)
+    max_pixels = get(params, "ingest.max_pixels", int)
+    found = discover(layout.input_dir, extensions)
+    subjects = read_subjects(layout.input_dir)
+    cache = ContentCache(layout.cache, "ingest")
+    inspect = _inspector(cache, max_pixels)
+    with progress_bar("ingest", len(found.candidates)) as bar:
+        rows, rejected = image_rows(found, subjects, lambda c: (bar.update(), inspect(c))[1])
+    if len(rows) + len(rejected) != found.n_discovered:
+        raise RuntimeError(
+            f"ingest lost files: {found.n_discovered} discovered, {len(rows)} kept, "
+            f"{len(rejected)} quarantined"
+        )
+    write_rows(rows, layout.images, IMAGES)
+    write_rows(
+        [{"path": r.path, "sha256": r.sha256, "stage": "ingest", "reason": r.reason}
+         for r in rejected],
+        layout.quarantine, QUARANTINE,
+    )
+    result = StageResult("ingest", {
+        "discovered": found.n_discovered, "accepted": len(rows), "quarantined": len(rejected),
+        "cache_hits": cache.hits, "cache_misses": cache.misses,
+    })
+    result.rows = [{"path": r.path, "reason": r.reason} for r in rejected]
+    return result
