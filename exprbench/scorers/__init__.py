@@ -2,8 +2,8 @@
 
 from exprbench.scorers.base import (
     ModelUnavailableError,
-    Scorer,
     ScoreOutput,
+    Scorer,
     available_scorers,
     get_scorer_class,
     register,

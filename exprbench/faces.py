@@ -1,0 +1,151 @@
+"""Face detection, primary-face choice and alignment with dlib (HOG + shape predictors).
+
+Everything here works in the RGB image's pixel coordinates and returns plain `Face`
+records, so landmarks can be stored in tables and turned back into dlib shapes later
+(`face_shape`) to recompute crops or scores without re-running detection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import dlib
+import numpy as np
+
+from exprbench.geometry import Face
+from exprbench.weights import weight_path
+
+# Two faces whose box areas differ by less than this fraction count as the same size,
+# and the detector's confidence decides between them (see `choose_primary`).
+NEAR_TIE_AREA = 0.10
+
+
+def check_rgb_image(image: object, where: str = "image") -> np.ndarray:
+    """Return `image` as a C-contiguous H x W x 3 uint8 array or raise a ValueError.
+
+    `where` names the caller in the message, so a bad array is traced to its source.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{where}: expected dtype uint8 (0-255 RGB), got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"{where}: expected shape (height, width, 3) RGB, got {image.shape}"
+            + (" (convert RGBA/grey images to RGB first)" if image.ndim in (2, 3) else "")
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{where}: image is empty, shape {image.shape}")
+    # dlib and cv2 need contiguous rows; a view (e.g. a crop or ::-1 flip) is copied.
+    return np.ascontiguousarray(image)
+
+
+def box_to_rect(box: Sequence[float]) -> dlib.rectangle:
+    """(x, y, width, height) -> dlib.rectangle with dlib's inclusive right/bottom."""
+    x, y, w, h = (round(float(v)) for v in box)
+    return dlib.rectangle(x, y, x + w - 1, y + h - 1)
+
+
+def rect_to_box(rect: dlib.rectangle) -> tuple[float, float, float, float]:
+    """dlib.rectangle -> (x, y, width, height); width counts pixels (right - left + 1)."""
+    return (float(rect.left()), float(rect.top()), float(rect.width()), float(rect.height()))
+
+
+def shape_points(shape: dlib.full_object_detection) -> np.ndarray:
+    """Landmarks of a dlib shape as an (n, 2) float32 array of (x, y)."""
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32).reshape(-1, 2)
+
+
+def face_shape(face: Face, points: Literal[5, 68] = 5) -> dlib.full_object_detection:
+    """Rebuild the dlib shape of a stored Face (5- or 68-point) for chips and descriptors.
+
+    dlib landmarks are integer pixels, so a Face made by `FaceDetector` round-trips exactly.
+    """
+    marks = face.landmarks5 if points == 5 else face.landmarks68
+    marks = np.asarray(marks)
+    if marks.shape != (points, 2):
+        raise ValueError(
+            f"face_shape: expected {points} landmarks of shape ({points}, 2), got {marks.shape}"
+        )
+    parts = dlib.points([dlib.point(round(float(x)), round(float(y))) for x, y in marks])
+    return dlib.full_object_detection(box_to_rect(face.box), parts)
+
+
+def _area(face: Face) -> float:
+    return float(face.box[2]) * float(face.box[3])
+
+
+def choose_primary(faces: Sequence[Face]) -> Face | None:
+    """The largest and most confident face, or None when there is none.
+
+    Rule: take every face whose box area is within NEAR_TIE_AREA (10%) of the largest
+    area; among those, the highest detector score wins (then the larger area, then the
+    first given). Why: HOG boxes come in a few fixed sizes, so two real faces (or a face
+    and a badge) are often near-equal in size, and the score separates them.
+    """
+    if not faces:
+        return None
+    largest = max(_area(f) for f in faces)
+    contenders = [f for f in faces if _area(f) >= (1.0 - NEAR_TIE_AREA) * largest]
+    return max(contenders, key=lambda f: (f.score, _area(f)))
+
+
+def order_faces(faces: Sequence[Face]) -> list[Face]:
+    """Primary face first (see `choose_primary`), then the rest by area, then score."""
+    primary = choose_primary(faces)
+    if primary is None:
+        return []
+    rest = [f for f in faces if f is not primary]
+    rest.sort(key=lambda f: (_area(f), f.score), reverse=True)
+    return [primary, *rest]
+
+
+class FaceDetector:
+    """dlib's HOG frontal-face detector plus the 5- and 68-point shape predictors.
+
+    Loading the predictors takes ~1 s, so build one detector and reuse it.
+    """
+
+    def __init__(self) -> None:
+        self._detector = dlib.get_frontal_face_detector()
+        self._shape5 = dlib.shape_predictor(str(weight_path("dlib-landmarks-5")))
+        self._shape68 = dlib.shape_predictor(str(weight_path("dlib-landmarks-68")))
+
+    def detect(self, image: np.ndarray, *, upsample: int = 1, min_score: float = 0.0) -> list[Face]:
+        """Faces in an H x W x 3 uint8 RGB image, primary face first.
+
+        upsample: how many times dlib doubles the image first (finds faces down to ~40 px
+        at 1, ~80 px at 0, at about 4x the cost). min_score: drop detections whose HOG
+        score is below it (low scores are often badges or patterns, not faces).
+        """
+        image = check_rgb_image(image, "FaceDetector.detect")
+        if upsample < 0:
+            raise ValueError(f"FaceDetector.detect: upsample must be >= 0, got {upsample}")
+        rects, scores, _ = self._detector.run(image, upsample, 0.0)
+        faces = [
+            Face(
+                box=rect_to_box(rect),
+                score=float(score),
+                landmarks5=shape_points(self._shape5(image, rect)),
+                landmarks68=shape_points(self._shape68(image, rect)),
+            )
+            for rect, score in zip(rects, scores, strict=True)
+            if score >= min_score
+        ]
+        return order_faces(faces)
+
+
+def aligned_crop(
+    image: np.ndarray, face: Face, size: int = 256, padding: float = 0.25
+) -> np.ndarray:
+    """Upright, eye-aligned size x size uint8 RGB crop of `face` (dlib get_face_chip).
+
+    padding is the margin around the landmark-defined face, as a fraction of its size;
+    parts outside the image come back black.
+    """
+    image = check_rgb_image(image, "aligned_crop")
+    if size < 1:
+        raise ValueError(f"aligned_crop: size must be >= 1, got {size}")
+    chip = dlib.get_face_chip(image, face_shape(face, 5), size, padding)
+    return np.ascontiguousarray(chip, dtype=np.uint8)
