@@ -51,21 +51,34 @@ class Layout:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], root: Path = Path()) -> Layout:
-        return cls(*(root / get(params, f"paths.{key}", str) for key in (
-            "raw", "interim", "scores", "reports", "tables", "database", "cache")))
+        return cls(
+            *(
+                root / get(params, f"paths.{key}", str)
+                for key in ("raw", "interim", "scores", "reports", "tables", "database", "cache")
+            )
+        )
 
     @classmethod
     def for_output(cls, input_dir: Path, output: Path, cache: Path | None = None) -> Layout:
         """The `exprbench run` layout: everything under one output folder."""
-        return cls(input_dir, output / "interim", output / "scores", output / "report",
-                   output / "tables", output / "exprbench.duckdb", cache or output / "cache")
+        return cls(
+            input_dir,
+            output / "interim",
+            output / "scores",
+            output / "report",
+            output / "tables",
+            output / "exprbench.duckdb",
+            cache or output / "cache",
+        )
 
     def resolve(self, ref: str) -> Path:
         """Map a stored image reference ('input:<rel>' or 'interim:<rel>') to a path."""
         scheme, _, rel = ref.partition(":")
         bases = {"input": self.input_dir, "interim": self.interim}
         if scheme not in bases or not rel:
-            raise ValueError(f"bad image reference {ref!r}; expected input:<path> or interim:<path>")
+            raise ValueError(
+                f"bad image reference {ref!r}; expected input:<path> or interim:<path>"
+            )
         return bases[scheme] / rel
 
     images = property(lambda self: self.interim / "images.parquet")

@@ -18,12 +18,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from exprbench.demo_sources import PHOTOS, fetch_photos
+from exprbench.fileio import atomic_write_bytes
 from exprbench.labels import EXPRESSIONS, canonical_gender
 from exprbench.packaged import PackagedFileError
 
@@ -226,16 +225,7 @@ def _write_if_changed(target: Path, data: bytes) -> None:
     """Atomically write `data` to `target` unless it already holds exactly those bytes."""
     if target.is_file() and target.read_bytes() == data:
         return  # leave the file (and its mtime) alone
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, data)
 
 
 def _check_arrangement() -> None:

@@ -83,7 +83,9 @@ def _unknown_label_reason(label: str) -> str:
 
 def _iter_files(root: Path) -> Iterable[Path]:
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
+        if path.is_file() and not any(
+            part.startswith(".") for part in path.relative_to(root).parts
+        ):
             yield path
 
 
@@ -170,8 +172,16 @@ def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
             found.rejected.append(Rejected(rel, f"{where}: {_unknown_label_reason(label)}"))
             continue
         found.candidates.append(
-            Candidate(abs_path, rel, row["generator"], row["version"], row["subject"],
-                      row["expression"], expression, replicate)
+            Candidate(
+                abs_path,
+                rel,
+                row["generator"],
+                row["version"],
+                row["subject"],
+                row["expression"],
+                expression,
+                replicate,
+            )
         )
     for path in _iter_files(root):
         rel = path.relative_to(root).as_posix()
@@ -199,9 +209,13 @@ def discover(root: Path, extensions: Iterable[str]) -> Discovery:
         found.n_discovered += 1
         parts = path.relative_to(root).parts
         if path.suffix.lower().lstrip(".") not in exts:
-            found.rejected.append(Rejected(
-                rel, f"unsupported extension {path.suffix or '(none)'!r}; expected "
-                f"{', '.join(sorted(exts))}"))
+            found.rejected.append(
+                Rejected(
+                    rel,
+                    f"unsupported extension {path.suffix or '(none)'!r}; expected "
+                    f"{', '.join(sorted(exts))}",
+                )
+            )
             continue
         if len(parts) != 4:
             found.rejected.append(Rejected(rel, f"path does not follow {_LAYOUT_HINT}"))
@@ -247,23 +261,39 @@ def image_rows(
                 continue
             flags.append(f"same bytes as {other_path}")
         if key in first_by_key:
-            rejected.append(Rejected(
-                cand.path, f"same generator/version/subject/expression/replicate as "
-                f"{first_by_key[key]}; number replicates as <expression>-2, -3, ...", sha))
+            rejected.append(
+                Rejected(
+                    cand.path,
+                    f"same generator/version/subject/expression/replicate as "
+                    f"{first_by_key[key]}; number replicates as <expression>-2, -3, ...",
+                    sha,
+                )
+            )
             continue
         first_by_key[key] = cand.path
         first_by_sha.setdefault(sha, (cand.path, key))
         info = subject_info(subjects, cand.generator, cand.version, cand.subject)
         if info is None and subjects:
             flags.append("subject not in subjects.csv")
-        rows.append({
-            "generator": cand.generator, "version": cand.version, "subject": cand.subject,
-            "expression": cand.expression, "replicate": cand.replicate, "path": cand.path,
-            "sha256": sha, "label": cand.label, "format": result.format, "mode": result.mode,
-            "width": result.width, "height": result.height, "exif_orientation": result.exif_orientation,
-            "subject_gender": info.gender if info else None,
-            "subject_age": info.age if info else None,
-            "prompt": info.prompt if info else None,
-            "flags": "; ".join(flags) or None,
-        })
+        rows.append(
+            {
+                "generator": cand.generator,
+                "version": cand.version,
+                "subject": cand.subject,
+                "expression": cand.expression,
+                "replicate": cand.replicate,
+                "path": cand.path,
+                "sha256": sha,
+                "label": cand.label,
+                "format": result.format,
+                "mode": result.mode,
+                "width": result.width,
+                "height": result.height,
+                "exif_orientation": result.exif_orientation,
+                "subject_gender": info.gender if info else None,
+                "subject_age": info.age if info else None,
+                "prompt": info.prompt if info else None,
+                "flags": "; ".join(flags) or None,
+            }
+        )
     return rows, rejected

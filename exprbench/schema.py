@@ -7,12 +7,12 @@ hand-edited file fails with a message naming the file and the column, not deep i
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exprbench.fileio import atomic_target
 from exprbench.labels import EXPRESSIONS
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in EXPRESSIONS)
@@ -29,8 +29,8 @@ _KEY_FIELDS = [
 ]
 
 IMAGES = pa.schema(
-    _KEY_FIELDS
-    + [
+    [
+        *_KEY_FIELDS,
         pa.field("label", pa.string()),  # the label as written by the user
         pa.field("format", pa.string()),
         pa.field("mode", pa.string()),  # colour mode before conversion to RGB
@@ -54,8 +54,8 @@ QUARANTINE = pa.schema(
 )
 
 UPSCALE = pa.schema(
-    _KEY_FIELDS
-    + [
+    [
+        *_KEY_FIELDS,
         pa.field("work_path", pa.string(), nullable=False),  # the image later stages read
         pa.field("work_sha256", pa.string(), nullable=False),
         pa.field("upscale_method", pa.string(), nullable=False),  # 'none' when not applied
@@ -68,8 +68,8 @@ UPSCALE = pa.schema(
 )
 
 FACES = pa.schema(
-    _KEY_FIELDS
-    + [
+    [
+        *_KEY_FIELDS,
         pa.field("work_sha256", pa.string(), nullable=False),
         pa.field("upscale_factor", pa.float64(), nullable=False),
         pa.field("face_found", pa.bool_(), nullable=False),
@@ -88,8 +88,8 @@ FACES = pa.schema(
 )
 
 SCORES = pa.schema(
-    _KEY_FIELDS
-    + [
+    [
+        *_KEY_FIELDS,
         pa.field("subject_gender", pa.string()),
         pa.field("scorer", pa.string(), nullable=False),
         pa.field("scorer_version", pa.string(), nullable=False),
@@ -127,14 +127,8 @@ def write_table(table: pa.Table, path: str | os.PathLike[str], schema: pa.Schema
     if missing:
         raise SchemaMismatchError(f"{target}: table lacks columns {missing}")
     table = table.select(schema.names).cast(schema)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_target(target) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

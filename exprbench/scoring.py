@@ -25,14 +25,19 @@ def output_columns(output: ScoreOutput, expression: str, subject_gender: str | N
         probs = [float(output.probabilities[name]) for name in EXPRESSIONS]
         columns.update({f"p_{name}": p for name, p in zip(EXPRESSIONS, probs, strict=True)})
         best = int(np.argmax(probs))
-        columns.update(target_prob=probs[EXPRESSIONS.index(expression)],
-                       top1=EXPRESSIONS[best], top1_prob=probs[best])
+        columns.update(
+            target_prob=probs[EXPRESSIONS.index(expression)],
+            top1=EXPRESSIONS[best],
+            top1_prob=probs[best],
+        )
     if output.age is not None:
         columns["age"] = float(output.age)
     if output.gender is not None:
-        columns.update(gender=output.gender, gender_prob=output.gender_prob,
-                       gender_match=None if subject_gender is None
-                       else output.gender == subject_gender)
+        columns.update(
+            gender=output.gender,
+            gender_prob=output.gender_prob,
+            gender_match=None if subject_gender is None else output.gender == subject_gender,
+        )
     if output.descriptor is not None:
         columns["descriptor"] = np.asarray(output.descriptor, dtype=np.float32).tolist()
     return columns
@@ -41,9 +46,12 @@ def output_columns(output: ScoreOutput, expression: str, subject_gender: str | N
 def output_to_dict(output: ScoreOutput) -> dict:
     """JSON-able form of a ScoreOutput (for the per-image cache)."""
     return {
-        "probabilities": output.probabilities, "age": output.age, "gender": output.gender,
+        "probabilities": output.probabilities,
+        "age": output.age,
+        "gender": output.gender,
         "gender_prob": output.gender_prob,
-        "descriptor": None if output.descriptor is None
+        "descriptor": None
+        if output.descriptor is None
         else np.asarray(output.descriptor, dtype=np.float32).tolist(),
     }
 
@@ -51,7 +59,9 @@ def output_to_dict(output: ScoreOutput) -> dict:
 def output_from_dict(data: dict) -> ScoreOutput:
     descriptor = data.get("descriptor")
     return ScoreOutput(
-        probabilities=data.get("probabilities"), age=data.get("age"), gender=data.get("gender"),
+        probabilities=data.get("probabilities"),
+        age=data.get("age"),
+        gender=data.get("gender"),
         gender_prob=data.get("gender_prob"),
         descriptor=None if descriptor is None else np.asarray(descriptor, dtype=np.float32),
     )
@@ -69,8 +79,10 @@ def add_relative_measures(rows: Iterable[dict], same_identity_threshold: float) 
     for row in rows:
         groups[(row["generator"], row["version"], row["subject"], row["scorer"])].append(row)
     for members in groups.values():
-        neutrals = sorted((r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
-                          key=lambda r: r["replicate"])
+        neutrals = sorted(
+            (r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
+            key=lambda r: r["replicate"],
+        )
         ref_desc = next((r for r in neutrals if r.get("descriptor") is not None), None)
         ref_age = next((r for r in neutrals if r.get("age") is not None), None)
         for row in members:
@@ -82,11 +94,16 @@ def add_relative_measures(rows: Iterable[dict], same_identity_threshold: float) 
                 elif row is ref_desc:
                     _append_note(row, f"identity: {IS_REFERENCE}")
                 else:
-                    distance = float(np.linalg.norm(
-                        np.asarray(row["descriptor"]) - np.asarray(ref_desc["descriptor"])))
-                    row.update(identity_distance=distance,
-                               identity_similarity=max(0.0, 1.0 - distance),
-                               same_identity=distance < same_identity_threshold)
+                    distance = float(
+                        np.linalg.norm(
+                            np.asarray(row["descriptor"]) - np.asarray(ref_desc["descriptor"])
+                        )
+                    )
+                    row.update(
+                        identity_distance=distance,
+                        identity_similarity=max(0.0, 1.0 - distance),
+                        same_identity=distance < same_identity_threshold,
+                    )
             if row.get("age") is not None:
                 if ref_age is None:
                     _append_note(row, f"age_delta: {NO_NEUTRAL}")

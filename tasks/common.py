@@ -35,8 +35,11 @@ def progress_bar(desc: str, total: int) -> tqdm:
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
     """tqdm on an interactive terminal, silent in CI, logs and DVC's captured output."""
-    return iter(tqdm(items, desc=desc, total=total, unit="img", disable=not sys.stderr.isatty(),
-                     leave=False))
+    return iter(
+        tqdm(
+            items, desc=desc, total=total, unit="img", disable=not sys.stderr.isatty(), leave=False
+        )
+    )
 
 
 def materialise(cache, blob_sha: str, suffix: str, target_dir) -> str:

@@ -55,13 +55,22 @@ def ingest(layout: Layout, params: dict[str, Any]) -> StageResult:
         )
     write_rows(rows, layout.images, IMAGES)
     write_rows(
-        [{"path": r.path, "sha256": r.sha256, "stage": "ingest", "reason": r.reason}
-         for r in rejected],
-        layout.quarantine, QUARANTINE,
+        [
+            {"path": r.path, "sha256": r.sha256, "stage": "ingest", "reason": r.reason}
+            for r in rejected
+        ],
+        layout.quarantine,
+        QUARANTINE,
     )
-    result = StageResult("ingest", {
-        "discovered": found.n_discovered, "accepted": len(rows), "quarantined": len(rejected),
-        "cache_hits": cache.hits, "cache_misses": cache.misses,
-    })
+    result = StageResult(
+        "ingest",
+        {
+            "discovered": found.n_discovered,
+            "accepted": len(rows),
+            "quarantined": len(rejected),
+            "cache_hits": cache.hits,
+            "cache_misses": cache.misses,
+        },
+    )
     result.rows = [{"path": r.path, "reason": r.reason} for r in rejected]
     return result

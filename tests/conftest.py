@@ -38,3 +38,33 @@ def models() -> None:
 def load_rgb_array(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect server (Prefect's test harness) for the whole session; yields its URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+def build_raw(root: Path, photos: dict[str, Path], layout: dict[str, str]) -> Path:
+    """Copy photos into root as {relative path: photo name}."""
+    for rel, name in layout.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(photos[name].read_bytes())
+    return root
+
+
+SMALL_SET = {
+    "toolA/v1/obama/neutral.jpg": "obama3",
+    "toolA/v1/obama/happy.jpg": "obama",
+    "toolA/v1/hopper/neutral.jpg": "grace_hopper",
+    "toolA/v1/hopper/surprise.jpg": "feat_no_face",
+    "toolB/2/franck/neutral.jpg": "franck_01829",
+    "toolB/2/franck/joy.jpg": "franck_04117",
+    "toolB/2/collins/happy.png": "astronaut",
+}

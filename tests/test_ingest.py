@@ -120,7 +120,9 @@ def test_manifest_replaces_the_folder_convention(tmp_path, photos):
     )
     found = discover(raw, ["jpg", "png"])
     assert {(c.path, c.expression) for c in found.candidates} == {
-        ("anywhere/a.jpg", "neutral"), ("anywhere/b.png", "happy")}
+        ("anywhere/a.jpg", "neutral"),
+        ("anywhere/b.png", "happy"),
+    }
     reasons = {r.path: r.reason for r in found.rejected}
     assert "does not exist" in reasons["missing.jpg"]
     assert "not listed" in reasons["stray.jpg"]

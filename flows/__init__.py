@@ -1,0 +1,18 @@
+"""Prefect flows: one per stage plus the whole pipeline, and the `exprbench` CLI.
+
+Offline settings are applied here, before Prefect is imported anywhere, so every process
+(CLI, DVC stage, test) gets them.
+"""
+
+import os
+
+for _key, _value in {
+    "DO_NOT_TRACK": "1",  # Prefect client analytics
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+    # the 20 s default times out on two loaded cores
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}.items():
+    os.environ.setdefault(_key, _value)

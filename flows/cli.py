@@ -1,0 +1,203 @@
+"""The `exprbench` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import flows  # noqa: F401 - applies the offline settings before Prefect loads
+from flows import server
+
+PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
+
+
+def _params_path(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    local = Path("params.yaml")
+    return local if local.is_file() else PROJECT_PARAMS
+
+
+def _connect() -> None:
+    if not server.use_local_server_if_running():
+        print(
+            "exprbench: no local Prefect server on 127.0.0.1:4200; using a temporary one "
+            "(adds 10-20 s per command). Start one with `exprbench server start`.",
+            file=sys.stderr,
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from exprbench.config import Layout, load_params
+
+    if not Path(args.input).is_dir():
+        raise FileNotFoundError(f"input folder {args.input} does not exist")
+    params = load_params(_params_path(args.params))
+    layout = Layout.for_output(
+        Path(args.input), Path(args.output), Path(args.cache) if args.cache else None
+    )
+    _connect()
+    from flows.stages import pipeline
+
+    pipeline(layout, params)
+    print(f"scores:     {layout.scores}")
+    print(f"quarantine: {layout.quarantine}")
+    print(f"database:   {layout.database}")
+    print(f"report:     {layout.report_html.resolve()}")
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from exprbench.config import Layout, load_params
+
+    params = load_params(_params_path(args.params))
+    layout = Layout.from_params(params)
+    _connect()
+    from flows.stages import STAGE_FLOWS
+
+    STAGE_FLOWS[args.name](layout, params)
+    if args.name == "report":
+        print(f"report: {layout.report_html.resolve()}")
+    return 0
+
+
+def cmd_fetch_models(args: argparse.Namespace) -> int:
+    from exprbench.validation import fetch_data_docs_assets
+    from exprbench.weights import WEIGHTS, fetch_models
+
+    for key, path in zip(WEIGHTS, fetch_models(), strict=True):
+        print(f"{key:28s} {path}  ({WEIGHTS[key].license})")
+    assets = fetch_data_docs_assets()
+    print(f"offline Data Docs assets: {len(assets)} files")
+    return 0
+
+
+def cmd_fetch_demo(args: argparse.Namespace) -> int:
+    from exprbench.demo import build_demo
+
+    written = build_demo(Path(args.dest))
+    print(f"demo set: {len(written)} files under {args.dest}")
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        url = server.start(args.port)
+        print(
+            f"Prefect server: {url}\nUI: {url.removesuffix('/api')}\n"
+            f"Other shells: export PREFECT_API_URL={url}"
+        )
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "no server started by exprbench is running")
+    else:
+        healthy = server.is_healthy(args.port)
+        print(f"{server.api_url(args.port)}: {'healthy' if healthy else 'not running'}")
+        return 0 if healthy else 1
+    return 0
+
+
+def cmd_scorers(args: argparse.Namespace) -> int:
+    from exprbench.scorers import available_scorers
+
+    for name, cls in available_scorers().items():
+        print(f"{name} v{cls.version}: {cls.description}")
+        print(f"    outputs: {', '.join(sorted(cls.outputs))}; license: {cls.license or '-'}")
+        for spec in cls.metrics():
+            direction = {True: "higher is better", False: "lower is better", None: ""}[
+                spec.higher_is_better
+            ]
+            print(f"    {spec.column:20s} [{spec.low:g}, {spec.high:g}] {direction}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Serve a deployment that reruns `dvc repro` on a cron schedule."""
+    _connect()
+    from flows.schedule import serve_repro
+
+    serve_repro(args.cron, Path(args.project).resolve())
+    return 0
+
+
+def cmd_plots_template(args: argparse.Namespace) -> int:
+    from flows.dvc_plots import configure
+
+    print(f"dvc plots template: {configure(Path(args.project).resolve())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="exprbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every stage on a folder, without DVC")
+    run.add_argument("--input", required=True, help="folder of generator/version/subject/...")
+    run.add_argument("--output", required=True, help="folder for tables, report and caches")
+    run.add_argument("--params", help="params.yaml (default: ./params.yaml or the project's)")
+    run.add_argument("--cache", help="per-image cache folder (default: OUTPUT/cache)")
+    run.set_defaults(func=cmd_run)
+
+    stage = sub.add_parser("stage", help="run one stage with params.yaml paths (DVC uses this)")
+    stage.add_argument(
+        "name", choices=("ingest", "upscale", "faces", "score", "validate", "aggregate", "report")
+    )
+    stage.add_argument("--params")
+    stage.set_defaults(func=cmd_stage)
+
+    sub.add_parser(
+        "fetch-models", help="download pinned weights and offline Data Docs assets"
+    ).set_defaults(func=cmd_fetch_models)
+    demo = sub.add_parser("fetch-demo", help="build the demo image set from packaged photos")
+    demo.add_argument("--dest", default="data/raw")
+    demo.set_defaults(func=cmd_fetch_demo)
+
+    srv = sub.add_parser("server", help="local Prefect server on 127.0.0.1 (telemetry off)")
+    srv.add_argument("action", choices=("start", "stop", "status"))
+    srv.add_argument("--port", type=int, default=server.DEFAULT_PORT)
+    srv.set_defaults(func=cmd_server)
+
+    sub.add_parser("scorers", help="list registered scorers and their metrics").set_defaults(
+        func=cmd_scorers
+    )
+
+    sched = sub.add_parser("schedule", help="rerun `dvc repro` on a cron schedule (foreground)")
+    sched.add_argument("--cron", default="0 3 * * *")
+    sched.add_argument("--project", default=".")
+    sched.set_defaults(func=cmd_schedule)
+
+    plots = sub.add_parser(
+        "plots-template", help="make `dvc plots show` render offline (inlines vega from npm)"
+    )
+    plots.add_argument("--project", default=".")
+    plots.set_defaults(func=cmd_plots_template)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a clear one-line message instead of a traceback
+        from exprbench.config import ParamsError
+        from exprbench.ingest import InputConfigError
+        from exprbench.packaged import PackagedFileError
+        from exprbench.scorers import ModelUnavailableError
+
+        known = (
+            ParamsError,
+            InputConfigError,
+            PackagedFileError,
+            ModelUnavailableError,
+            FileNotFoundError,
+        )
+        if isinstance(error, known) or type(error).__name__ == "ValidationFailed":
+            print(f"exprbench: error: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

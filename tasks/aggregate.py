@@ -1,0 +1,23 @@
+"""Stage 6, aggregate: the study's tables and the leaderboard, in DuckDB and as CSV."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from exprbench.aggregate import build_tables
+from exprbench.config import Layout
+from exprbench.schema import SCORES, read_table
+from tasks.common import StageResult
+
+
+@task(name="aggregate", cache_policy=NONE)
+def aggregate(layout: Layout, params: dict[str, Any]) -> StageResult:
+    read_table(layout.scores, SCORES)  # schema check with a clear message before any SQL
+    tables = build_tables(str(layout.scores_dir / "*.parquet"), layout.database, layout.tables)
+    result = StageResult("aggregate", {name: table.num_rows for name, table in tables.items()})
+    result.counts["database"] = str(layout.database)
+    result.rows = tables["leaderboard"].to_pylist()
+    return result

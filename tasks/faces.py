@@ -1,0 +1,111 @@
+"""Stage 3, faces: detect, pick the primary face, keep landmarks, store an aligned crop."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from exprbench.cache import ContentCache, cache_key
+from exprbench.config import Layout, get
+from exprbench.imageio import encode_png, load_rgb
+from exprbench.schema import FACES, UPSCALE, read_table, write_rows
+from tasks.common import StageResult, materialise, progress
+
+FACES_VERSION = "1"  # bump when detection, primary-face choice or cropping changes
+_KEY_COLUMNS = ("generator", "version", "subject", "expression", "replicate", "path", "sha256")
+
+
+def detect_record(
+    detector, rgb, *, upsample: int, min_score: float, crop_size: int, crop_padding: float
+) -> tuple[dict, bytes | None]:
+    """Detection result as a JSON-able record, plus the aligned crop's PNG bytes."""
+    from exprbench.faces import aligned_crop, choose_primary
+
+    faces = detector.detect(rgb, upsample=upsample, min_score=min_score)
+    primary = choose_primary(faces)
+    if primary is None:
+        return {"face_found": False, "face_count": 0, "face_reason": "no face detected"}, None
+    png = encode_png(aligned_crop(rgb, primary, size=crop_size, padding=crop_padding))
+    return {
+        "face_found": True,
+        "face_count": len(faces),
+        "face_reason": f"{len(faces)} faces; scored the primary (largest, most confident)"
+        if len(faces) > 1
+        else None,
+        "box": list(primary.box),
+        "detector_score": primary.score,
+        "landmarks5": primary.landmarks5.reshape(-1).tolist(),
+        "landmarks68": primary.landmarks68.reshape(-1).tolist(),
+        "crop_sha256": hashlib.sha256(png).hexdigest(),
+    }, png
+
+
+@task(name="faces", cache_policy=NONE)
+def faces(layout: Layout, params: dict[str, Any]) -> StageResult:
+    options = {
+        "upsample": get(params, "faces.upsample", int),
+        "min_score": float(get(params, "faces.min_score", (int, float))),
+        "crop_size": get(params, "faces.crop_size", int),
+        "crop_padding": float(get(params, "faces.crop_padding", (int, float))),
+    }
+    images = read_table(layout.upscale_table, UPSCALE).to_pylist()
+    cache = ContentCache(layout.cache, "faces")
+    detector = None
+    rows: list[dict] = []
+    for image in progress(images, "faces"):
+        key = cache_key("faces", FACES_VERSION, image["work_sha256"], options)
+        record = cache.get_json(key)
+        if record is None:
+            if detector is None:
+                from exprbench.faces import FaceDetector
+
+                detector = FaceDetector()
+            rgb = load_rgb(layout.resolve(image["work_path"]))
+            record, png = detect_record(detector, rgb, **options)
+            if png is not None:
+                cache.put_blob(record["crop_sha256"], "png", png)
+            cache.put_json(key, record)
+        row = {k: image[k] for k in _KEY_COLUMNS}
+        row.update(
+            work_sha256=image["work_sha256"],
+            upscale_factor=image["upscale_factor"],
+            face_found=record["face_found"],
+            face_count=record["face_count"],
+            face_reason=record.get("face_reason"),
+        )
+        if record["face_found"]:
+            name = materialise(cache, record["crop_sha256"], "png", layout.crops_dir)
+            box_x, box_y, box_w, box_h = record["box"]
+            row.update(
+                box_x=box_x,
+                box_y=box_y,
+                box_w=box_w,
+                box_h=box_h,
+                detector_score=record["detector_score"],
+                landmarks5=record["landmarks5"],
+                landmarks68=record["landmarks68"],
+                crop_path=f"interim:crops/{name}",
+                crop_sha256=record["crop_sha256"],
+            )
+        rows.append(row)
+    write_rows(rows, layout.faces_table, FACES)
+    no_face = [r for r in rows if not r["face_found"]]
+    many = [r for r in rows if r["face_count"] > 1]
+    result = StageResult(
+        "faces",
+        {
+            "images": len(rows),
+            "no_face": len(no_face),
+            "multi_face": len(many),
+            "cache_hits": cache.hits,
+            "cache_misses": cache.misses,
+        },
+    )
+    result.rows = [
+        {"path": r["path"], "faces": r["face_count"], "note": r["face_reason"]}
+        for r in no_face + many
+    ]
+    return result

@@ -1,0 +1,45 @@
+"""Upscale decisions and classical resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exprbench import upscale as up
+from tests.conftest import load_rgb_array
+
+
+@pytest.mark.parametrize(
+    ("measured", "expected_factor"),
+    [(200, 1), (112, 1), (60, 2), (56, 2), (40, 4), (20, 8), (5, 8)],
+)
+def test_smallest_factor_reaching_the_target(measured, expected_factor):
+    decision = up.decide(measured, "face", method="bicubic", min_face_px=112, max_factor=8)
+    assert decision.factor == expected_factor
+    assert decision.method == ("none" if expected_factor == 1 else "bicubic")
+
+
+def test_max_factor_caps_and_none_disables():
+    assert up.decide(20, "face", method="lanczos", min_face_px=112, max_factor=2).factor == 2
+    assert up.decide(20, "face", method="none", min_face_px=112, max_factor=8).factor == 1
+
+
+def test_bad_params_are_named():
+    with pytest.raises(ValueError, match=r"upscale\.method 'esrgan'"):
+        up.decide(20, "face", method="esrgan", min_face_px=112, max_factor=8)
+    with pytest.raises(ValueError, match=r"upscale\.max_factor"):
+        up.decide(20, "face", method="bicubic", min_face_px=112, max_factor=3)
+
+
+@pytest.mark.parametrize("method", sorted(up.METHODS))
+def test_resamplers_keep_the_picture(photos, method):
+    original = load_rgb_array(photos["grace_hopper"])
+    small = original[::4, ::4]
+    decision = up.decide(40, "face", method=method, min_face_px=112, max_factor=4)
+    big = up.apply(small, decision)
+    assert big.shape == (small.shape[0] * 4, small.shape[1] * 4, 3)
+    assert big.dtype == np.uint8
+    # an x4 reconstruction of a /4 image stays close to the original (mean abs error)
+    h, w = min(big.shape[0], original.shape[0]), min(big.shape[1], original.shape[1])
+    error = np.abs(big[:h, :w].astype(float) - original[:h, :w].astype(float)).mean()
+    assert error < 20, f"{method}: mean abs error {error:.1f}"
