@@ -1,0 +1,44 @@
+# Quickstart targets (see README):
+#   make demo   set up, fetch models and the demo set, run the DVC pipeline, print the report
+#   make test   set up with dev tools, run ruff and the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: setup demo test lint server clean-outputs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+	$(BIN)/exprbench fetch-models
+
+demo: setup
+	$(BIN)/exprbench fetch-demo --dest data/raw
+	$(BIN)/exprbench server start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/exprbench plots-template
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo "Report: file://$(CURDIR)/data/reports/index.html"
+	@echo "Prefect UI: http://127.0.0.1:4200  (stop it with: $(BIN)/exprbench server stop)"
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+server: $(VENV)/.installed
+	$(BIN)/exprbench server start

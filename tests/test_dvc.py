@@ -1,0 +1,96 @@
+"""The DVC pipeline in a real temporary git + DVC repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import SMALL_SET, build_raw
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, (
+        f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, photos, models, prefect_server):
+    repo = tmp_path_factory.mktemp("dvcrepo")
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, repo / name)
+    for package in ("exprbench", "tasks", "flows"):
+        shutil.copytree(
+            ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    subset = dict(list(SMALL_SET.items())[:5])
+    build_raw(repo / "data" / "raw", photos, subset)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    _run(["git", "init", "-q"], repo, env)
+    _run(["dvc", "init", "-q"], repo, env)
+    return repo, env
+
+
+def _repro(repo: Path, env: dict) -> str:
+    result = _run(["dvc", "repro"], repo, env)
+    return result.stdout + result.stderr  # stage summaries arrive through Prefect's logger
+
+
+def _counts(output: str, stage: str) -> dict[str, str]:
+    block = output.split(f"## {stage}", 1)[1].split("##", 1)[0]
+    return dict(re.findall(r"\| (\w+) \| ([^|]+?) \|", block))
+
+
+def test_repro_builds_tables_then_skips_then_adds_one_image(repo, photos):
+    repo, env = repo
+    first = _repro(repo, env)
+    assert _counts(first, "score")["cache_misses"] == str(4 * 3)  # 4 faces x 3 scorers
+    scores = pq.read_table(repo / "data" / "scores" / "scores.parquet")
+    assert scores.num_rows == 5 * 3
+    assert (repo / "data" / "reports" / "index.html").is_file()
+    assert list((repo / "data" / "tables").glob("*.csv"))
+    metrics = json.loads((repo / "data" / "reports" / "metrics.json").read_text())
+    assert metrics
+    assert (repo / "dvc.lock").is_file()
+
+    second = _repro(repo, env)
+    assert "Running stage" not in second
+    for stage in ("ingest", "upscale", "faces", "score", "validate", "aggregate", "report"):
+        assert f"'{stage}' didn't change" in second
+
+    build_raw(repo / "data" / "raw", photos, {"toolB/2/franck/happy-2.jpg": "franck_02888"})
+    third = _repro(repo, env)
+    assert _counts(third, "ingest")["cache_misses"] == "1"
+    assert _counts(third, "score")["cache_misses"] == "3"  # only the new image, 3 scorers
+    assert pq.read_table(repo / "data" / "scores" / "scores.parquet").num_rows == 6 * 3
+
+
+def test_changing_one_param_reruns_only_dependants(repo):
+    repo, env = repo
+    _repro(repo, env)
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("thumb_px: 128", "thumb_px: 96"))
+    out = _repro(repo, env)
+    assert "Running stage 'report'" in out
+    for stage in ("ingest", "upscale", "faces", "score", "validate", "aggregate"):
+        assert f"Running stage '{stage}'" not in out

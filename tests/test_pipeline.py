@@ -1,0 +1,159 @@
+"""The whole pipeline as Prefect flows against a real Prefect server (test harness)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from exprbench.config import Layout, load_params
+from tests.conftest import SMALL_SET, build_raw
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, photos, models, prefect_server):
+    from flows.stages import pipeline
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    raw = build_raw(tmp / "raw", photos, SMALL_SET)
+    (raw / "toolA" / "v1" / "obama" / "sad.jpg").write_bytes(b"")  # quarantined
+    (raw / "subjects.csv").write_text(
+        "subject,gender\nobama,male\nhopper,female\nfranck,male\ncollins,female\n"
+    )
+    layout = Layout.for_output(raw, tmp / "out")
+    results = pipeline(layout, load_params(ROOT / "params.yaml"))
+    return layout, results
+
+
+def test_every_stage_ran_and_wrote_its_outputs(pipeline_run):
+    layout, results = pipeline_run
+    assert [r.stage for r in results] == [
+        "ingest",
+        "upscale",
+        "faces",
+        "score",
+        "validate",
+        "aggregate",
+        "report",
+    ]
+    for path in (
+        layout.images,
+        layout.quarantine,
+        layout.upscale_table,
+        layout.faces_table,
+        layout.scores,
+        layout.validation_json,
+        layout.database,
+        layout.report_html,
+        layout.metrics_json,
+    ):
+        assert path.is_file(), path
+
+
+def test_scored_plus_quarantined_equals_discovered(pipeline_run):
+    layout, _ = pipeline_run
+    images = pq.read_table(layout.images).num_rows
+    quarantine = pq.read_table(layout.quarantine).to_pylist()
+    assert images + len(quarantine) == len(SMALL_SET) + 1
+    assert quarantine[0]["path"].endswith("sad.jpg") and "empty" in quarantine[0]["reason"]
+    scores = pq.read_table(layout.scores).to_pandas()
+    assert len(scores) == images * 3
+    no_face = scores[scores.path.str.endswith("hopper/surprise.jpg")]
+    assert not no_face.face_found.any() and no_face.target_prob.isna().all()
+
+
+def test_study_numbers_are_sensible(pipeline_run):
+    layout, _ = pipeline_run
+    scores = pq.read_table(layout.scores).to_pandas()
+    fer = scores[(scores.scorer == "fer") & scores.face_found].set_index("path")
+    assert fer.loc["toolA/v1/obama/happy.jpg", "top1"] == "happy"
+    ident = scores[(scores.scorer == "dlib")].set_index("path")
+    # the same man smiling: same identity as his neutral photo
+    assert ident.loc["toolB/2/franck/joy.jpg", "same_identity"]
+    assert ident.loc["toolA/v1/obama/happy.jpg", "identity_similarity"] > 0.3
+    # no neutral for collins: null with a reason, not an error
+    assert "no neutral" in ident.loc["toolB/2/collins/happy.png", "note"]
+
+
+def test_flow_runs_and_artifacts_reach_the_server(pipeline_run, prefect_server):
+    from prefect.client.orchestration import get_client
+
+    async def query():
+        async with get_client() as client:
+            runs = await client.read_flow_runs()
+            flows = {f.id: f.name for f in await client.read_flows()}
+            artifacts = await client.read_artifacts()
+            return runs, flows, artifacts
+
+    runs, flows, artifacts = asyncio.run(query())
+    names = {flows[r.flow_id] for r in runs if r.state and r.state.is_completed()}
+    assert {
+        "exprbench-pipeline",
+        "exprbench-ingest",
+        "exprbench-score",
+        "exprbench-report",
+    } <= names
+    keys = {a.key for a in artifacts}
+    assert "exprbench-ingest" in keys and "exprbench-score" in keys
+
+
+def test_cli_run_uses_the_same_flows(tmp_path, photos, models, prefect_server):
+    raw = build_raw(
+        tmp_path / "raw", photos, {"g/v/s/neutral.jpg": "grace_hopper", "g/v/s/angry.jpg": "obama"}
+    )
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--input",
+            str(raw),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = tmp_path / "out" / "report" / "index.html"
+    assert f"report:     {report.resolve()}" in result.stdout
+    assert report.is_file()
+    assert (tmp_path / "out" / "scores" / "scores.parquet").is_file()
+
+
+def test_cli_reports_a_clear_error_for_a_missing_input(tmp_path, prefect_server):
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--input",
+            str(tmp_path / "nope"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
