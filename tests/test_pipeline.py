@@ -157,3 +157,27 @@ def test_cli_reports_a_clear_error_for_a_missing_input(tmp_path, prefect_server)
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_inputs_run_to_the_report(tmp_path, photos, models, prefect_server):
+    """Every awkward input ends scored or quarantined, and the run still reaches the report."""
+    from flows.stages import pipeline
+    from tests.badinputs import write_bad_inputs
+
+    raw = tmp_path / "raw"
+    expected = write_bad_inputs(raw, photos)
+    layout = Layout.for_output(raw, tmp_path / "out")
+    pipeline(layout, load_params(ROOT / "params.yaml"))
+    assert layout.report_html.is_file()
+    scored = set(pq.read_table(layout.scores).column("path").to_pylist())
+    quarantined = set(pq.read_table(layout.quarantine).column("path").to_pylist())
+    assert scored | quarantined == set(expected)
+    assert not scored & quarantined
+    scores = pq.read_table(layout.scores).to_pandas()
+    multi = scores[scores.path.str.endswith("multi/happy.jpg")]
+    assert (multi.face_count > 1).all() and multi.note.str.contains("scored the primary").all()
+    no_face = scores[scores.path.str.endswith("noface/neutral.jpg")]
+    assert (~no_face.face_found).all() and no_face.note.str.contains("no face").all()
+    html = layout.report_html.read_text()
+    assert "ünï cødé/neutral.jpg" in html  # unicode names survive into the report
+    assert "hopper/happy.jpg" in html and "truncated" in html  # the quarantine list
