@@ -67,6 +67,17 @@ def output_from_dict(data: dict) -> ScoreOutput:
     )
 
 
+def _identity_columns(row: dict, reference: dict, threshold: float) -> dict:
+    distance = float(
+        np.linalg.norm(np.asarray(row["descriptor"]) - np.asarray(reference["descriptor"]))
+    )
+    return {
+        "identity_distance": distance,
+        "identity_similarity": max(0.0, 1.0 - distance),
+        "same_identity": distance < threshold,
+    }
+
+
 def add_relative_measures(rows: Iterable[dict], same_identity_threshold: float) -> list[dict]:
     """Fill identity_* and age_delta against each set's neutral image, per scorer.
 
@@ -74,6 +85,14 @@ def add_relative_measures(rows: Iterable[dict], same_identity_threshold: float) 
     subject and scorer that has a face and the needed output. Rows without one get nulls and
     a note saying why; the reference row itself gets nulls and is marked as the reference.
     """
+    measures = (  # (label in notes, the output compared, columns from (row, reference))
+        (
+            "identity",
+            "descriptor",
+            lambda row, ref: _identity_columns(row, ref, same_identity_threshold),
+        ),
+        ("age_delta", "age", lambda row, ref: {"age_delta": row["age"] - ref["age"]}),
+    )
     rows = list(rows)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
@@ -83,32 +102,15 @@ def add_relative_measures(rows: Iterable[dict], same_identity_threshold: float) 
             (r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
             key=lambda r: r["replicate"],
         )
-        ref_desc = next((r for r in neutrals if r.get("descriptor") is not None), None)
-        ref_age = next((r for r in neutrals if r.get("age") is not None), None)
-        for row in members:
-            if not row["face_found"]:
-                continue
-            if row.get("descriptor") is not None:
-                if ref_desc is None:
-                    _append_note(row, f"identity: {NO_NEUTRAL}")
-                elif row is ref_desc:
-                    _append_note(row, f"identity: {IS_REFERENCE}")
+        for label, output, compare in measures:
+            reference = next((r for r in neutrals if r.get(output) is not None), None)
+            for row in members:
+                if not row["face_found"] or row.get(output) is None:
+                    continue
+                if reference is None:
+                    _append_note(row, f"{label}: {NO_NEUTRAL}")
+                elif row is reference:
+                    _append_note(row, f"{label}: {IS_REFERENCE}")
                 else:
-                    distance = float(
-                        np.linalg.norm(
-                            np.asarray(row["descriptor"]) - np.asarray(ref_desc["descriptor"])
-                        )
-                    )
-                    row.update(
-                        identity_distance=distance,
-                        identity_similarity=max(0.0, 1.0 - distance),
-                        same_identity=distance < same_identity_threshold,
-                    )
-            if row.get("age") is not None:
-                if ref_age is None:
-                    _append_note(row, f"age_delta: {NO_NEUTRAL}")
-                elif row is ref_age:
-                    _append_note(row, f"age_delta: {IS_REFERENCE}")
-                else:
-                    row["age_delta"] = row["age"] - ref_age["age"]
+                    row.update(compare(row, reference))
     return rows

@@ -18,6 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+def _cli(args: list[str], api_url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory, photos, models, prefect_server):
     from flows.stages import pipeline
@@ -109,25 +122,7 @@ def test_cli_run_uses_the_same_flows(tmp_path, photos, models, prefect_server):
     raw = build_raw(
         tmp_path / "raw", photos, {"g/v/s/neutral.jpg": "grace_hopper", "g/v/s/angry.jpg": "obama"}
     )
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "run",
-            "--input",
-            str(raw),
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = _cli(["run", "--input", str(raw), "--output", str(tmp_path / "out")], prefect_server)
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "out" / "report" / "index.html"
     assert f"report:     {report.resolve()}" in result.stdout
@@ -136,24 +131,9 @@ def test_cli_run_uses_the_same_flows(tmp_path, photos, models, prefect_server):
 
 
 def test_cli_reports_a_clear_error_for_a_missing_input(tmp_path, prefect_server):
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "run",
-            "--input",
-            str(tmp_path / "nope"),
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = _cli(
+        ["run", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "out")],
+        prefect_server,
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
