@@ -28,6 +28,8 @@ _KEY_FIELDS = [
     pa.field("sha256", pa.string(), nullable=False),  # of the file's bytes
 ]
 
+KEY_COLUMNS: tuple[str, ...] = tuple(field.name for field in _KEY_FIELDS)
+
 IMAGES = pa.schema(
     [
         *_KEY_FIELDS,
@@ -60,6 +62,7 @@ UPSCALE = pa.schema(
         pa.field("work_sha256", pa.string(), nullable=False),
         pa.field("upscale_method", pa.string(), nullable=False),  # 'none' when not applied
         pa.field("upscale_factor", pa.float64(), nullable=False),
+        pa.field("upscale_detail", pa.string()),  # how the factor was produced
         pa.field("measured_px", pa.int32()),  # face (or image) short side that decided it
         pa.field("measured_on", pa.string()),  # 'face' | 'image'
         pa.field("width", pa.int32()),

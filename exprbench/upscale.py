@@ -1,7 +1,7 @@
 """Upscaling small faces before scoring: when to do it, by how much, and how.
 
-Learned super-resolution models register here later under their own method names; the
-classical methods are Pillow's resamplers.
+Classical methods are Pillow's resamplers; learned super-resolution (Real-ESRGAN, ESRGAN)
+and Lanczos + unsharp come from `exprbench.sr`, which says how each factor is produced.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from exprbench import sr
 
 _PIL_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -31,8 +33,18 @@ def _pil_resizer(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
 
 
 METHODS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    name: _pil_resizer(name) for name in _PIL_FILTERS
+    **{name: _pil_resizer(name) for name in _PIL_FILTERS},
+    **sr.as_upscale_methods(),
 }
+
+
+def describe(method: str, factor: int) -> str:
+    """How the upscaled pixels were made, for tables and the report."""
+    if method == "none" or factor == 1:
+        return "not upscaled"
+    if method in sr.SR_METHODS:
+        return sr.describe(method, factor)
+    return f"{method} x{factor} (Pillow {method} resampling)"
 
 
 @dataclass(frozen=True)
@@ -44,13 +56,23 @@ class UpscaleDecision:
 
 
 def decide(
-    measured_px: int, measured_on: str, *, method: str, min_face_px: int, max_factor: int
+    measured_px: int,
+    measured_on: str,
+    *,
+    method: str,
+    min_face_px: int,
+    max_factor: int,
+    factor: int | str = "auto",
 ) -> UpscaleDecision:
-    """Smallest allowed factor (2, 4, 8) that brings `measured_px` to `min_face_px`.
+    """Whether and by how much to upscale an image whose face measures `measured_px`.
 
-    Faces already large enough, or method 'none', give factor 1. The factor is capped at
-    `max_factor`: a 10-px face is upscaled x8 and scored anyway, and the report shows it.
+    Faces already large enough, or method 'none', give factor 1. Otherwise `factor` 'auto'
+    picks the smallest allowed factor (2, 4, 8) reaching `min_face_px`, capped at
+    `max_factor` (a 10-px face is upscaled x8 and scored anyway, and the report shows it);
+    a fixed `factor` is used as given.
     """
+    if factor != "auto" and factor not in ALLOWED_FACTORS:
+        raise ValueError(f"upscale.factor must be auto or one of {ALLOWED_FACTORS}, got {factor!r}")
     if method != "none" and method not in METHODS:
         raise ValueError(
             f"upscale.method {method!r} is not one of: none, {', '.join(sorted(METHODS))}"
@@ -61,8 +83,10 @@ def decide(
         raise ValueError(f"measured size must be positive, got {measured_px}")
     if method == "none" or measured_px >= min_face_px:
         return UpscaleDecision("none", 1, measured_px, measured_on)
-    factor = next((f for f in ALLOWED_FACTORS if measured_px * f >= min_face_px), max_factor)
-    return UpscaleDecision(method, min(factor, max_factor), measured_px, measured_on)
+    if factor != "auto":
+        return UpscaleDecision(method, int(factor), measured_px, measured_on)
+    chosen = next((f for f in ALLOWED_FACTORS if measured_px * f >= min_face_px), max_factor)
+    return UpscaleDecision(method, min(chosen, max_factor), measured_px, measured_on)
 
 
 def apply(rgb: np.ndarray, decision: UpscaleDecision) -> np.ndarray:

@@ -11,11 +11,10 @@ from prefect.cache_policies import NONE
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout, get
 from exprbench.imageio import encode_png, load_rgb
-from exprbench.schema import FACES, UPSCALE, read_table, write_rows
+from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, read_table, write_rows
 from tasks.common import StageResult, materialise, progress
 
 FACES_VERSION = "1"  # bump when detection, primary-face choice or cropping changes
-_KEY_COLUMNS = ("generator", "version", "subject", "expression", "replicate", "path", "sha256")
 
 
 def detect_record(
@@ -68,7 +67,7 @@ def faces(layout: Layout, params: dict[str, Any]) -> StageResult:
             if png is not None:
                 cache.put_blob(record["crop_sha256"], "png", png)
             cache.put_json(key, record)
-        row = {k: image[k] for k in _KEY_COLUMNS}
+        row = {k: image[k] for k in KEY_COLUMNS}
         row.update(
             work_sha256=image["work_sha256"],
             upscale_factor=image["upscale_factor"],

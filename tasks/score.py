@@ -12,7 +12,7 @@ from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout, get
 from exprbench.geometry import Face
 from exprbench.imageio import load_rgb
-from exprbench.schema import FACES, IMAGES, SCORES, UPSCALE, read_table, write_rows
+from exprbench.schema import FACES, IMAGES, KEY_COLUMNS, SCORES, UPSCALE, read_table, write_rows
 from exprbench.scorers import get_scorer_class
 from exprbench.scoring import (
     add_relative_measures,
@@ -23,7 +23,6 @@ from exprbench.scoring import (
 from tasks.common import StageResult, progress
 
 SCORE_VERSION = "1"  # bump when row construction changes what is cached
-_KEY_COLUMNS = ("generator", "version", "subject", "expression", "replicate", "path", "sha256")
 
 
 def face_from_row(row: dict) -> Face:
@@ -52,7 +51,7 @@ def score(layout: Layout, params: dict[str, Any]) -> StageResult:
     rows: list[dict] = []
     for face_row in progress(faces, "score"):
         up = upscaled[face_row["path"]]
-        base = {k: face_row[k] for k in _KEY_COLUMNS}
+        base = {k: face_row[k] for k in KEY_COLUMNS}
         base.update(
             subject_gender=genders.get(face_row["path"]),
             face_found=face_row["face_found"],

@@ -12,10 +12,10 @@ from exprbench import upscale as up
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout, get
 from exprbench.imageio import encode_png, load_rgb
-from exprbench.schema import IMAGES, UPSCALE, read_table, write_rows
+from exprbench.schema import IMAGES, KEY_COLUMNS, UPSCALE, read_table, write_rows
 from tasks.common import StageResult, materialise, progress
 
-UPSCALE_VERSION = "1"  # bump when measurement or resampling changes
+UPSCALE_VERSION = "2"  # bump when measurement or resampling changes
 
 
 def _measure(detector, rgb, detect_upsample: int) -> tuple[int, str]:
@@ -29,28 +29,21 @@ def _measure(detector, rgb, detect_upsample: int) -> tuple[int, str]:
 
 @task(name="upscale", cache_policy=NONE)
 def upscale(layout: Layout, params: dict[str, Any]) -> StageResult:
-    method = get(params, "upscale.method", str)
-    min_face_px = get(params, "upscale.min_face_px", int)
-    max_factor = get(params, "upscale.max_factor", int)
+    rules = {
+        "method": get(params, "upscale.method", str),
+        "min_face_px": get(params, "upscale.min_face_px", int),
+        "max_factor": get(params, "upscale.max_factor", int),
+        "factor": get(params, "upscale.factor", (int, str)),
+    }
     detect_upsample = get(params, "upscale.detect_upsample", int)
-    up.decide(
-        min_face_px, "image", method=method, min_face_px=min_face_px, max_factor=max_factor
-    )  # validates the params before any work
+    up.decide(rules["min_face_px"], "image", **rules)  # validates the params before any work
     images = read_table(layout.images, IMAGES).to_pylist()
     cache = ContentCache(layout.cache, "upscale")
     detector = None
     rows: list[dict] = []
     layout.upscaled_dir.mkdir(parents=True, exist_ok=True)
     for image in progress(images, "upscale"):
-        key = cache_key(
-            "upscale",
-            UPSCALE_VERSION,
-            image["sha256"],
-            method,
-            min_face_px,
-            max_factor,
-            detect_upsample,
-        )
+        key = cache_key("upscale", UPSCALE_VERSION, image["sha256"], rules, detect_upsample)
         record = cache.get_json(key)
         if record is None:
             rgb = load_rgb(layout.input_dir / image["path"])
@@ -59,13 +52,7 @@ def upscale(layout: Layout, params: dict[str, Any]) -> StageResult:
 
                 detector = FaceDetector()
             measured_px, measured_on = _measure(detector, rgb, detect_upsample)
-            decision = up.decide(
-                measured_px,
-                measured_on,
-                method=method,
-                min_face_px=min_face_px,
-                max_factor=max_factor,
-            )
+            decision = up.decide(measured_px, measured_on, **rules)
             work = up.apply(rgb, decision)
             record = {
                 "method": decision.method,
@@ -88,22 +75,12 @@ def upscale(layout: Layout, params: dict[str, Any]) -> StageResult:
             work_ref, work_sha = f"input:{image['path']}", image["sha256"]
         rows.append(
             {
-                **{
-                    k: image[k]
-                    for k in (
-                        "generator",
-                        "version",
-                        "subject",
-                        "expression",
-                        "replicate",
-                        "path",
-                        "sha256",
-                    )
-                },
+                **{k: image[k] for k in KEY_COLUMNS},
                 "work_path": work_ref,
                 "work_sha256": work_sha,
                 "upscale_method": record["method"],
                 "upscale_factor": record["factor"],
+                "upscale_detail": up.describe(record["method"], record["factor"]),
                 "measured_px": record["measured_px"],
                 "measured_on": record["measured_on"],
                 "width": record["width"],
@@ -117,7 +94,7 @@ def upscale(layout: Layout, params: dict[str, Any]) -> StageResult:
         {
             "images": len(rows),
             "upscaled": n_up,
-            "method": method,
+            "method": rules["method"],
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,
         },

@@ -43,3 +43,51 @@ def test_resamplers_keep_the_picture(photos, method):
     h, w = min(big.shape[0], original.shape[0]), min(big.shape[1], original.shape[1])
     error = np.abs(big[:h, :w].astype(float) - original[:h, :w].astype(float)).mean()
     assert error < 20, f"{method}: mean abs error {error:.1f}"
+
+
+def test_fixed_factor_and_learned_methods_are_offered():
+    decision = up.decide(60, "face", method="bicubic", min_face_px=112, max_factor=8, factor=8)
+    assert decision.factor == 8
+    assert (
+        up.decide(200, "face", method="bicubic", min_face_px=112, max_factor=8, factor=4).factor
+        == 1
+    )  # large enough faces are left alone
+    with pytest.raises(ValueError, match=r"upscale\.factor"):
+        up.decide(60, "face", method="bicubic", min_face_px=112, max_factor=8, factor=3)
+    for name in (
+        "realesrgan-x4plus",
+        "esrgan-slim",
+        "esrgan-medium",
+        "esrgan-thick",
+        "lanczos+unsharp",
+    ):
+        assert name in up.METHODS
+    assert "Lanczos" in up.describe("realesrgan-x4plus", 8)
+    assert up.describe("bicubic", 2) == "bicubic x2 (Pillow bicubic resampling)"
+    assert up.describe("none", 1) == "not upscaled"
+
+
+def test_upscale_stage_with_a_learned_model(tmp_path, photos, models):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from exprbench.config import Layout, load_params
+    from exprbench.schema import UPSCALE, read_table
+    from tasks.ingest import ingest
+    from tasks.upscale import upscale
+
+    raw = tmp_path / "raw" / "g" / "v" / "s"
+    raw.mkdir(parents=True)
+    small = Image.open(photos["grace_hopper"]).convert("RGB").resize((128, 150))
+    small.save(raw / "neutral.png")
+    params = load_params(Path(__file__).resolve().parent.parent / "params.yaml")
+    params["upscale"] = {**params["upscale"], "method": "esrgan-slim"}
+    layout = Layout.for_output(tmp_path / "raw", tmp_path / "out")
+    ingest.fn(layout, params)
+    upscale.fn(layout, params)
+    row = read_table(layout.upscale_table, UPSCALE).to_pylist()[0]
+    assert row["upscale_method"] == "esrgan-slim" and row["upscale_factor"] > 1
+    assert "esrgan-slim" in row["upscale_detail"]
+    out = Image.open(layout.resolve(row["work_path"]))
+    assert out.size == (128 * row["upscale_factor"], 150 * row["upscale_factor"])
