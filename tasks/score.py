@@ -13,7 +13,7 @@ from exprbench.config import Layout, get
 from exprbench.geometry import Face
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, IMAGES, KEY_COLUMNS, SCORES, UPSCALE, read_table, write_rows
-from exprbench.scorers import get_scorer_class
+from exprbench.scorers import ScorerFoundNoFaceError, get_scorer_class
 from exprbench.scoring import (
     add_relative_measures,
     output_columns,
@@ -85,8 +85,14 @@ def score(layout: Layout, params: dict[str, Any]) -> StageResult:
                     scorers[name] = cls(options.get(name))
                 if rgb is None:
                     rgb = load_rgb(layout.resolve(up["work_path"]))
-                cached = output_to_dict(scorers[name].score(rgb, face_from_row(face_row)))
+                try:
+                    cached = output_to_dict(scorers[name].score(rgb, face_from_row(face_row)))
+                except ScorerFoundNoFaceError as error:
+                    cached = {"no_face": f"{name}: {error}"}
                 cache.put_json(key, cached)
+            if "no_face" in cached:
+                row.update(face_found=False, note=cached["no_face"])
+                continue
             row.update(
                 output_columns(output_from_dict(cached), row["expression"], row["subject_gender"])
             )

@@ -46,3 +46,42 @@ def test_missing_params_file_is_a_clear_error(tmp_path, capsys):
     )
     assert code == 2
     assert "params file not found" in capsys.readouterr().err
+
+
+def test_score_json_one_object_per_image_and_errors_at_the_end(photos, models, capsys, tmp_path):
+    import json
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    code = main(["score", str(photos["astronaut"]), str(bad), "--json"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert [line["path"] for line in lines] == [str(photos["astronaut"]), str(bad)]
+    (face,) = lines[0]["faces"]
+    assert set(face) == {
+        "box",
+        "score",
+        "expressions",
+        "age",
+        "gender",
+        "gender_probability",
+        "descriptor",
+    }
+    assert set(face["expressions"]) == {
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "surprise",
+        "fear",
+        "disgust",
+    }
+    assert max(face["expressions"], key=face["expressions"].get) == "happy"
+    assert len(face["descriptor"]) == 128 and len(face["box"]) == 4
+    assert "not an image" in lines[1]["error"]
+
+
+def test_score_with_a_pipeline_scorer(photos, models, capsys):
+    assert main(["score", str(photos["obama"]), "--scorer", "age_gender"]) == 0
+    out = capsys.readouterr().out
+    assert "1 face(s)" in out and "male" in out

@@ -78,7 +78,7 @@ def test_scored_plus_quarantined_equals_discovered(pipeline_run):
     assert images + len(quarantine) == len(SMALL_SET) + 1
     assert quarantine[0]["path"].endswith("sad.jpg") and "empty" in quarantine[0]["reason"]
     scores = pq.read_table(layout.scores).to_pandas()
-    assert len(scores) == images * 3
+    assert len(scores) == images * len(load_params(ROOT / "params.yaml")["score"]["scorers"])
     no_face = scores[scores.path.str.endswith("hopper/surprise.jpg")]
     assert not no_face.face_found.any() and no_face.target_prob.isna().all()
 

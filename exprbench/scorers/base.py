@@ -65,6 +65,14 @@ class ScoreOutput:
     descriptor: np.ndarray | None = None  # identity embedding, float32
 
 
+class ScorerFoundNoFaceError(LookupError):
+    """A scorer with its own detector found no face matching the pipeline's primary face.
+
+    The score stage records that (image, scorer) row as face_found = false with the message
+    as its note, instead of failing the run.
+    """
+
+
 class ModelUnavailableError(RuntimeError):
     """A scorer's weights or runtime are missing; the message says how to get them."""
 

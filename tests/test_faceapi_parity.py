@@ -1,0 +1,160 @@
+"""exprbench.faceapi against face-api.js itself (Node, tfjs wasm backend), face by face.
+
+tests/parity/harness.mjs runs face-api.js's
+detectAllFaces().withFaceLandmarks().withFaceExpressions().withAgeAndGender()
+.withFaceDescriptors() on the same pixels, and every face must agree within:
+box 0.5 px, each expression probability 1e-3, age 0.1 years, gender probability 1e-3
+(same gender), descriptor L2 1e-3, same face count (landmarks are also held to 0.5 px).
+
+Same pixels: JPEG decoders differ (jpeg-js, which the harness uses, and libjpeg-turbo,
+which Pillow uses, disagree by up to ~45 grey levels on these photos), and that is not
+face-api.js's processing. So JPEG photos are decoded once by exprbench (`load_rgb`) and
+handed to the harness as lossless PNGs; the PNG photo (astronaut) goes to both as is.
+
+Needs Node.js: skipped only when `node` is absent; the harness's packages are installed
+with `npm ci` (tests/parity/package-lock.json) when node_modules is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from exprbench.faceapi import FaceApi, FaceApiOptions
+from exprbench.imageio import encode_png, load_rgb
+
+pytestmark = pytest.mark.node
+
+PARITY_DIR = Path(__file__).parent / "parity"
+TOLERANCE = {
+    "box": 0.5,
+    "landmarks": 0.5,
+    "expressions": 1e-3,
+    "age": 0.1,
+    "gender_probability": 1e-3,
+    "descriptor": 1e-3,
+}
+# (photo, scale): several faces (feat_multi_face: 5), sizes from ~250 to 2333 px,
+# portrait and landscape, JPEG and PNG.
+SSD_CASES = [
+    ("astronaut", 1.0),  # PNG, 512 x 512, passed to the harness as is
+    ("grace_hopper", 1.0),  # JPEG 512 x 600
+    ("obama", 1.0),  # JPEG 910 x 1137
+    ("biden", 1.0),  # JPEG 970 x 2204
+    ("feat_multi_face", 1.0),  # JPEG 1000 x 667, 5 faces
+    ("feat_multi_face", 0.6),  # downscaled copy, 600 x 400
+    ("franck_02045", 1.0),  # JPEG 720 x 576
+    ("feat_happy", 1.0),  # JPEG 512 x 512
+    ("obama", 0.3),  # downscaled copy, 273 x 341
+    ("feat_no_face", 0.5),  # no face at all
+]
+TINY_CASES = [("feat_multi_face", 1.0), ("obama2", 1.0)]
+
+
+def _node_harness() -> Path:
+    if shutil.which("node") is None:
+        pytest.skip("Node.js (`node`) is not installed: the face-api.js reference cannot run")
+    if not (PARITY_DIR / "node_modules" / "@vladmandic" / "face-api").is_dir():
+        npm = shutil.which("npm")
+        assert npm is not None, "node is installed but npm is not: cannot install the harness"
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=PARITY_DIR,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, f"npm ci failed in {PARITY_DIR}:\n{result.stderr[-2000:]}"
+    return PARITY_DIR / "harness.mjs"
+
+
+def run_harness(paths: list[Path], *extra: str) -> dict[str, dict]:
+    """face-api.js's results per image path (see harness.mjs)."""
+    harness = _node_harness()
+    result = subprocess.run(
+        ["node", str(harness), *extra, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"harness failed:\n{result.stderr[-3000:]}"
+    out = json.loads(result.stdout)
+    assert out["backend"] == "wasm", out["backend"]
+    return {image["path"]: image for image in out["images"]}
+
+
+def prepare(photos: dict[str, Path], cases: list[tuple[str, float]], root: Path):
+    """(harness input path, RGB pixels, label) per case; JPEGs become lossless PNGs."""
+    prepared = []
+    for name, scale in cases:
+        source = photos[name]
+        rgb = load_rgb(source)
+        label = f"{name}@{scale:g}"
+        if scale != 1.0:
+            h, w = rgb.shape[:2]
+            size = (round(w * scale), round(h * scale))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+        if scale == 1.0 and source.suffix.lower() == ".png":
+            path = source
+        else:
+            path = root / f"{name}-{scale:g}.png"
+            path.write_bytes(encode_png(rgb))
+        prepared.append((path, rgb, label))
+    return prepared
+
+
+def face_differences(mine, ref: dict) -> dict[str, float]:
+    expressions = mine.expressions_faceapi
+    return {
+        "box": float(np.abs(np.asarray(mine.box) - np.asarray(ref["box"])).max()),
+        "landmarks": float(np.abs(mine.landmarks68 - np.asarray(ref["landmarks"])).max()),
+        "expressions": max(abs(expressions[k] - v) for k, v in ref["expressions"].items()),
+        "age": abs(mine.age - ref["age"]),
+        "gender_probability": abs(mine.gender_probability - ref["genderProbability"]),
+        "descriptor": float(np.linalg.norm(mine.descriptor - np.asarray(ref["descriptor"]))),
+    }
+
+
+def check_parity(api: FaceApi, prepared, reference: dict[str, dict]) -> dict[str, float]:
+    worst = dict.fromkeys(TOLERANCE, 0.0)
+    failures = []
+    for path, rgb, label in prepared:
+        ref = reference[str(path)]
+        assert (ref["height"], ref["width"]) == rgb.shape[:2], label
+        mine = api.detect_all(rgb)
+        assert len(mine) == len(ref["faces"]), (
+            f"{label}: {len(mine)} faces here, {len(ref['faces'])} in face-api.js"
+        )
+        for i, (face, ref_face) in enumerate(zip(mine, ref["faces"], strict=True)):
+            if face.gender != ref_face["gender"]:
+                failures.append(f"{label} face {i}: gender {face.gender} != {ref_face['gender']}")
+            for key, value in face_differences(face, ref_face).items():
+                worst[key] = max(worst[key], value)
+                if value > TOLERANCE[key]:
+                    failures.append(f"{label} face {i}: {key} differs by {value:.3g}")
+    print("max differences:", {k: f"{v:.3g}" for k, v in worst.items()})
+    assert not failures, "\n".join(failures)
+    return worst
+
+
+@pytest.mark.usefixtures("models")
+def test_ssd_chain_matches_faceapi_js(photos, tmp_path):
+    prepared = prepare(photos, SSD_CASES, tmp_path)
+    reference = run_harness([p for p, _, _ in prepared])
+    counts = [len(reference[str(p)]["faces"]) for p, _, _ in prepared]
+    assert max(counts) >= 5 and min(counts) == 0  # the multi-face and the no-face photo
+    check_parity(FaceApi(FaceApiOptions(detector="ssd")), prepared, reference)
+
+
+@pytest.mark.usefixtures("models")
+def test_tiny_detector_chain_matches_faceapi_js(photos, tmp_path):
+    prepared = prepare(photos, TINY_CASES, tmp_path)
+    reference = run_harness([p for p, _, _ in prepared], "--detector", "tiny")
+    check_parity(FaceApi(FaceApiOptions(detector="tiny")), prepared, reference)
