@@ -12,8 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from exprbench import sr
-
 _PIL_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -32,9 +30,29 @@ def _pil_resizer(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
     return resize
 
 
+# Methods implemented in exprbench.sr; listed here so that choosing a classical method
+# never imports torch (a test checks this list against exprbench.sr.SR_METHODS).
+SR_METHOD_NAMES = (
+    "lanczos+unsharp",
+    "realesrgan-x4plus",
+    "esrgan-slim",
+    "esrgan-medium",
+    "esrgan-thick",
+)
+
+
+def _sr_resizer(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    def resize(rgb: np.ndarray, factor: int) -> np.ndarray:
+        from exprbench import sr
+
+        return sr.upscale(rgb, method, factor)
+
+    return resize
+
+
 METHODS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     **{name: _pil_resizer(name) for name in _PIL_FILTERS},
-    **sr.as_upscale_methods(),
+    **{name: _sr_resizer(name) for name in SR_METHOD_NAMES},
 }
 
 
@@ -42,7 +60,9 @@ def describe(method: str, factor: int) -> str:
     """How the upscaled pixels were made, for tables and the report."""
     if method == "none" or factor == 1:
         return "not upscaled"
-    if method in sr.SR_METHODS:
+    if method in SR_METHOD_NAMES:
+        from exprbench import sr
+
         return sr.describe(method, factor)
     return f"{method} x{factor} (Pillow {method} resampling)"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import flows  # noqa: F401 - applies the offline settings before Prefect loads
 from flows import server
+from tasks import STAGES
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
@@ -54,9 +55,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
     params = load_params(_params_path(args.params))
     layout = Layout.from_params(params)
     _connect()
-    from flows.stages import STAGE_FLOWS
+    from flows.stages import stage_flow
 
-    STAGE_FLOWS[args.name](layout, params)
+    stage_flow(args.name)(layout, params)
     if args.name == "report":
         print(f"report: {layout.report_html.resolve()}")
     return 0
@@ -184,9 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     stage = sub.add_parser("stage", help="run one stage with params.yaml paths (DVC uses this)")
-    stage.add_argument(
-        "name", choices=("ingest", "upscale", "faces", "score", "validate", "aggregate", "report")
-    )
+    stage.add_argument("name", choices=STAGES)
     stage.add_argument("--params")
     stage.set_defaults(func=cmd_stage)
 

@@ -6,24 +6,17 @@ pipeline flow run them all in order.
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from exprbench.config import Layout
-from tasks.aggregate import aggregate as aggregate_task
+from tasks import STAGES as STAGE_ORDER
 from tasks.common import StageResult
-from tasks.faces import faces as faces_task
-from tasks.ingest import ingest as ingest_task
-from tasks.report import report as report_task
-from tasks.score import score as score_task
-from tasks.upscale import upscale as upscale_task
-from tasks.validate import validate as validate_task
-
-STAGE_ORDER = ("ingest", "upscale", "faces", "score", "validate", "aggregate", "report")
 
 
 def publish(result: StageResult) -> StageResult:
@@ -41,7 +34,11 @@ def publish(result: StageResult) -> StageResult:
     return result
 
 
-def _stage_flow(name: str, task: Callable[[Layout, dict[str, Any]], StageResult]):
+def _build_stage_flow(name: str):
+    # Each DVC stage is its own process: importing only this stage's task module keeps
+    # torch, DuckDB and Great Expectations out of the stages that do not use them.
+    task = getattr(importlib.import_module(f"tasks.{name}"), name)
+
     @flow(name=f"exprbench-{name}", log_prints=True, validate_parameters=False)
     def stage_flow(layout: Layout, params: dict[str, Any]) -> StageResult:
         result = publish(task(layout, params))
@@ -52,18 +49,15 @@ def _stage_flow(name: str, task: Callable[[Layout, dict[str, Any]], StageResult]
     return stage_flow
 
 
-STAGE_FLOWS = {
-    "ingest": _stage_flow("ingest", ingest_task),
-    "upscale": _stage_flow("upscale", upscale_task),
-    "faces": _stage_flow("faces", faces_task),
-    "score": _stage_flow("score", score_task),
-    "validate": _stage_flow("validate", validate_task),
-    "aggregate": _stage_flow("aggregate", aggregate_task),
-    "report": _stage_flow("report", report_task),
-}
+@cache
+def stage_flow(name: str):
+    """The Prefect flow of one stage (built on first use)."""
+    if name not in STAGE_ORDER:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER)}")
+    return _build_stage_flow(name)
 
 
 @flow(name="exprbench-pipeline", log_prints=True, validate_parameters=False)
 def pipeline(layout: Layout, params: dict[str, Any]) -> list[StageResult]:
     """All stages in order, each as a sub-flow (the same flows DVC runs one by one)."""
-    return [STAGE_FLOWS[name](layout, params) for name in STAGE_ORDER]
+    return [stage_flow(name)(layout, params) for name in STAGE_ORDER]

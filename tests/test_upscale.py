@@ -91,3 +91,9 @@ def test_upscale_stage_with_a_learned_model(tmp_path, photos, models):
     assert "esrgan-slim" in row["upscale_detail"]
     out = Image.open(layout.resolve(row["work_path"]))
     assert out.size == (128 * row["upscale_factor"], 150 * row["upscale_factor"])
+
+
+def test_learned_method_names_match_the_sr_registry():
+    from exprbench.sr import SR_METHODS
+
+    assert set(up.SR_METHOD_NAMES) == set(SR_METHODS)
