@@ -87,6 +87,7 @@ FACES = pa.schema(
         pa.field("landmarks68", pa.list_(pa.float32())),
         pa.field("crop_path", pa.string()),  # content-addressed aligned crop
         pa.field("crop_sha256", pa.string()),
+        pa.field("align_detail", pa.string()),  # how the stored crop was aligned (faces.align)
     ]
 )
 
@@ -96,6 +97,7 @@ SCORES = pa.schema(
         pa.field("subject_gender", pa.string()),
         pa.field("scorer", pa.string(), nullable=False),
         pa.field("scorer_version", pa.string(), nullable=False),
+        pa.field("scorer_crop", pa.string()),  # the crop this recognizer scored
         pa.field("face_found", pa.bool_(), nullable=False),
         pa.field("face_count", pa.int32(), nullable=False),
         pa.field("upscale_method", pa.string(), nullable=False),

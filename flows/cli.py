@@ -149,6 +149,7 @@ def cmd_scorers(args: argparse.Namespace) -> int:
     for name, cls in available_scorers().items():
         print(f"{name} v{cls.version}: {cls.description}")
         print(f"    outputs: {', '.join(sorted(cls.outputs))}; license: {cls.license or '-'}")
+        print(f"    crop: {cls.crop}")
         for spec in cls.metrics():
             direction = {True: "higher is better", False: "lower is better", None: ""}[
                 spec.higher_is_better

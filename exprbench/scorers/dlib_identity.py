@@ -29,6 +29,9 @@ class DlibIdentityScorer(Scorer):
     name: ClassVar[str] = "dlib"
     version: ClassVar[str] = "1"
     outputs: ClassVar[frozenset[Output]] = frozenset({"identity"})
+    crop: ClassVar[str] = (
+        "dlib face chip 150 px from the 5 landmarks, padding 0.25 (face_recognition's own)"
+    )
     description: ClassVar[str] = (
         "dlib ResNet face descriptor (128-d, face_recognition defaults: 5-point "
         "alignment, no jitter); same person if L2 distance < 0.6"

