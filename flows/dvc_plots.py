@@ -37,7 +37,7 @@ _LIBS = [
         "BSD-3-Clause",
     ),
 ]
-TEMPLATE_PATH = Path(".dvc") / "plots-offline.html"
+TEMPLATE_NAME = "plots-offline.html"  # DVC resolves a relative html_template inside .dvc/
 
 
 def build_template(target: Path) -> Path:
@@ -57,9 +57,9 @@ def build_template(target: Path) -> Path:
 
 def configure(repo: Path) -> Path:
     """Build the template inside `repo` and point DVC's plots.html_template at it."""
-    target = build_template(repo / TEMPLATE_PATH)
+    target = build_template(repo / ".dvc" / TEMPLATE_NAME)
     subprocess.run(
-        ["dvc", "config", "--local", "plots.html_template", str(TEMPLATE_PATH)],
+        ["dvc", "config", "--local", "plots.html_template", TEMPLATE_NAME],
         cwd=repo,
         check=True,
     )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.csv as pacsv
 from prefect import task
 from prefect.cache_policies import NONE
@@ -26,6 +27,26 @@ def _load_tables(layout: Layout) -> dict:
     with duckdb.connect(str(layout.database), read_only=True) as con:
         names = [row[0] for row in con.execute("SHOW TABLES").fetchall()]
         return {name: con.sql(f'SELECT * FROM "{name}"').to_arrow_table() for name in names}
+
+
+def write_plot_data(tables: dict, plots_dir) -> None:
+    """One CSV per expression scorer: a bar per generator/version (dvc.yaml `plots`)."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for old in plots_dir.glob("*.csv"):
+        old.unlink()
+    leaderboard = plot_frames(tables)["leaderboard"].to_pylist()
+    for scorer in sorted({row["scorer"] for row in leaderboard}):
+        rows = [
+            {
+                "generator_version": f"{r['generator']} {r['version']}",
+                "mean_target_prob": r["mean_target_prob"],
+                "top1_accuracy": r["top1_accuracy"],
+            }
+            for r in leaderboard
+            if r["scorer"] == scorer and r.get("mean_target_prob") is not None
+        ]
+        if rows:
+            pacsv.write_csv(pa.Table.from_pylist(rows), plots_dir / f"target_prob_{scorer}.csv")
 
 
 @task(name="report", cache_policy=NONE)
@@ -67,9 +88,7 @@ def report(layout: Layout, params: dict[str, Any]) -> StageResult:
     )
     metrics = metrics_summary(tables)
     atomic_write_bytes(layout.metrics_json, json.dumps(metrics, indent=2, sort_keys=True).encode())
-    layout.plots_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in plot_frames(tables).items():
-        pacsv.write_csv(frame, layout.plots_dir / f"{name}.csv")
+    write_plot_data(tables, layout.plots_dir)
     return StageResult(
         "report",
         {

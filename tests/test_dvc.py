@@ -96,3 +96,16 @@ def test_changing_one_param_reruns_only_dependants(repo):
     assert "Running stage 'report'" in out
     for stage in ("ingest", "upscale", "faces", "score", "validate", "aggregate"):
         assert f"Running stage '{stage}'" not in out
+
+
+def test_metrics_and_plots_render_offline(repo):
+    repo, env = repo
+    _repro(repo, env)
+    assert (repo / "data" / "reports" / "plots" / "target_prob_faceapi.csv").is_file()
+    shown = _run(["dvc", "metrics", "show"], repo, env).stdout
+    assert "mean_target_prob" in shown
+    _run([str(Path(sys.executable).parent / "exprbench"), "plots-template"], repo, env)
+    _run(["dvc", "plots", "show", "-o", "plots_html"], repo, env)
+    page = (repo / "plots_html" / "index.html").read_text()
+    assert "target_prob_faceapi.csv" in page
+    assert not re.search(r"<script[^>]+src=\"https?://", page)
