@@ -43,16 +43,6 @@ import pyarrow.csv as pacsv
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.schema import SCORES
 
-TABLE_NAMES: tuple[str, ...] = (
-    "missing_cells",
-    "cells",
-    "expression_fidelity",
-    "age",
-    "identity",
-    "confusion",
-    "leaderboard",
-    "target_prob_by_expression",
-)
 UNKNOWN_GENDER = "unknown"
 
 # t(0.975, df) for df = 1..30; beyond that the expansion in `t975` is used.
@@ -136,13 +126,18 @@ def _setup_sql(scores_glob: str) -> list[str]:
                    CASE WHEN s.expression <> {neutral} THEN s.identity_similarity END
                        AS identity_similarity,
                    CASE WHEN s.expression <> {neutral} THEN s.same_identity::DOUBLE END
-                       AS same_identity
+                       AS same_identity,
+                   s.brisque, s.niqe, s.piqe,
+                   CASE WHEN s.expression <> {neutral} THEN s.stlpips_vgg END AS stlpips_vgg,
+                   CASE WHEN s.expression <> {neutral} THEN s.stlpips_alex END AS stlpips_alex
             FROM scores s JOIN subjects j USING (generator, version, subject)""",
         # Which study tables a scorer belongs in, from what it filled (no registry needed).
         """CREATE TEMP TABLE producers AS
             SELECT scorer,
                    bool_or(target_prob IS NOT NULL) AS expression,
                    bool_or(age IS NOT NULL) AS age,
+                   bool_or(brisque IS NOT NULL OR piqe IS NOT NULL) AS quality,
+                   bool_or(stlpips_vgg IS NOT NULL) AS perceptual,
                    bool_or(identity_similarity IS NOT NULL) AS identity
             FROM scored GROUP BY scorer""",
     ]
@@ -157,6 +152,7 @@ def _stats(column: str, label: str | None = None) -> str:
 
 
 _CELL_KEYS = "scorer, generator, version, subject_gender, expression"
+QUALITY_COLUMNS = ("brisque", "niqe", "piqe", "stlpips_vgg", "stlpips_alex")
 # Counts of the `measured` CTE below: 0, not NULL, on a grid cell with no image.
 _CELL_COUNTS = (
     "n_images",
@@ -166,6 +162,7 @@ _CELL_COUNTS = (
     "n_age_delta",
     "n_identity_similarity",
     "n_gender",
+    *(f"n_{column}" for column in QUALITY_COLUMNS),
 )
 _CELL_ORDER = "scorer, generator, version, subject_gender, expression_order"
 
@@ -203,7 +200,8 @@ TABLE_SQL: dict[str, str] = {
                    avg(abs(age_delta)) AS mean_abs_age_delta,
                    {_stats("identity_similarity")},
                    avg(same_identity) AS share_same_identity,
-                   count(gender_match) AS n_gender, avg(gender_match) AS gender_match_rate
+                   count(gender_match) AS n_gender, avg(gender_match) AS gender_match_rate,
+                   {", ".join(_stats(column) for column in QUALITY_COLUMNS)}
             FROM scored GROUP BY ALL)
         SELECT grid.scorer, grid.generator, grid.version, grid.subject_gender,
                grid.expression, grid.expression_order,
@@ -231,6 +229,27 @@ TABLE_SQL: dict[str, str] = {
         FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE age)
         ORDER BY {_CELL_ORDER}""",
     # Study table 3: identity kept relative to the neutral image (no neutral column).
+    # Image quality (no-reference, lower is better) of what was scored.
+    "quality": f"""
+        SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
+               {
+        ", ".join(
+            f"n_{c}, mean_{c}, ci95_low_{c}, ci95_high_{c}" for c in ("brisque", "niqe", "piqe")
+        )
+    }
+        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE quality)
+        ORDER BY {_CELL_ORDER}""",
+    # ST-LPIPS distance of each expression's aligned face to the neutral's (lower = closer).
+    "perceptual": f"""
+        SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
+               {
+        ", ".join(
+            f"n_{c}, mean_{c}, ci95_low_{c}, ci95_high_{c}" for c in ("stlpips_vgg", "stlpips_alex")
+        )
+    }
+        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE perceptual)
+          AND expression <> {_sql_string(NEUTRAL)}
+        ORDER BY {_CELL_ORDER}""",
     "identity": f"""
         SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
                n_identity_similarity, mean_identity_similarity,
@@ -285,6 +304,7 @@ TABLE_SQL: dict[str, str] = {
         GROUP BY s.scorer, s.generator, s.version, s.expression, e.expression_order
         ORDER BY s.scorer, s.generator, s.version, e.expression_order""",
 }
+TABLE_NAMES: tuple[str, ...] = tuple(TABLE_SQL)  # built and stored in this order
 
 
 class NoScoresError(FileNotFoundError):

@@ -132,6 +132,25 @@ HEATMAPS: tuple[Heatmap, ...] = (
         lambda r: _fmt(r["mean_identity_similarity"]),
         "mean identity similarity to the subject's neutral image (neutral is the reference)",
     ),
+    Heatmap(
+        "quality",
+        "Image quality (BRISQUE)",
+        "mean_brisque",
+        "mean_brisque",
+        "n_brisque",
+        lambda r: _fmt(r["mean_brisque"], 1),
+        "no-reference BRISQUE of the scored image (lower is better; NIQE and PIQE in the tables)",
+    ),
+    Heatmap(
+        "perceptual",
+        "Perceptual distance (ST-LPIPS, VGG)",
+        "mean_stlpips_vgg",
+        "mean_stlpips_vgg",
+        "n_stlpips_vgg",
+        lambda r: _fmt(r["mean_stlpips_vgg"], 3),
+        "ST-LPIPS distance of the aligned face to the neutral's (lower = closer; not "
+        "comparable to published LPIPS)",
+    ),
 )
 
 

@@ -114,6 +114,12 @@ SCORES = pa.schema(
         pa.field("identity_similarity", pa.float64()),
         pa.field("same_identity", pa.bool_()),
         pa.field("age_delta", pa.float64()),
+        pa.field("brisque", pa.float64()),
+        pa.field("niqe", pa.float64()),
+        pa.field("niqe_reliable", pa.bool_()),
+        pa.field("piqe", pa.float64()),
+        pa.field("stlpips_vgg", pa.float64()),  # ST-LPIPS to the neutral's aligned crop
+        pa.field("stlpips_alex", pa.float64()),
         pa.field("descriptor", pa.list_(pa.float32())),
         pa.field("note", pa.string()),  # why a value is null (no face, no neutral, ...)
     ]

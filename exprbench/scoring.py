@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -40,6 +40,8 @@ def output_columns(output: ScoreOutput, expression: str, subject_gender: str | N
         )
     if output.descriptor is not None:
         columns["descriptor"] = np.asarray(output.descriptor, dtype=np.float32).tolist()
+    if output.metrics is not None:
+        columns.update(output.metrics)
     return columns
 
 
@@ -53,6 +55,7 @@ def output_to_dict(output: ScoreOutput) -> dict:
         "descriptor": None
         if output.descriptor is None
         else np.asarray(output.descriptor, dtype=np.float32).tolist(),
+        "metrics": output.metrics,
     }
 
 
@@ -64,6 +67,7 @@ def output_from_dict(data: dict) -> ScoreOutput:
         gender=data.get("gender"),
         gender_prob=data.get("gender_prob"),
         descriptor=None if descriptor is None else np.asarray(descriptor, dtype=np.float32),
+        metrics=data.get("metrics"),
     )
 
 
@@ -78,12 +82,18 @@ def _identity_columns(row: dict, reference: dict, threshold: float) -> dict:
     }
 
 
-def add_relative_measures(rows: Iterable[dict], same_identity_threshold: float) -> list[dict]:
-    """Fill identity_* and age_delta against each set's neutral image, per scorer.
+def add_relative_measures(
+    rows: Iterable[dict],
+    same_identity_threshold: float,
+    pair_measures: Mapping[str, Callable[[dict, dict], dict]] | None = None,
+) -> list[dict]:
+    """Fill identity_*, age_delta and pair-scorer columns against each set's neutral image.
 
     The reference is the neutral image (lowest replicate) of the same generator, version,
     subject and scorer that has a face and the needed output. Rows without one get nulls and
     a note saying why; the reference row itself gets nulls and is marked as the reference.
+    `pair_measures` maps a pair scorer's name to a function (row, reference row) -> columns;
+    its rows are compared through their aligned crops (`crop_sha256`).
     """
     measures = (  # (label in notes, the output compared, columns from (row, reference))
         (
@@ -97,12 +107,15 @@ def add_relative_measures(rows: Iterable[dict], same_identity_threshold: float) 
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["generator"], row["version"], row["subject"], row["scorer"])].append(row)
-    for members in groups.values():
+    for (*_, scorer), members in groups.items():
+        group_measures = measures
+        if pair_measures and scorer in pair_measures:
+            group_measures = (("perceptual", "crop_sha256", pair_measures[scorer]),)
         neutrals = sorted(
             (r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
             key=lambda r: r["replicate"],
         )
-        for label, output, compare in measures:
+        for label, output, compare in group_measures:
             reference = next((r for r in neutrals if r.get(output) is not None), None)
             for row in members:
                 if not row["face_found"] or row.get(output) is None:

@@ -59,11 +59,21 @@ _EXTRA_OUTPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "age": (),
     "gender": ("gender",),
     "identity": ("same_identity",),
+    "quality": ("niqe_reliable",),
+    "perceptual": (),
 }
 # Columns measured against the subject's neutral image: null is legitimate on the neutral
 # row itself and on rows whose note says why (e.g. no neutral image, no face on it).
 _REFERENCE_COLUMNS = frozenset(
-    {"age_delta", "identity_distance", "identity_similarity", "same_identity"}
+    {
+        "age_delta",
+        "identity_distance",
+        "identity_similarity",
+        "same_identity",
+        "stlpips_vgg",
+        "stlpips_alex",
+        "niqe",
+    }  # NIQE is null, with a note, on images under 192 px
 )
 # Probability columns not in OUTPUT_METRICS share target_prob's declared range.
 _BOUNDED_LIKE: dict[str, str] = {"top1_prob": "target_prob"}

@@ -13,7 +13,7 @@ from exprbench.config import Layout, get
 from exprbench.geometry import Face
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, IMAGES, KEY_COLUMNS, SCORES, UPSCALE, read_table, write_rows
-from exprbench.scorers import ScorerFoundNoFaceError, get_scorer_class
+from exprbench.scorers import PairScorer, ScorerFoundNoFaceError, get_scorer_class
 from exprbench.scoring import (
     add_relative_measures,
     output_columns,
@@ -33,6 +33,33 @@ def face_from_row(row: dict) -> Face:
         landmarks5=np.asarray(row["landmarks5"], dtype=np.float32).reshape(5, 2),
         landmarks68=np.asarray(row["landmarks68"], dtype=np.float32).reshape(68, 2),
     )
+
+
+def _pair_measure(name, cls, options, scorers: dict, cache: ContentCache, layout: Layout):
+    """(row, reference row) -> columns for a pair scorer, cached by both crops' content."""
+
+    def measure(row: dict, reference: dict) -> dict:
+        key = cache_key(
+            "pair",
+            SCORE_VERSION,
+            name,
+            cls.version,
+            options,
+            row["crop_sha256"],
+            reference["crop_sha256"],
+        )
+        cached = cache.get_json(key)
+        if cached is None:
+            if name not in scorers:
+                scorers[name] = cls(options)
+            crop, ref = (
+                load_rgb(layout.crops_dir / f"{r['crop_sha256']}.png") for r in (row, reference)
+            )
+            cached = output_to_dict(scorers[name].compare(crop, ref))
+            cache.put_json(key, cached)
+        return output_columns(output_from_dict(cached), row["expression"], row["subject_gender"])
+
+    return measure
 
 
 @task(name="score", cache_policy=NONE)
@@ -66,6 +93,12 @@ def score(layout: Layout, params: dict[str, Any]) -> StageResult:
             if not face_row["face_found"]:
                 row["note"] = face_row["face_reason"] or "no face detected"
                 continue
+            if face_row["face_count"] > 1:
+                row["note"] = f"{face_row['face_count']} faces in image; scored the primary"
+            if issubclass(cls, PairScorer):
+                # measured against the neutral's crop once every row exists (below)
+                row["crop_sha256"] = face_row["crop_sha256"]
+                continue
             key = cache_key(
                 "score",
                 SCORE_VERSION,
@@ -96,9 +129,16 @@ def score(layout: Layout, params: dict[str, Any]) -> StageResult:
             row.update(
                 output_columns(output_from_dict(cached), row["expression"], row["subject_gender"])
             )
-            if face_row["face_count"] > 1:
-                row["note"] = f"{face_row['face_count']} faces in image; scored the primary"
-    rows = add_relative_measures(rows, threshold)
+            unmeasured = [k for k, v in (cached.get("metrics") or {}).items() if v is None]
+            if unmeasured:
+                note = f"{name}: {', '.join(unmeasured)} not measurable on this image"
+                row["note"] = f"{row['note']}; {note}" if row.get("note") else note
+    pair_measures = {
+        name: _pair_measure(name, cls, options.get(name), scorers, cache, layout)
+        for name, cls in classes.items()
+        if issubclass(cls, PairScorer)
+    }
+    rows = add_relative_measures(rows, threshold, pair_measures)
     write_rows(rows, layout.scores, SCORES)
     result = StageResult(
         "score",

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from exprbench.config import load_params
+from exprbench.scorers import PairScorer, get_scorer_class
 from tests.conftest import SMALL_SET, build_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,8 +66,12 @@ def _counts(output: str, stage: str) -> dict[str, str]:
 def test_repro_builds_tables_then_skips_then_adds_one_image(repo, photos):
     repo, env = repo
     first = _repro(repo, env)
-    n_scorers = len(load_params(repo / "params.yaml")["score"]["scorers"])
-    assert _counts(first, "score")["cache_misses"] == str(4 * n_scorers)  # 4 images with faces
+    names = load_params(repo / "params.yaml")["score"]["scorers"]
+    n_scorers = len(names)
+    n_pair = sum(issubclass(get_scorer_class(n), PairScorer) for n in names)
+    # 4 images with a face, each scored by every per-image scorer; pair scorers compare the
+    # one non-neutral face that has a neutral (obama happy) with it
+    assert _counts(first, "score")["cache_misses"] == str(4 * (n_scorers - n_pair) + n_pair)
     scores = pq.read_table(repo / "data" / "scores" / "scores.parquet")
     assert scores.num_rows == 5 * n_scorers
     assert (repo / "data" / "reports" / "index.html").is_file()
@@ -83,7 +88,8 @@ def test_repro_builds_tables_then_skips_then_adds_one_image(repo, photos):
     build_raw(repo / "data" / "raw", photos, {"toolB/2/franck/happy-2.jpg": "franck_02888"})
     third = _repro(repo, env)
     assert _counts(third, "ingest")["cache_misses"] == "1"
-    assert _counts(third, "score")["cache_misses"] == str(n_scorers)  # only the new image
+    # only the new image: every per-image scorer, and every pair scorer against its neutral
+    assert _counts(third, "score")["cache_misses"] == str(n_scorers)
     assert pq.read_table(repo / "data" / "scores" / "scores.parquet").num_rows == 6 * n_scorers
 
 

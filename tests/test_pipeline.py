@@ -83,6 +83,19 @@ def test_scored_plus_quarantined_equals_discovered(pipeline_run):
     assert not no_face.face_found.any() and no_face.target_prob.isna().all()
 
 
+def test_quality_columns_reach_the_tables_and_report(pipeline_run):
+    import duckdb
+
+    layout, _ = pipeline_run
+    with duckdb.connect(str(layout.database), read_only=True) as con:
+        quality = con.execute("SELECT sum(n_brisque), sum(n_piqe) FROM quality").fetchone()
+        perceptual = con.execute("SELECT sum(n_stlpips_vgg) FROM perceptual").fetchone()
+    assert quality[0] > 0 and quality[1] > 0
+    assert perceptual[0] >= 2  # obama and franck have a neutral and one other expression
+    html = layout.report_html.read_text()
+    assert "BRISQUE" in html and "ST-LPIPS" in html
+
+
 def test_study_numbers_are_sensible(pipeline_run):
     layout, _ = pipeline_run
     scores = pq.read_table(layout.scores).to_pandas()

@@ -8,7 +8,7 @@ photograph (synthetic patterns), which a range check should flag.
 
 from __future__ import annotations
 
-from exprbench.scorers.base import MetricSpec
+from exprbench.metrics import MetricSpec
 
 # An RBF-SVR output has no bound worth stating (maximised over all feature vectors the
 # shipped one spans about [-249, 479]). In the stress tests (5 photos and 192-px crops;

@@ -2,6 +2,7 @@
 
 from exprbench.scorers.base import (
     ModelUnavailableError,
+    PairScorer,
     ScoreOutput,
     Scorer,
     ScorerFoundNoFaceError,
@@ -12,6 +13,7 @@ from exprbench.scorers.base import (
 
 __all__ = [
     "ModelUnavailableError",
+    "PairScorer",
     "ScoreOutput",
     "Scorer",
     "ScorerFoundNoFaceError",

@@ -20,19 +20,10 @@ import numpy as np
 
 from exprbench.geometry import Face
 from exprbench.labels import EXPRESSIONS
+from exprbench.metrics import MetricSpec
+from exprbench.quality.specs import DISTANCE_METRICS, NO_REFERENCE_METRICS
 
-Output = Literal["expression", "age", "gender", "identity"]
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """What one score column means: its range and which direction is better."""
-
-    column: str
-    low: float
-    high: float
-    higher_is_better: bool | None  # None: no direction (e.g. an age)
-    description: str
+Output = Literal["expression", "age", "gender", "identity", "quality", "perceptual"]
 
 
 # The columns each kind of output fills; the range/direction are properties of the
@@ -51,6 +42,8 @@ OUTPUT_METRICS: dict[str, tuple[MetricSpec, ...]] = {
         MetricSpec("identity_distance", 0.0, 4.0, False, "L2 distance to the neutral face"),
         MetricSpec("identity_similarity", 0.0, 1.0, True, "max(0, 1 - identity_distance)"),
     ),
+    "quality": NO_REFERENCE_METRICS,  # no-reference image quality
+    "perceptual": DISTANCE_METRICS,  # perceptual distance to the neutral image
 }
 
 
@@ -63,6 +56,7 @@ class ScoreOutput:
     gender: str | None = None  # 'female' | 'male'
     gender_prob: float | None = None
     descriptor: np.ndarray | None = None  # identity embedding, float32
+    metrics: dict[str, float | bool | None] | None = None  # quality columns by name
 
 
 class ScorerFoundNoFaceError(LookupError):
@@ -101,6 +95,21 @@ class Scorer(ABC):
     def score_batch(self, items: Sequence[tuple[np.ndarray, Face]]) -> list[ScoreOutput]:
         """Score several faces; override when the runtime batches efficiently."""
         return [self.score(image, face) for image, face in items]
+
+
+class PairScorer(Scorer):
+    """A scorer that compares an image's aligned face crop with its neutral image's crop.
+
+    The score stage calls `compare` for every image whose set has a neutral reference; the
+    crops are the faces stage's aligned crops (faces.align, faces.crop_size).
+    """
+
+    @abstractmethod
+    def compare(self, crop: np.ndarray, reference: np.ndarray) -> ScoreOutput:
+        """Outputs for `crop` (H x W x 3 uint8 RGB) measured against `reference`."""
+
+    def score(self, image: np.ndarray, face: Face) -> ScoreOutput:
+        raise TypeError(f"{self.name} compares two crops: call compare(crop, reference)")
 
 
 _REGISTRY: dict[str, type[Scorer]] = {}
