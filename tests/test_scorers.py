@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import load_rgb_array
+from conftest import load_rgb_array, pip_target
 
 from exprbench.faces import FaceDetector
 from exprbench.geometry import Face
 from exprbench.labels import EXPRESSIONS
-from exprbench.packaged import cache_home
 from exprbench.scorers import ModelUnavailableError, available_scorers
 from exprbench.scorers.age_gender import AgeGenderScorer
 from exprbench.scorers.dlib_identity import DlibIdentityScorer
@@ -97,33 +96,6 @@ def fer_scorer(models: None) -> FerExpressionScorer:
 @pytest.fixture(scope="module")
 def age_gender(models: None) -> AgeGenderScorer:
     return AgeGenderScorer()
-
-
-def pip_target(name: str, *specs: str) -> Path:
-    """Install `specs` (no dependencies) once into a cached folder; skip if pip fails."""
-    target = cache_home() / "test-references" / name
-    done = target / ".installed"
-    if not done.is_file():
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--quiet",
-            "--upgrade",
-            "--target",
-            str(target),
-            *specs,
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-        if result.returncode != 0:
-            pytest.skip(
-                f"reference {' '.join(specs)} could not be installed with pip "
-                f"(registry unreachable?): {result.stderr.strip()[-500:]}"
-            )
-        done.write_text(" ".join(specs) + "\n")
-    return target
 
 
 # ---------------------------------------------------------------- registry
