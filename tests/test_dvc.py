@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from exprbench.config import load_params
 from exprbench.scorers import PairScorer, get_scorer_class
@@ -115,3 +116,52 @@ def test_metrics_and_plots_render_offline(repo):
     page = (repo / "plots_html" / "index.html").read_text()
     assert "target_prob_faceapi.csv" in page
     assert not re.search(r"<script[^>]+src=\"https?://", page)
+
+
+def test_experiment_sweep_and_resolution_study(repo):
+    """`dvc exp run -S upscale.method=...` sweeps, `dvc exp show` compares, and the
+    resolution study runs as its own DVC pipeline (studies/dvc.yaml)."""
+    repo, env = repo
+    shutil.copytree(ROOT / "studies", repo / "studies", dirs_exist_ok=True)
+    params = load_params(repo / "params.yaml")
+    params["resolution"] = {
+        "sizes": [48],
+        "crop_px": 192,
+        "max_faces": 2,
+        "methods": ["bicubic", "esrgan-slim"],
+        "scorers": ["fer"],
+    }
+
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _repro(repo, env)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    _run(["git", "add", "-A"], repo, env)
+    _run([*git, "commit", "-qm", "baseline"], repo, env)
+    _run(["dvc", "exp", "run", "-n", "lanczos", "-S", "upscale.method=lanczos"], repo, env)
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+    experiments = _find(shown, lambda d: d.get("name") == "lanczos")
+    assert experiments, json.dumps(shown)[:2000]
+    methods = {
+        found["upscale"]["method"]
+        for experiment in experiments
+        for found in _find(experiment, lambda d: isinstance(d.get("upscale"), dict))
+    }
+    assert methods == {"lanczos"}
+    out = _run(["dvc", "repro", "studies/dvc.yaml"], repo, env).stdout
+    assert "Running stage 'studies/dvc.yaml:resolution'" in out
+    page = repo / "data" / "reports" / "resolution" / "index.html"
+    assert page.is_file() and "esrgan-slim" in page.read_text()
+
+
+def _find(node, match) -> list[dict]:
+    """Every dict inside a JSON document for which match(dict) holds."""
+    found = []
+    if isinstance(node, dict):
+        if match(node):
+            found.append(node)
+        for value in node.values():
+            found += _find(value, match)
+    elif isinstance(node, list):
+        for value in node:
+            found += _find(value, match)
+    return found
