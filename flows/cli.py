@@ -69,8 +69,9 @@ def cmd_fetch_models(args: argparse.Namespace) -> int:
     from exprbench.validation import fetch_data_docs_assets
     from exprbench.weights import WEIGHTS, fetch_models
 
+    width = max(map(len, WEIGHTS))
     for key, path in zip(WEIGHTS, fetch_models(), strict=True):
-        print(f"{key:28s} {path}  ({WEIGHTS[key].license})")
+        print(f"{key:{width}s} {path}  ({WEIGHTS[key].license})")
     assets = fetch_data_docs_assets()
     print(f"offline Data Docs assets: {len(assets)} files")
     return 0
