@@ -93,7 +93,10 @@ def test_quality_columns_reach_the_tables_and_report(pipeline_run):
     assert quality[0] > 0 and quality[1] > 0
     assert perceptual[0] >= 2  # obama and franck have a neutral and one other expression
     html = layout.report_html.read_text()
-    assert "BRISQUE" in html and "ST-LPIPS" in html
+    for title in ("Image quality (BRISQUE)", "Perceptual distance (ST-LPIPS, VGG)"):
+        section = html.split(title, 1)[1].split("<h2", 1)[0]
+        assert "No scorer produced this measure" not in section, title
+        assert "<td" in section, title
 
 
 def test_study_numbers_are_sensible(pipeline_run):
