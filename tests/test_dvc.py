@@ -165,3 +165,11 @@ def _find(node, match) -> list[dict]:
         for value in node:
             found += _find(value, match)
     return found
+
+
+def test_scheduled_rerun_flow_runs_dvc_repro(repo, prefect_server):
+    from flows.schedule import scheduled_repro
+
+    repo, _ = repo
+    output = scheduled_repro(str(repo))  # a real flow run on the test server
+    assert "didn't change" in output or "Running stage" in output
