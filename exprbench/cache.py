@@ -13,7 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from exprbench.fileio import atomic_write_bytes
+from exprbench.imageio import encode_png
 
 
 def cache_key(*parts: Any) -> str:
@@ -54,3 +57,10 @@ class ContentCache:
         path = self._path(key, suffix)
         atomic_write_bytes(path, data)
         return path
+
+    def put_image(self, rgb: np.ndarray) -> str:
+        """Store `rgb` as a PNG blob keyed by the PNG's own sha256; return that sha256."""
+        png = encode_png(rgb)
+        sha = hashlib.sha256(png).hexdigest()
+        self.put_blob(sha, "png", png)
+        return sha

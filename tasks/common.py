@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -19,27 +21,26 @@ class StageResult:
     stage: str
     counts: dict[str, int | float | str] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)  # shown as a table in the UI
-    notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
         lines = [f"## {self.stage}", "", "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in self.counts.items()]
-        lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines)
 
 
-def progress_bar(desc: str, total: int) -> tqdm:
-    """A manually updated bar, for loops hidden inside domain functions."""
-    return tqdm(desc=desc, total=total, unit="img", disable=not sys.stderr.isatty(), leave=False)
+def progress_bar(desc: str, total: int, items: Iterable[T] | None = None) -> tqdm:
+    """tqdm on an interactive terminal, silent in CI, logs and DVC's captured output.
 
-
-def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
-    """tqdm on an interactive terminal, silent in CI, logs and DVC's captured output."""
-    return iter(
-        tqdm(
-            items, desc=desc, total=total, unit="img", disable=not sys.stderr.isatty(), leave=False
-        )
+    Without `items` it is updated by hand, for loops hidden inside domain functions.
+    """
+    return tqdm(
+        items, desc=desc, total=total, unit="img", disable=not sys.stderr.isatty(), leave=False
     )
+
+
+def progress(items: Iterable[T], desc: str) -> Iterator[T]:
+    """Iterate `items` behind a progress bar (see `progress_bar`)."""
+    return iter(progress_bar(desc, len(items) if isinstance(items, Sized) else None, items))
 
 
 def materialise(cache, blob_sha: str, suffix: str, target_dir) -> str:
@@ -48,9 +49,6 @@ def materialise(cache, blob_sha: str, suffix: str, target_dir) -> str:
     DVC deletes a stage's outputs before rerunning it, so outputs are re-populated from
     the cache instead of being recomputed.
     """
-    import shutil
-    from pathlib import Path
-
     name = f"{blob_sha}.{suffix}"
     target = Path(target_dir) / name
     if not target.exists():

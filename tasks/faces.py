@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import NONE
 
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout, get
-from exprbench.imageio import encode_png, load_rgb
+from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, read_table, write_rows
 from tasks.common import StageResult, materialise, progress
 
@@ -19,8 +19,8 @@ FACES_VERSION = "2"  # bump when detection, primary-face choice or cropping chan
 
 def detect_record(
     detector, rgb, *, upsample: int, min_score: float, align_mode: str, crop_size: int
-) -> tuple[dict, bytes | None]:
-    """Detection result as a JSON-able record, plus the aligned crop's PNG bytes."""
+) -> tuple[dict, np.ndarray | None]:
+    """Detection result as a JSON-able record, plus the aligned crop (None: no face)."""
     from exprbench.align import align
     from exprbench.faces import choose_primary
 
@@ -29,7 +29,6 @@ def detect_record(
     if primary is None:
         return {"face_found": False, "face_count": 0, "face_reason": "no face detected"}, None
     crop = align(rgb, primary, align_mode, crop_size)
-    png = encode_png(crop.image)
     return {
         "face_found": True,
         "face_count": len(faces),
@@ -40,9 +39,8 @@ def detect_record(
         "detector_score": primary.score,
         "landmarks5": primary.landmarks5.reshape(-1).tolist(),
         "landmarks68": primary.landmarks68.reshape(-1).tolist(),
-        "crop_sha256": hashlib.sha256(png).hexdigest(),
         "align_detail": crop.describe(),
-    }, png
+    }, crop.image
 
 
 @task(name="faces", cache_policy=NONE)
@@ -66,9 +64,9 @@ def faces(layout: Layout, params: dict[str, Any]) -> StageResult:
 
                 detector = FaceDetector()
             rgb = load_rgb(layout.resolve(image["work_path"]))
-            record, png = detect_record(detector, rgb, **options)
-            if png is not None:
-                cache.put_blob(record["crop_sha256"], "png", png)
+            record, crop = detect_record(detector, rgb, **options)
+            if crop is not None:
+                record["crop_sha256"] = cache.put_image(crop)
             cache.put_json(key, record)
         row = {k: image[k] for k in KEY_COLUMNS}
         row.update(

@@ -3,7 +3,6 @@ method, rescore with every recognizer, and compare with the full-resolution pred
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +16,7 @@ from prefect.cache_policies import NONE
 from exprbench import upscale as up
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout, get
-from exprbench.imageio import encode_png, load_rgb
+from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, UPSCALE, read_table
 from exprbench.scorers import get_scorer_class
 from tasks.common import StageResult, progress
@@ -77,9 +76,7 @@ def resolution(layout: Layout, params: dict[str, Any]) -> StageResult:
                 settings["crop_px"],
                 expression=face_row["expression"],
             )
-            png = encode_png(study.montage())
-            record = {"rows": study.rows, "montage_sha256": hashlib.sha256(png).hexdigest()}
-            cache.put_blob(record["montage_sha256"], "png", png)
+            record = {"rows": study.rows, "montage_sha256": cache.put_image(study.montage())}
             cache.put_json(key, record)
         rows += [
             {**r, "path": face_row["path"], "subject": face_row["subject"]} for r in record["rows"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from prefect import task
@@ -11,7 +10,7 @@ from prefect.cache_policies import NONE
 from exprbench import upscale as up
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout, get
-from exprbench.imageio import encode_png, load_rgb
+from exprbench.imageio import load_rgb
 from exprbench.schema import IMAGES, KEY_COLUMNS, UPSCALE, read_table, write_rows
 from tasks.common import StageResult, materialise, progress
 
@@ -64,9 +63,7 @@ def upscale(layout: Layout, params: dict[str, Any]) -> StageResult:
                 "work_sha256": None,
             }
             if decision.factor > 1:
-                png = encode_png(work)
-                record["work_sha256"] = hashlib.sha256(png).hexdigest()
-                cache.put_blob(record["work_sha256"], "png", png)
+                record["work_sha256"] = cache.put_image(work)
             cache.put_json(key, record)
         if record["factor"] > 1:
             name = materialise(cache, record["work_sha256"], "png", layout.upscaled_dir)
