@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import flows  # noqa: E402,F401 - offline settings
-from exprbench.config import Layout, load_params  # noqa: E402
+from exprbench.config import Layout  # noqa: E402
 from exprbench.demo import build_demo  # noqa: E402
+from exprbench.settings import Settings, load_params  # noqa: E402
 
 
 def bench_score(tmp: Path) -> list[str]:
@@ -40,16 +41,16 @@ def bench_score(tmp: Path) -> list[str]:
     params = load_params(ROOT / "params.yaml")
     layout = Layout.for_output(raw, tmp / "out")
     for stage in (ingest, upscale, faces):
-        stage.fn(layout, params)
+        stage.fn(layout, Settings.from_params(params))
     lines = []
     for scorers in (params["score"]["scorers"], *([s] for s in params["score"]["scorers"])):
         shutil.rmtree(layout.cache / "score", ignore_errors=True)
         p = {**params, "score": {**params["score"], "scorers": list(scorers)}}
         start = time.perf_counter()
-        result = score.fn(layout, p)
+        result = score.fn(layout, Settings.from_params(p))
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        score.fn(layout, p)
+        score.fn(layout, Settings.from_params(p))
         warm = time.perf_counter() - start
         n = result.counts["images"]
         lines.append(f"| {', '.join(scorers)} | {n} | {cold:.2f} | {n / cold:.1f} | {warm:.2f} |")

@@ -1,6 +1,10 @@
 """Study tables from the scores Parquet files, with DuckDB.
 
-All SQL lives in `_SETUP_SQL` and `TABLE_SQL` below. Conventions every table follows:
+Every query is generated from the metric specs the scores files carry
+(`exprbench.metrics.MetricSpec`, written by the score stage into the files' schema): the
+`scored` view, one study table per `table` the specs name (n, mean or share, 95% interval
+of each of its metrics per cell), the leaderboard (each spec's `leaderboard` entry) and
+one `<metric>_by_expression` table per plotted metric. Conventions every table follows:
 
 * Unit of analysis: one image (row of SCORES for one scorer). Replicates of a cell count
   as separate images; means are over images with a non-null value.
@@ -16,32 +20,39 @@ All SQL lives in `_SETUP_SQL` and `TABLE_SQL` below. Conventions every table fol
 * 95% CI: Student t-interval, mean ± t(0.975, n-1) * sd / sqrt(n), NULL for n < 2, not
   clipped to the metric's range. t comes from a table for n-1 <= 30 and a 4-term
   Cornish-Fisher expansion above (error < 3e-8 there).
-* Neutral rows are the reference for identity and age drift: their identity and
-  age_delta values are excluded everywhere (identity tables have no neutral column).
-* Leaderboard (per scorer x generator x version): mean_target_prob over non-neutral
-  images; top1_accuracy over every image with a prediction, neutral included; identity
-  and |age_delta| over non-neutral images; gender_match_rate over images with a subject
-  gender; n_missing_cells from `missing_cells` (the same for every scorer of a run).
+* Neutral rows are the reference for metrics measured against the neutral image
+  (`relative_to_neutral`: identity, age drift, ST-LPIPS): their values are excluded
+  everywhere, and a table of such metrics only has no neutral column.
+* An outcome (a bool metric such as same_identity) is averaged as a share (`share_<c>`).
+* Leaderboard (per scorer x generator x version): each metric's entry, over non-neutral
+  images where the spec says so (mean_target_prob), else over every image with a value
+  (top1_accuracy includes neutral); n_missing_cells from `missing_cells` (the same for
+  every scorer of a run).
 * Files are read with `hive_partitioning=false`: every SCORES row carries its generator
   and version, so directory names are not needed (and cannot retype versions like '10').
 """
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from exprbench.labels import EXPRESSIONS, NEUTRAL
-from exprbench.schema import SCORES
+from exprbench.metrics import MetricSpec, StudyTable, merge_specs
+from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
+from exprbench.schema import metric_specs, scores_schema
+from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
 
 UNKNOWN_GENDER = "unknown"
 
@@ -85,7 +96,32 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _setup_sql(scores_glob: str) -> list[str]:
+def _value_sql(spec: MetricSpec) -> str:
+    """A metric's value on a `scored` row: derived, cast to DOUBLE, nulled on the reference."""
+    value = spec.sql or f"s.{spec.column}"
+    if spec.dtype == "bool":
+        value = f"({value})::DOUBLE"
+    if spec.relative_to_neutral:
+        value = f"CASE WHEN s.expression <> {_sql_string(NEUTRAL)} THEN {value} END"
+    return f"{value} AS {spec.column}"
+
+
+def tabled(specs: Iterable[MetricSpec]) -> dict[str, list[MetricSpec]]:
+    """Study table name -> its metrics, tables in their declared order (then by name)."""
+    grouped: dict[str, list[MetricSpec]] = {}
+    for spec in specs:
+        if spec.table is not None:
+            grouped.setdefault(spec.table, []).append(spec)
+    return dict(sorted(grouped.items(), key=lambda item: (study_table(item[0]).order, item[0])))
+
+
+def study_table(name: str) -> StudyTable:
+    """The declared title of a study table, or a default one for a table nobody declared."""
+    declared = {table.name: table for table in STUDY_TABLES}
+    return declared.get(name) or StudyTable(name, name.replace("_", " ").capitalize())
+
+
+def _setup_sql(scores_glob: str, specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> list[str]:
     """Temp objects each table query builds on (nothing here is stored in the file)."""
     expressions = ", ".join(
         f"({_sql_string(name)}, {order})" for order, name in enumerate(EXPRESSIONS)
@@ -98,7 +134,10 @@ def _setup_sql(scores_glob: str) -> list[str]:
         f" + (79 * {z}^9 + 776 * {z}^7 + 1482 * {z}^5 - 1920 * {z}^3 - 945 * {z})"
         f" / (92160 * df^4)"
     )
-    neutral = _sql_string(NEUTRAL)
+    producers = ",\n".join(
+        f"bool_or({' OR '.join(f'{m.column} IS NOT NULL' for m in metrics)}) AS {table}"
+        for table, metrics in tabled(specs).items()
+    )
     return [
         f"""CREATE TEMP TABLE expression_order AS
             SELECT * FROM (VALUES {expressions}) AS t(expression, expression_order)""",
@@ -117,58 +156,64 @@ def _setup_sql(scores_glob: str) -> list[str]:
                        AS subject_gender
             FROM scores GROUP BY generator, version, subject""",
         """CREATE TEMP TABLE runs AS SELECT DISTINCT scorer, generator, version FROM scores""",
-        # One row per image and scorer, reference-relative values nulled on neutral rows.
+        # One row per image and scorer: every metric as DOUBLE, reference-relative ones
+        # nulled on neutral rows, derived ones computed.
         f"""CREATE TEMP TABLE scored AS
             SELECT s.scorer, s.scorer_version, s.generator, s.version, s.subject,
-                   j.subject_gender, s.expression, s.replicate, s.face_found,
-                   s.target_prob, s.top1, s.age, s.gender_match::DOUBLE AS gender_match,
-                   CASE WHEN s.expression <> {neutral} THEN s.age_delta END AS age_delta,
-                   CASE WHEN s.expression <> {neutral} THEN s.identity_similarity END
-                       AS identity_similarity,
-                   CASE WHEN s.expression <> {neutral} THEN s.same_identity::DOUBLE END
-                       AS same_identity,
-                   s.brisque, s.niqe, s.piqe,
-                   CASE WHEN s.expression <> {neutral} THEN s.stlpips_vgg END AS stlpips_vgg,
-                   CASE WHEN s.expression <> {neutral} THEN s.stlpips_alex END AS stlpips_alex
+                   j.subject_gender, s.expression, s.replicate, s.face_found, s.top1,
+                   {", ".join(_value_sql(spec) for spec in specs)}
             FROM scores s JOIN subjects j USING (generator, version, subject)""",
         # Which study tables a scorer belongs in, from what it filled (no registry needed).
-        """CREATE TEMP TABLE producers AS
-            SELECT scorer,
-                   bool_or(target_prob IS NOT NULL) AS expression,
-                   bool_or(age IS NOT NULL) AS age,
-                   bool_or(brisque IS NOT NULL OR piqe IS NOT NULL) AS quality,
-                   bool_or(stlpips_vgg IS NOT NULL) AS perceptual,
-                   bool_or(identity_similarity IS NOT NULL) AS identity
+        f"""CREATE TEMP TABLE producers AS
+            SELECT scorer{"," if producers else ""} {producers}
             FROM scored GROUP BY scorer""",
     ]
 
 
-def _stats(column: str, label: str | None = None) -> str:
-    """n, mean and 95% t-interval of `column` over the group, as SELECT items."""
-    name = label or column
-    return f"""count({column}) AS n_{name}, avg({column}) AS mean_{name},
-        avg({column}) - ci_half(stddev_samp({column}), count({column})) AS ci95_low_{name},
-        avg({column}) + ci_half(stddev_samp({column}), count({column})) AS ci95_high_{name}"""
+def _stats(spec: MetricSpec, source: str | None = None) -> str:
+    """n, mean (share for an outcome) and 95% t-interval of a metric, as SELECT items."""
+    column, name = source or spec.column, spec.column
+    items = [
+        f"count({column}) AS n_{name}",
+        f"avg({column}) AS {spec.mean_name}",
+        f"avg({column}) - ci_half(stddev_samp({column}), count({column})) AS ci95_low_{name}",
+        f"avg({column}) + ci_half(stddev_samp({column}), count({column})) AS ci95_high_{name}",
+    ]
+    if spec.abs_mean:
+        items.append(f"avg(abs({column})) AS mean_abs_{name}")
+    return ", ".join(items)
+
+
+def _stat_columns(spec: MetricSpec) -> list[str]:
+    names = [f"n_{spec.column}", spec.mean_name, f"ci95_low_{spec.column}"]
+    names.append(f"ci95_high_{spec.column}")
+    if spec.abs_mean:
+        names.append(f"mean_abs_{spec.column}")
+    return names
 
 
 _CELL_KEYS = "scorer, generator, version, subject_gender, expression"
-QUALITY_COLUMNS = ("brisque", "niqe", "piqe", "stlpips_vgg", "stlpips_alex")
-# Counts of the `measured` CTE below: 0, not NULL, on a grid cell with no image.
-_CELL_COUNTS = (
-    "n_images",
-    "n_faces",
-    "n_target_prob",
-    "n_age",
-    "n_age_delta",
-    "n_identity_similarity",
-    "n_gender",
-    *(f"n_{column}" for column in QUALITY_COLUMNS),
-)
 _CELL_ORDER = "scorer, generator, version, subject_gender, expression_order"
+_CELL_FACTS = "n_subjects, n_missing, n_images, n_faces"
 
-# name -> query; executed in this order, each stored as a table in the database.
-TABLE_SQL: dict[str, str] = {
-    "missing_cells": """
+
+def _leaderboard_item(spec: MetricSpec) -> str:
+    board = spec.leaderboard
+    assert board is not None
+    value = f"abs(s.{spec.column})" if board.statistic == "mean_abs" else f"s.{spec.column}"
+    scope = (
+        "" if board.include_neutral else f" FILTER (WHERE s.expression <> {_sql_string(NEUTRAL)})"
+    )
+    return f"avg({value}){scope} AS {board.column}"
+
+
+def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
+    """name -> query for every table, generated from the metric specs, in build order."""
+    tables = tabled(specs)
+    cell_metrics = [spec for metrics in tables.values() for spec in metrics]
+    counts = ["n_images", "n_faces", *(f"n_{spec.column}" for spec in cell_metrics)]
+    queries: dict[str, str] = {
+        "missing_cells": """
         SELECT s.generator, s.version, s.subject, s.subject_gender, e.expression
         FROM subjects s CROSS JOIN expression_order e
         WHERE NOT EXISTS (
@@ -176,8 +221,8 @@ TABLE_SQL: dict[str, str] = {
             WHERE p.generator = s.generator AND p.version = s.version
               AND p.subject = s.subject AND p.expression = e.expression)
         ORDER BY s.generator, s.version, s.subject, e.expression_order""",
-    # Full grid, so a cell nobody produced is a row with n_images = 0 and NULL statistics.
-    "cells": f"""
+        # Full grid, so a cell nobody produced is a row with n_images = 0 and NULL statistics.
+        "cells": f"""
         WITH grid AS (
             SELECT r.scorer, r.generator, r.version, g.subject_gender, e.expression,
                    e.expression_order
@@ -193,73 +238,33 @@ TABLE_SQL: dict[str, str] = {
         measured AS (
             SELECT {_CELL_KEYS},
                    count(*) AS n_images,
-                   count_if(face_found)::BIGINT AS n_faces,
-                   {_stats("target_prob")},
-                   {_stats("age")},
-                   {_stats("age_delta")},
-                   avg(abs(age_delta)) AS mean_abs_age_delta,
-                   {_stats("identity_similarity")},
-                   avg(same_identity) AS share_same_identity,
-                   count(gender_match) AS n_gender, avg(gender_match) AS gender_match_rate,
-                   {", ".join(_stats(column) for column in QUALITY_COLUMNS)}
+                   count_if(face_found)::BIGINT AS n_faces
+                   {"".join(f", {_stats(spec)}" for spec in cell_metrics)}
             FROM scored GROUP BY ALL)
         SELECT grid.scorer, grid.generator, grid.version, grid.subject_gender,
                grid.expression, grid.expression_order,
                coalesce(expected.n_subjects, 0) AS n_subjects,
                coalesce(missing.n_missing, 0) AS n_missing,
-               {", ".join(f"coalesce(measured.{n}, 0) AS {n}" for n in _CELL_COUNTS)},
-               measured.* EXCLUDE ({_CELL_KEYS}, {", ".join(_CELL_COUNTS)})
+               {", ".join(f"coalesce(measured.{n}, 0) AS {n}" for n in counts)},
+               measured.* EXCLUDE ({_CELL_KEYS}, {", ".join(counts)})
         FROM grid
         LEFT JOIN expected USING (generator, version, subject_gender)
         LEFT JOIN missing USING (generator, version, subject_gender, expression)
         LEFT JOIN measured USING (scorer, generator, version, subject_gender, expression)
         ORDER BY {_CELL_ORDER}""",
-    # Study table 1: probability of the requested expression.
-    "expression_fidelity": f"""
-        SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
-               n_target_prob, mean_target_prob, ci95_low_target_prob, ci95_high_target_prob
-        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE expression)
-        ORDER BY {_CELL_ORDER}""",
-    # Study table 2: apparent age and its drift from the subject's neutral image.
-    "age": f"""
-        SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
-               n_age, mean_age, ci95_low_age, ci95_high_age,
-               n_age_delta, mean_age_delta, ci95_low_age_delta, ci95_high_age_delta,
-               mean_abs_age_delta
-        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE age)
-        ORDER BY {_CELL_ORDER}""",
-    # Study table 3: identity kept relative to the neutral image (no neutral column).
-    # Image quality (no-reference, lower is better) of what was scored.
-    "quality": f"""
-        SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
-               {
-        ", ".join(
-            f"n_{c}, mean_{c}, ci95_low_{c}, ci95_high_{c}" for c in ("brisque", "niqe", "piqe")
-        )
     }
-        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE quality)
-        ORDER BY {_CELL_ORDER}""",
-    # ST-LPIPS distance of each expression's aligned face to the neutral's (lower = closer).
-    "perceptual": f"""
-        SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
-               {
-        ", ".join(
-            f"n_{c}, mean_{c}, ci95_low_{c}, ci95_high_{c}" for c in ("stlpips_vgg", "stlpips_alex")
-        )
-    }
-        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE perceptual)
-          AND expression <> {_sql_string(NEUTRAL)}
-        ORDER BY {_CELL_ORDER}""",
-    "identity": f"""
-        SELECT {_CELL_KEYS}, n_subjects, n_missing, n_images, n_faces,
-               n_identity_similarity, mean_identity_similarity,
-               ci95_low_identity_similarity, ci95_high_identity_similarity,
-               share_same_identity
-        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE identity)
-          AND expression <> {_sql_string(NEUTRAL)}
-        ORDER BY {_CELL_ORDER}""",
+    # One study table per `table` the specs name. A table of reference-relative measures
+    # only (identity, perceptual) has no neutral column: the neutral is the reference.
+    for name, metrics in tables.items():
+        only_relative = all(spec.relative_to_neutral for spec in metrics)
+        columns = ", ".join(c for spec in metrics for c in _stat_columns(spec))
+        neutral = f"AND expression <> {_sql_string(NEUTRAL)}" if only_relative else ""
+        queries[name] = f"""
+        SELECT {_CELL_KEYS}, {_CELL_FACTS}, {columns}
+        FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE {name}) {neutral}
+        ORDER BY {_CELL_ORDER}"""
     # Requested vs predicted; a pair that never happened has no row (a true zero count).
-    "confusion": """
+    queries["confusion"] = """
         SELECT c.scorer, c.generator, c.version, c.expression, c.top1, c.n,
                c.n / sum(c.n) OVER (PARTITION BY c.scorer, c.generator, c.version,
                                                  c.expression) AS share
@@ -268,8 +273,14 @@ TABLE_SQL: dict[str, str] = {
         LEFT JOIN expression_order r ON r.expression = c.expression
         LEFT JOIN expression_order p ON p.expression = c.top1
         ORDER BY c.scorer, c.generator, c.version, r.expression_order NULLS LAST,
-                 p.expression_order NULLS LAST, c.top1""",
-    "leaderboard": f"""
+                 p.expression_order NULLS LAST, c.top1"""
+    board = [spec for spec in specs if spec.leaderboard is not None]
+    ranked = next((spec for spec in board if spec.leaderboard and spec.leaderboard.rank), None)
+    rank = ""
+    if ranked is not None and ranked.leaderboard is not None:
+        direction = "ASC" if ranked.higher_is_better is False else "DESC"
+        rank = f"{ranked.leaderboard.column} {direction} NULLS LAST, "
+    queries["leaderboard"] = f"""
         WITH missing AS (
             SELECT generator, version, count(*) AS n_missing_cells
             FROM missing_cells GROUP BY ALL),
@@ -277,13 +288,7 @@ TABLE_SQL: dict[str, str] = {
             SELECT generator, version, count(*) AS n_subjects FROM subjects GROUP BY ALL)
         SELECT s.scorer, string_agg(DISTINCT s.scorer_version, ',') AS scorer_version,
                s.generator, s.version,
-               avg(s.target_prob) FILTER (WHERE s.expression <> {_sql_string(NEUTRAL)})
-                   AS mean_target_prob,
-               avg((s.top1 = s.expression)::DOUBLE) AS top1_accuracy,
-               avg(s.identity_similarity) AS mean_identity_similarity,
-               avg(s.same_identity) AS share_same_identity,
-               avg(abs(s.age_delta)) AS mean_abs_age_delta,
-               avg(s.gender_match) AS gender_match_rate,
+               {"".join(f"{_leaderboard_item(spec)}, " for spec in board)}
                count(*) AS n_images,
                count_if(s.face_found)::BIGINT AS n_faces,
                count_if(NOT s.face_found)::BIGINT AS n_no_face,
@@ -293,45 +298,74 @@ TABLE_SQL: dict[str, str] = {
         JOIN expected e USING (generator, version)
         LEFT JOIN missing m USING (generator, version)
         GROUP BY s.scorer, s.generator, s.version
-        ORDER BY s.scorer, mean_target_prob DESC NULLS LAST, s.generator, s.version""",
+        ORDER BY s.scorer, {rank}s.generator, s.version"""
     # For plots: both genders pooled; cells without any value are absent.
-    "target_prob_by_expression": f"""
+    for spec in specs:
+        if spec.plot:
+            queries[f"{spec.column}_by_expression"] = f"""
         SELECT s.scorer, s.generator, s.version,
                s.generator || ' ' || s.version AS generator_version,
-               s.expression, {_stats("s.target_prob", "target_prob")}
+               s.expression, {_stats(spec, f"s.{spec.column}")}
         FROM scored s JOIN expression_order e USING (expression)
-        WHERE s.target_prob IS NOT NULL
+        WHERE s.{spec.column} IS NOT NULL
         GROUP BY s.scorer, s.generator, s.version, s.expression, e.expression_order
-        ORDER BY s.scorer, s.generator, s.version, e.expression_order""",
-}
-TABLE_NAMES: tuple[str, ...] = tuple(TABLE_SQL)  # built and stored in this order
+        ORDER BY s.scorer, s.generator, s.version, e.expression_order"""
+    return queries
+
+
+TABLE_NAMES: tuple[str, ...] = tuple(table_sql())  # the built-in metrics' tables, in order
 
 
 class NoScoresError(FileNotFoundError):
     """The scores glob matched no Parquet file."""
 
 
-def _check_columns(con: duckdb.DuckDBPyConnection, scores_glob: str) -> None:
+def scores_specs(scores_glob: str) -> tuple[MetricSpec, ...]:
+    """The metric specs carried by the scores files the glob matches (they must agree).
+
+    A file without specs in its metadata (written by another tool) is read with the
+    built-in metrics' specs, and must then have their columns.
+    """
+    files = sorted(glob.glob(scores_glob, recursive=True))
+    if not files:
+        raise NoScoresError(f"no scores Parquet files match {scores_glob!r}")
+
+    def specs_of(path: str) -> tuple[MetricSpec, ...]:
+        schema = pq.read_schema(path)
+        if METRICS_KEY not in (schema.metadata or {}):
+            return BUILTIN_METRICS
+        return metric_specs(schema, path)
+
+    try:
+        return merge_specs(specs_of(f) for f in files)
+    except ValueError as error:
+        raise ValueError(f"{scores_glob}: scores files disagree on a metric: {error}") from error
+
+
+def _check_columns(
+    con: duckdb.DuckDBPyConnection, scores_glob: str, specs: Sequence[MetricSpec]
+) -> None:
     described = con.sql(
         f"DESCRIBE SELECT * FROM read_parquet({_sql_string(scores_glob)}, "
         "hive_partitioning = false, union_by_name = true)"
     ).fetchall()
     present = {row[0] for row in described}
-    missing = [name for name in SCORES.names if name not in present]
+    missing = [name for name in scores_schema(specs).names if name not in present]
     if missing:
-        raise ValueError(f"{scores_glob}: scores files lack SCORES columns {missing}")
+        raise ValueError(f"{scores_glob}: scores files lack columns {missing}")
 
 
 def _build(con: duckdb.DuckDBPyConnection, scores_glob: str) -> dict[str, pa.Table]:
+    specs = scores_specs(scores_glob)
     try:
-        _check_columns(con, scores_glob)
+        _check_columns(con, scores_glob, specs)
     except duckdb.IOException as error:
         raise NoScoresError(f"no scores Parquet files match {scores_glob!r}: {error}") from error
-    for statement in _setup_sql(scores_glob):
+    for statement in _setup_sql(scores_glob, specs):
         con.execute(statement)
     tables = {}
-    for name in TABLE_NAMES:
-        con.execute(f"CREATE TABLE {name} AS {TABLE_SQL[name]}")
+    for name, query in table_sql(specs).items():
+        con.execute(f"CREATE TABLE {name} AS {query}")
         tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
     return tables
 
@@ -386,18 +420,15 @@ def write_csvs(tables: Mapping[str, pa.Table], csv_dir: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- DVC outputs
 
-# Leaderboard columns reported as DVC metrics.
-HEADLINE_METRICS: tuple[str, ...] = (
-    "mean_target_prob",
-    "top1_accuracy",
-    "mean_identity_similarity",
-    "share_same_identity",
-    "mean_abs_age_delta",
-    "gender_match_rate",
-    "n_images",
-    "n_no_face",
-    "n_missing_cells",
+# Leaderboard columns that are not headline metrics (the rest are: every spec's
+# leaderboard entry, n_images, n_no_face, n_missing_cells).
+_NOT_HEADLINE = frozenset(
+    {"scorer", "scorer_version", "generator", "version", "n_faces", "n_subjects"}
 )
+
+
+def _headline(leaderboard: pa.Table) -> list[str]:
+    return [c for c in leaderboard.column_names if c not in _NOT_HEADLINE]
 
 
 def _finite(value: Any) -> bool:
@@ -409,9 +440,11 @@ def metrics_summary(tables: Mapping[str, pa.Table]) -> dict[str, dict[str, dict[
 
     Metrics a scorer does not produce (NULL) are left out rather than written as null.
     """
+    board = tables["leaderboard"]
+    headline = _headline(board)
     summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in tables["leaderboard"].to_pylist():
-        values = {name: row[name] for name in HEADLINE_METRICS if _finite(row[name])}
+    for row in board.to_pylist():
+        values = {name: row[name] for name in headline if _finite(row[name])}
         run = f"{row['generator']}/{row['version']}"
         summary.setdefault(run, {})[row["scorer"]] = {
             name: round(value, 6) if isinstance(value, float) else value
@@ -422,13 +455,18 @@ def metrics_summary(tables: Mapping[str, pa.Table]) -> dict[str, dict[str, dict[
 
 def plot_frames(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
     """Long-format frames for `dvc plots` (x, y and a series column; no NULL rows)."""
-    target = tables["target_prob_by_expression"].select(
-        ["scorer", "generator_version", "expression", "mean_target_prob", "n_target_prob"]
-    )
+    frames = {
+        name.removesuffix("_by_expression"): table.select(
+            [
+                "scorer",
+                "generator_version",
+                "expression",
+                *(c for c in table.column_names if c.startswith(("mean_", "share_", "n_"))),
+            ]
+        )
+        for name, table in tables.items()
+        if name.endswith("_by_expression")
+    }
     leaderboard = tables["leaderboard"]
-    keep = [
-        name
-        for name in ("scorer", "generator", "version", *HEADLINE_METRICS)
-        if name in leaderboard.column_names
-    ]
-    return {"target_prob": target, "leaderboard": leaderboard.select(keep)}
+    keep = ["scorer", "generator", "version", *_headline(leaderboard)]
+    return {**frames, "leaderboard": leaderboard.select(keep)}

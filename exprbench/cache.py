@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ from exprbench.imageio import encode_png
 
 
 def cache_key(*parts: Any) -> str:
-    """Stable sha256 of JSON-serialisable parts (dict keys sorted)."""
+    """Stable sha256 of JSON-serialisable parts (dict keys sorted).
+
+    Callers pass what determines the result: the content hash of the input, the derived
+    digest of the code that computes it (`exprbench.fingerprint.code_digest`), the sha256
+    of its weights and its options. Never a path, never a hand-typed version.
+    """
     payload = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -45,6 +51,18 @@ class ContentCache:
             self.misses += 1
             return None
         self.hits += 1
+        return value
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The JSON record under `key`; on a miss, `compute()` it, store it, return it.
+
+        Every stage's per-image work goes through here, so a result is computed once per
+        identity (see `cache_key`) and a torn record is recomputed, never trusted.
+        """
+        value = self.get_json(key)
+        if value is None:
+            value = compute()
+            self.put_json(key, value)
         return value
 
     def put_json(self, key: str, value: Any) -> None:

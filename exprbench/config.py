@@ -1,40 +1,11 @@
-"""params.yaml: loading, validation with messages that name the key, and the output layout."""
+"""Where every stage reads and writes (params.yaml's `paths`, or one output folder)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-
-class ParamsError(ValueError):
-    """params.yaml is missing a key or has a value of the wrong kind."""
-
-
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    source = Path(path)
-    if not source.is_file():
-        raise ParamsError(f"{source}: params file not found (run from the project root)")
-    data = yaml.safe_load(source.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ParamsError(f"{source}: expected a mapping at the top level")
-    return data
-
-
-def get(params: dict[str, Any], dotted: str, kind: type | tuple[type, ...]) -> Any:
-    """params['a']['b'] for 'a.b', checked against `kind`; errors name the key."""
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamsError(f"params: missing key {dotted!r}")
-        node = node[part]
-    if isinstance(node, bool) and kind in (int, float, (int, float)):
-        raise ParamsError(f"params: {dotted} must be a number, got {node!r}")
-    if not isinstance(node, kind):
-        raise ParamsError(f"params: {dotted} must be {kind}, got {node!r}")
-    return node
+from exprbench.settings import PathsSettings
 
 
 @dataclass(frozen=True)
@@ -50,10 +21,10 @@ class Layout:
     cache: Path
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], root: Path = Path()) -> Layout:
+    def from_paths(cls, paths: PathsSettings, root: Path = Path()) -> Layout:
         return cls(
             *(
-                root / get(params, f"paths.{key}", str)
+                root / getattr(paths, key)
                 for key in ("raw", "interim", "scores", "reports", "tables", "database", "cache")
             )
         )

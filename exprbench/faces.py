@@ -7,14 +7,17 @@ records, so landmarks can be stored in tables and turned back into dlib shapes l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import dlib
 import numpy as np
 
 from exprbench.geometry import Face
 from exprbench.weights import weight_path
+
+if TYPE_CHECKING:
+    from exprbench.settings import AlignMode
 
 # Two faces whose box areas differ by less than this fraction count as the same size,
 # and the detector's confidence decides between them (see `choose_primary`).
@@ -149,3 +152,45 @@ def aligned_crop(
         raise ValueError(f"aligned_crop: size must be >= 1, got {size}")
     chip = dlib.get_face_chip(image, face_shape(face, 5), size, padding)
     return np.ascontiguousarray(chip, dtype=np.uint8)
+
+
+def detect_record(
+    detector: FaceDetector,
+    rgb: np.ndarray,
+    *,
+    upsample: int,
+    min_score: float,
+    align_mode: AlignMode,
+    crop_size: int,
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The faces stage's result for one image as a JSON-able record, plus the aligned crop
+    of the primary face (None: no face)."""
+    from exprbench.align import align  # align imports this module
+
+    faces = detector.detect(rgb, upsample=upsample, min_score=min_score)
+    primary = choose_primary(faces)
+    if primary is None:
+        return {"face_found": False, "face_count": 0, "face_reason": "no face detected"}, None
+    crop = align(rgb, primary, align_mode, crop_size)
+    return {
+        "face_found": True,
+        "face_count": len(faces),
+        "face_reason": f"{len(faces)} faces; scored the primary (largest, most confident)"
+        if len(faces) > 1
+        else None,
+        "box": list(primary.box),
+        "detector_score": primary.score,
+        "landmarks5": primary.landmarks5.reshape(-1).tolist(),
+        "landmarks68": primary.landmarks68.reshape(-1).tolist(),
+        "align_detail": crop.describe(),
+    }, crop.image
+
+
+def face_from_record(record: Mapping[str, Any]) -> Face:
+    """Rebuild the primary face from a faces-table row (box_*, detector_score, landmarks)."""
+    return Face(
+        box=(record["box_x"], record["box_y"], record["box_w"], record["box_h"]),
+        score=record["detector_score"],
+        landmarks5=np.asarray(record["landmarks5"], dtype=np.float32).reshape(5, 2),
+        landmarks68=np.asarray(record["landmarks68"], dtype=np.float32).reshape(68, 2),
+    )

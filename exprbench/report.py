@@ -3,7 +3,10 @@
 Everything is inline (CSS in the template, thumbnails as base64 JPEG data URIs), so the
 file opens offline and can be mailed as is. Jinja autoescaping covers every string that
 comes from users (file names, subjects, generators, notes); the only markup built here is
-colours and data URIs. Cell colours follow `OUTPUT_METRICS`: a metric with a direction
+colours and data URIs. What is drawn comes from the metric specs the scores carry
+(`exprbench.metrics.MetricSpec`): one heatmap per spec with a `heatmap`, the leaderboard's
+columns from each spec's `leaderboard`, captions from `caption`. Cell colours follow the
+specs too: a metric with a direction
 runs red (worse) to green (better) over its declared range; one without a direction
 (age drift) runs blue-white-red around 0 over the largest drift seen. A cell nobody
 produced is drawn hatched and labelled "missing", never as a value.
@@ -15,8 +18,7 @@ import base64
 import io
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
 from exprbench.labels import EXPRESSIONS, NEUTRAL
-from exprbench.scorers.base import OUTPUT_METRICS, MetricSpec
+from exprbench.metrics import MetricSpec
+from exprbench.scorers.base import BUILTIN_METRICS
 
 if TYPE_CHECKING:
     from exprbench.validation import ValidationReport
@@ -42,16 +45,6 @@ Row = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- colours
-
-
-def _spec(column: str) -> MetricSpec:
-    """The MetricSpec of a score column; table columns 'mean_<col>' map to '<col>'."""
-    name = column.removeprefix("mean_")
-    for specs in OUTPUT_METRICS.values():
-        for spec in specs:
-            if spec.column == name:
-                return spec
-    raise KeyError(f"no MetricSpec in OUTPUT_METRICS for {column!r}")
 
 
 def _directed_colour(value: float, spec: MetricSpec) -> str:
@@ -78,80 +71,24 @@ def colour_for(value: float | None, spec: MetricSpec, extent: float) -> str | No
 # --------------------------------------------------------------------------- heatmaps
 
 
-@dataclass(frozen=True)
-class Heatmap:
-    """How one study table is drawn: the value a cell must have, its colour and text."""
-
-    table: str
-    title: str
-    value_column: str
-    colour_column: str
-    n_column: str
-    text: Callable[[Row], str]
-    note: str
-
-
 def _fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
-def _age_text(row: Row) -> str:
-    if row["expression"] == NEUTRAL:
-        return f"{_fmt(row['mean_age'], 1)} (ref)"
-    return f"{_fmt(row['mean_age'], 1)} (Δ {_fmt(row['mean_age_delta'], 1, sign=True)})"
+def _heatmap_text(spec: MetricSpec, delta: MetricSpec | None) -> Callable[[Row], str]:
+    """A cell's text: the mean, and with a `delta` metric its mean as "(Δ x)"."""
 
+    def text(row: Row) -> str:
+        value = _fmt(row[spec.mean_name], spec.digits)
+        if delta is None:
+            return value
+        if row["expression"] == NEUTRAL:
+            return f"{value} (ref)"
+        return f"{value} (Δ {_fmt(row[delta.mean_name], delta.digits, sign=True)})"
 
-HEATMAPS: tuple[Heatmap, ...] = (
-    Heatmap(
-        "expression_fidelity",
-        "Expression fidelity",
-        "mean_target_prob",
-        "mean_target_prob",
-        "n_target_prob",
-        lambda r: _fmt(r["mean_target_prob"]),
-        "mean probability of the requested expression",
-    ),
-    # Coloured by drift; the neutral column (the reference) shows its age uncoloured.
-    Heatmap(
-        "age",
-        "Age",
-        "mean_age",
-        "mean_age_delta",
-        "n_age",
-        _age_text,
-        "mean apparent age; Δ = mean drift from the subject's neutral image (colour)",
-    ),
-    Heatmap(
-        "identity",
-        "Identity",
-        "mean_identity_similarity",
-        "mean_identity_similarity",
-        "n_identity_similarity",
-        lambda r: _fmt(r["mean_identity_similarity"]),
-        "mean identity similarity to the subject's neutral image (neutral is the reference)",
-    ),
-    Heatmap(
-        "quality",
-        "Image quality (BRISQUE)",
-        "mean_brisque",
-        "mean_brisque",
-        "n_brisque",
-        lambda r: _fmt(r["mean_brisque"], 1),
-        "no-reference BRISQUE of the scored image (lower is better; NIQE and PIQE in the tables)",
-    ),
-    Heatmap(
-        "perceptual",
-        "Perceptual distance (ST-LPIPS, VGG)",
-        "mean_stlpips_vgg",
-        "mean_stlpips_vgg",
-        "n_stlpips_vgg",
-        lambda r: _fmt(r["mean_stlpips_vgg"], 3),
-        "ST-LPIPS distance of the aligned face to the neutral's (lower = closer; not "
-        "comparable to published LPIPS)",
-    ),
-)
+    return text
 
 
 def _cell_state(row: Row, value: Any) -> tuple[str, str]:
@@ -165,8 +102,8 @@ def _cell_state(row: Row, value: Any) -> tuple[str, str]:
     return "", ""
 
 
-def _ci_title(row: Row, column: str) -> str:
-    stem = column.removeprefix("mean_")
+def _ci_title(row: Row, spec: MetricSpec) -> str:
+    stem = spec.column
     low, high = row.get(f"ci95_low_{stem}"), row.get(f"ci95_high_{stem}")
     parts = [f"n images={row['n_images']}", f"missing={row['n_missing']}"]
     if low is not None and high is not None:
@@ -174,10 +111,15 @@ def _ci_title(row: Row, column: str) -> str:
     return "; ".join(parts)
 
 
-def _heatmap_section(heatmap: Heatmap, rows: list[Row]) -> Row:
+def _heatmap_section(spec: MetricSpec, by_column: Mapping[str, MetricSpec], rows: list[Row]) -> Row:
     """One block per scorer x subject gender: rows generator/version, columns expressions."""
-    spec = _spec(heatmap.colour_column)
-    values = [abs(r[heatmap.colour_column]) for r in rows if r[heatmap.colour_column] is not None]
+    heatmap = spec.heatmap
+    assert heatmap is not None
+    colour_spec = by_column[heatmap.colour_by] if heatmap.colour_by else spec
+    delta = by_column[heatmap.delta] if heatmap.delta else None
+    text = _heatmap_text(spec, delta)
+    colour_column = colour_spec.mean_name
+    values = [abs(r[colour_column]) for r in rows if r[colour_column] is not None]
     extent = max(values, default=0.0)
     # The table's own expressions: identity has no neutral column.
     expressions = [e for e in EXPRESSIONS if any(r["expression"] == e for r in rows)]
@@ -205,22 +147,22 @@ def _heatmap_section(heatmap: Heatmap, rows: list[Row]) -> Row:
                         }
                     )
                     continue
-                cls, label = _cell_state(row, row[heatmap.value_column])
-                colour = colour_for(row[heatmap.colour_column], spec, extent)
+                cls, label = _cell_state(row, row[spec.mean_name])
+                colour = colour_for(row[colour_column], colour_spec, extent)
                 line.append(
                     {
                         "cls": cls,
-                        "text": label or heatmap.text(row),
-                        "n": row.get(heatmap.n_column),
+                        "text": label or text(row),
+                        "n": row.get(f"n_{spec.column}"),
                         "colour": None if cls else colour,
-                        "title": _ci_title(row, heatmap.value_column),
+                        "title": _ci_title(row, spec),
                     }
                 )
             body.append({"generator": generator, "version": version, "cells": line})
         blocks.append({"scorer": scorer, "gender": gender, "rows": body})
     return {
         "title": heatmap.title,
-        "note": heatmap.note,
+        "note": heatmap.note or spec.description,
         "expressions": expressions,
         "blocks": blocks,
     }
@@ -276,37 +218,43 @@ def _confusion_colour(share: float, diagonal: bool) -> str | None:
 
 # --------------------------------------------------------------------------- leaderboard
 
-LEADERBOARD_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
-    # column, heading, MetricSpec column for colour (None: plain)
-    ("mean_target_prob", "mean target p (non-neutral)", "target_prob"),
-    ("top1_accuracy", "top-1 accuracy", "target_prob"),
-    ("mean_identity_similarity", "mean identity sim.", "identity_similarity"),
-    ("share_same_identity", "same identity", "identity_similarity"),
-    ("mean_abs_age_delta", "mean |age Δ|", None),
-    ("gender_match_rate", "gender match", "target_prob"),
-    ("n_images", "images", None),
-    ("n_no_face", "no face", None),
-    ("n_missing_cells", "missing cells", None),
+# Counts shown after the metrics' columns.
+_LEADERBOARD_COUNTS: tuple[tuple[str, str], ...] = (
+    ("n_images", "images"),
+    ("n_no_face", "no face"),
+    ("n_missing_cells", "missing cells"),
 )
 
 
-def _leaderboard_blocks(board: list[Row]) -> list[Row]:
+def leaderboard_columns(specs: Sequence[MetricSpec]) -> list[tuple[str, str, MetricSpec | None]]:
+    """(column, heading, spec for its colour or None) of the leaderboard, from the specs."""
+    columns: list[tuple[str, str, MetricSpec | None]] = [
+        (spec.leaderboard.column, spec.leaderboard.heading, spec)
+        for spec in specs
+        if spec.leaderboard is not None
+    ]
+    # A drift without a direction (|age Δ|) is shown uncoloured: no side of it is better.
+    columns = [(c, h, s if s and s.higher_is_better is not None else None) for c, h, s in columns]
+    return columns + [(c, h, None) for c, h in _LEADERBOARD_COUNTS]
+
+
+def _leaderboard_blocks(board: list[Row], specs: Sequence[MetricSpec]) -> list[Row]:
     by_scorer: dict[str, list[Row]] = defaultdict(list)
     for row in board:
         by_scorer[row["scorer"]].append(row)
     blocks = []
     for scorer, rows in sorted(by_scorer.items()):
         # Only the columns this scorer fills: an age scorer has no target probability.
-        columns = [c for c in LEADERBOARD_COLUMNS if any(r[c[0]] is not None for r in rows)]
+        columns = [
+            c for c in leaderboard_columns(specs) if any(r.get(c[0]) is not None for r in rows)
+        ]
         body = []
         for row in rows:
             cells = []
-            for column, _, spec_column in columns:
+            for column, _, spec in columns:
                 value = row[column]
                 text = str(value) if isinstance(value, int) else _fmt(value)
-                colour = (
-                    colour_for(value, _spec(spec_column), 0.0) if spec_column is not None else None
-                )
+                colour = colour_for(value, spec, 0.0) if spec is not None else None
                 cells.append({"text": text, "colour": colour})
             body.append(
                 {
@@ -343,8 +291,21 @@ def _records(df: pd.DataFrame | None) -> list[Row]:
 
 
 def _contact_sheet(
-    scores: list[Row], faces: list[Row], thumbnails: Mapping[str, Path], thumb_px: int
+    scores: list[Row],
+    faces: list[Row],
+    thumbnails: Mapping[str, Path],
+    thumb_px: int,
+    specs: Sequence[MetricSpec],
 ) -> list[Row]:
+    captions = [
+        (
+            spec.column,
+            spec.caption,
+            spec.digits if spec.caption_digits is None else spec.caption_digits,
+        )
+        for spec in specs
+        if spec.caption is not None and spec.stored
+    ]
     face_by_path = {row["path"]: row for row in faces}
     images: dict[str, Row] = {}
     for row in scores:
@@ -369,11 +330,7 @@ def _contact_sheet(
             image["face_reason"] = row["note"]
         values = [
             (label, _fmt(row.get(column), digits))
-            for column, label, digits in (
-                ("target_prob", "p", 2),
-                ("age", "age", 0),
-                ("identity_similarity", "id", 2),
-            )
+            for column, label, digits in captions
             if row.get(column) is not None
         ]
         if values:
@@ -458,12 +415,16 @@ def render_report(
     *,
     validation: ValidationReport | None = None,
     thumb_px: int = THUMBNAIL_PX,
+    specs: Sequence[MetricSpec] = BUILTIN_METRICS,
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
 
     `thumbnails` maps a scores `path` to the crop or image to show; `validation_link` is
-    the Data Docs index relative to `out_html`; `validation` adds the pass/fail line.
+    the Data Docs index relative to `out_html`; `validation` adds the pass/fail line;
+    `specs` (the metrics the scores carry) decide the heatmaps, leaderboard columns and
+    captions.
     """
+    by_column = {spec.column: spec for spec in specs}
     link = _check_relative(validation_link)
     scores = _records(scores_df.drop(columns=["descriptor"], errors="ignore"))
     rows = {name: table.to_pylist() for name, table in tables.items()}
@@ -486,12 +447,16 @@ def render_report(
         "scorers": _scorer_versions(scores, run_info),
         "extra_info": extra_info,
         "expressions": EXPRESSIONS,
-        "leaderboard": _leaderboard_blocks(rows.get("leaderboard", [])),
-        "heatmaps": [_heatmap_section(h, rows.get(h.table, [])) for h in HEATMAPS],
+        "leaderboard": _leaderboard_blocks(rows.get("leaderboard", []), specs),
+        "heatmaps": [
+            _heatmap_section(spec, by_column, rows.get(spec.table or "", []))
+            for spec in specs
+            if spec.heatmap is not None
+        ],
         "confusion": _confusion_blocks(
             rows.get("confusion", []), rows.get("expression_fidelity", [])
         ),
-        "contact_sheet": _contact_sheet(scores, _records(faces_df), thumbnails, thumb_px),
+        "contact_sheet": _contact_sheet(scores, _records(faces_df), thumbnails, thumb_px, specs),
         "quarantine": _records(quarantine_df),
         "validation_link": link,
         "validation_success": None if validation is None else validation.success,

@@ -6,7 +6,9 @@ hand-edited file fails with a message naming the file and the column, not deep i
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,8 +16,15 @@ import pyarrow.parquet as pq
 
 from exprbench.fileio import atomic_target
 from exprbench.labels import EXPRESSIONS
+from exprbench.metrics import MetricSpec, merge_specs
+from exprbench.scorers.base import BUILTIN_METRICS
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in EXPRESSIONS)
+
+
+class SchemaMismatchError(ValueError):
+    """A Parquet file does not carry the columns its stage promises."""
+
 
 # Columns that identify one input image; every table after ingest carries them.
 _KEY_FIELDS = [
@@ -91,43 +100,72 @@ FACES = pa.schema(
     ]
 )
 
-SCORES = pa.schema(
-    [
-        *_KEY_FIELDS,
-        pa.field("subject_gender", pa.string()),
-        pa.field("scorer", pa.string(), nullable=False),
-        pa.field("scorer_version", pa.string(), nullable=False),
-        pa.field("scorer_crop", pa.string()),  # the crop this recognizer scored
-        pa.field("face_found", pa.bool_(), nullable=False),
-        pa.field("face_count", pa.int32(), nullable=False),
-        pa.field("upscale_method", pa.string(), nullable=False),
-        pa.field("upscale_factor", pa.float64(), nullable=False),
-        *[pa.field(col, pa.float64()) for col in PROB_COLUMNS],
-        pa.field("target_prob", pa.float64()),
-        pa.field("top1", pa.string()),
-        pa.field("top1_prob", pa.float64()),
-        pa.field("age", pa.float64()),
-        pa.field("gender", pa.string()),
-        pa.field("gender_prob", pa.float64()),
-        pa.field("gender_match", pa.bool_()),  # predicted gender == subjects.csv gender
-        pa.field("identity_distance", pa.float64()),
-        pa.field("identity_similarity", pa.float64()),
-        pa.field("same_identity", pa.bool_()),
-        pa.field("age_delta", pa.float64()),
-        pa.field("brisque", pa.float64()),
-        pa.field("niqe", pa.float64()),
-        pa.field("niqe_reliable", pa.bool_()),
-        pa.field("piqe", pa.float64()),
-        pa.field("stlpips_vgg", pa.float64()),  # ST-LPIPS to the neutral's aligned crop
-        pa.field("stlpips_alex", pa.float64()),
-        pa.field("descriptor", pa.list_(pa.float32())),
-        pa.field("note", pa.string()),  # why a value is null (no face, no neutral, ...)
-    ]
-)
+# Columns of every scores row that are not metrics: which image, which scorer, labels and
+# raw outputs (top1, gender, descriptor), and the note that says why a value is null.
+_SCORE_ID_FIELDS = [
+    *_KEY_FIELDS,
+    pa.field("subject_gender", pa.string()),
+    pa.field("scorer", pa.string(), nullable=False),
+    pa.field("scorer_version", pa.string(), nullable=False),  # derived from code + weights
+    pa.field("scorer_crop", pa.string()),  # the crop this recognizer scored
+    pa.field("face_found", pa.bool_(), nullable=False),
+    pa.field("face_count", pa.int32(), nullable=False),
+    pa.field("upscale_method", pa.string(), nullable=False),
+    pa.field("upscale_factor", pa.float64(), nullable=False),
+]
+_SCORE_TAIL_FIELDS = [
+    pa.field("top1", pa.string()),
+    pa.field("gender", pa.string()),
+    pa.field("descriptor", pa.list_(pa.float32())),
+    pa.field("note", pa.string()),  # why a value is null (no face, no neutral, ...)
+]
+SCORE_BASE_COLUMNS: tuple[str, ...] = tuple(f.name for f in _SCORE_ID_FIELDS + _SCORE_TAIL_FIELDS)
+_ARROW_TYPES = {"float64": pa.float64(), "bool": pa.bool_()}
+METRICS_METADATA_KEY = b"exprbench.metrics"
+SCORERS_METADATA_KEY = b"exprbench.scorers"
 
 
-class SchemaMismatchError(ValueError):
-    """A Parquet file does not carry the columns its stage promises."""
+def scores_schema(
+    specs: Iterable[MetricSpec] = (), declared: Mapping[str, Sequence[str]] | None = None
+) -> pa.Schema:
+    """The scores table: the built-in metrics plus `specs`, one column per stored metric.
+
+    The specs themselves (derived ones too) and `declared` (scorer name -> the columns it
+    fills) are kept in the schema's metadata, so every later stage reads what each column
+    means, and what each scorer promised, from the file it is given.
+    """
+    specs = merge_specs([BUILTIN_METRICS, specs])
+    clash = [s.column for s in specs if s.column in SCORE_BASE_COLUMNS]
+    if clash:
+        raise ValueError(f"metric columns {clash} clash with the scores table's own columns")
+    metric_fields = [pa.field(s.column, _ARROW_TYPES[s.dtype]) for s in specs if s.stored]
+    metadata = {METRICS_METADATA_KEY: json.dumps([json.loads(s.to_json()) for s in specs])}
+    if declared is not None:
+        metadata[SCORERS_METADATA_KEY] = json.dumps({k: list(v) for k, v in declared.items()})
+    return pa.schema(
+        [*_SCORE_ID_FIELDS, *metric_fields, *_SCORE_TAIL_FIELDS],
+        metadata={k: v.encode() for k, v in metadata.items()},
+    )
+
+
+def declared_columns(schema: pa.Schema) -> dict[str, list[str]] | None:
+    """Scorer name -> the columns it fills, as the score stage recorded them."""
+    payload = (schema.metadata or {}).get(SCORERS_METADATA_KEY)
+    return None if payload is None else json.loads(payload)
+
+
+def metric_specs(schema: pa.Schema, where: str = "scores table") -> tuple[MetricSpec, ...]:
+    """The metric specs a scores table carries (see `scores_schema`)."""
+    payload = (schema.metadata or {}).get(METRICS_METADATA_KEY)
+    if payload is None:
+        raise SchemaMismatchError(
+            f"{where}: no metric specs in its schema metadata; it was not written by the "
+            "score stage of this version: rerun the score stage"
+        )
+    return tuple(MetricSpec.from_json(json.dumps(item)) for item in json.loads(payload))
+
+
+SCORES = scores_schema()  # the built-in scorers' metrics
 
 
 def write_table(table: pa.Table, path: str | os.PathLike[str], schema: pa.Schema) -> Path:
@@ -164,3 +202,12 @@ def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pa.Table:
                 f"{source}: column {field.name!r} has type {actual}, expected {field.type}"
             )
     return table.select(schema.names)
+
+
+def read_scores(path: str | os.PathLike[str]) -> tuple[pa.Table, tuple[MetricSpec, ...]]:
+    """The score stage's output and the metric specs it carries, checked against each other."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: missing; run the stage that writes it first")
+    specs = metric_specs(pq.read_schema(source), str(source))
+    return read_table(source, scores_schema(specs)), specs

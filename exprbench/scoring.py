@@ -1,14 +1,21 @@
-"""Pure functions that turn scorer outputs into SCORES rows and compare with the neutral."""
+"""Pure functions that turn scorer outputs into scores rows and compare with the neutral.
+
+`score_rows` is the score stage's whole logic: one row per image and scorer, the notes that
+say why a value is missing, and the measures against each set's neutral image. It does no
+I/O: the stage passes in `run` and `compare`, which fetch a scorer's (cached) outputs.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from exprbench.labels import EXPRESSIONS, NEUTRAL
-from exprbench.scorers.base import ScoreOutput
+from exprbench.schema import KEY_COLUMNS
+from exprbench.scorers.base import PairScorer, ScoreOutput, Scorer
 
 NO_NEUTRAL = "no neutral image with a face for this generator/version/subject"
 IS_REFERENCE = "reference neutral image"
@@ -127,3 +134,89 @@ def add_relative_measures(
                 else:
                     row.update(compare(row, reference))
     return rows
+
+
+# (scorer name, faces-table row) -> the scorer's outputs as `output_to_dict` gives them,
+# or {"no_face": message} when a scorer with its own detector found no matching face.
+RunScorer = Callable[[str, Mapping[str, Any]], dict]
+# (pair scorer name, scores row, its neutral's scores row) -> outputs (`output_to_dict`).
+ComparePair = Callable[[str, Mapping[str, Any], Mapping[str, Any]], dict]
+
+
+def _scorer_rows(
+    face_row: Mapping[str, Any],
+    upscale_row: Mapping[str, Any],
+    subject_gender: str | None,
+    scorers: Mapping[str, type[Scorer]],
+    versions: Mapping[str, str],
+    run: RunScorer,
+) -> list[dict]:
+    """One row per scorer for one image."""
+    base = {k: face_row[k] for k in KEY_COLUMNS}
+    base.update(
+        subject_gender=subject_gender,
+        face_found=face_row["face_found"],
+        face_count=face_row["face_count"],
+        upscale_method=upscale_row["upscale_method"],
+        upscale_factor=upscale_row["upscale_factor"],
+    )
+    rows = []
+    for name, cls in scorers.items():
+        row = {**base, "scorer": name, "scorer_version": versions[name], "scorer_crop": cls.crop}
+        rows.append(row)
+        if not face_row["face_found"]:
+            row["note"] = face_row["face_reason"] or "no face detected"
+            continue
+        if face_row["face_count"] > 1:
+            row["note"] = f"{face_row['face_count']} faces in image; scored the primary"
+        if issubclass(cls, PairScorer):
+            # measured against the neutral's crop once every row exists (add_relative_measures)
+            row["crop_sha256"] = face_row["crop_sha256"]
+            continue
+        result = run(name, face_row)
+        if "no_face" in result:
+            row.update(face_found=False, note=result["no_face"])
+            continue
+        row.update(output_columns(output_from_dict(result), row["expression"], subject_gender))
+        unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
+        if unmeasured:
+            _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
+    return rows
+
+
+def score_rows(
+    faces: Sequence[Mapping[str, Any]],
+    upscale_by_path: Mapping[str, Mapping[str, Any]],
+    gender_by_path: Mapping[str, str | None],
+    scorers: Mapping[str, type[Scorer]],
+    run: RunScorer,
+    compare: ComparePair,
+    same_identity_threshold: float,
+    progress: Callable[[Sequence[Mapping[str, Any]]], Iterable[Mapping[str, Any]]] = iter,
+) -> list[dict]:
+    """Every scores row (image x scorer) for the faces table, measured against the neutrals."""
+    versions = {name: cls.code_version() for name, cls in scorers.items()}
+    rows = [
+        row
+        for face_row in progress(faces)
+        for row in _scorer_rows(
+            face_row,
+            upscale_by_path[face_row["path"]],
+            gender_by_path.get(face_row["path"]),
+            scorers,
+            versions,
+            run,
+        )
+    ]
+
+    def pair_measure(name: str) -> Callable[[dict, dict], dict]:
+        def measure(row: dict, reference: dict) -> dict:
+            output = output_from_dict(compare(name, row, reference))
+            return output_columns(output, row["expression"], row["subject_gender"])
+
+        return measure
+
+    pair_measures = {
+        name: pair_measure(name) for name, cls in scorers.items() if issubclass(cls, PairScorer)
+    }
+    return add_relative_measures(rows, same_identity_threshold, pair_measures)

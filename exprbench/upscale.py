@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from exprbench.faces import FaceDetector
 
 _PIL_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -107,6 +111,16 @@ def decide(
         return UpscaleDecision(method, int(factor), measured_px, measured_on)
     chosen = next((f for f in ALLOWED_FACTORS if measured_px * f >= min_face_px), max_factor)
     return UpscaleDecision(method, min(chosen, max_factor), measured_px, measured_on)
+
+
+def measure(detector: FaceDetector, rgb: np.ndarray, detect_upsample: int) -> tuple[int, str]:
+    """The primary face's size in px ('face'), or the image's short side ('image')."""
+    from exprbench.faces import choose_primary
+
+    face = choose_primary(detector.detect(rgb, upsample=detect_upsample))
+    if face is not None:
+        return max(1, round(face.size_px)), "face"
+    return int(min(rgb.shape[:2])), "image"
 
 
 def apply(rgb: np.ndarray, decision: UpscaleDecision) -> np.ndarray:

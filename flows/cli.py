@@ -30,18 +30,19 @@ def _connect() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from exprbench.config import Layout, load_params
+    from exprbench.config import Layout
+    from exprbench.settings import load_settings
 
     if not Path(args.input).is_dir():
         raise FileNotFoundError(f"input folder {args.input} does not exist")
-    params = load_params(_params_path(args.params))
+    settings = load_settings(_params_path(args.params))
     layout = Layout.for_output(
         Path(args.input), Path(args.output), Path(args.cache) if args.cache else None
     )
     _connect()
     from flows.stages import pipeline
 
-    pipeline(layout, params)
+    pipeline(layout, settings)
     print(f"scores:     {layout.scores}")
     print(f"quarantine: {layout.quarantine}")
     print(f"database:   {layout.database}")
@@ -50,14 +51,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from exprbench.config import Layout, load_params
+    from exprbench.config import Layout
+    from exprbench.settings import load_settings
 
-    params = load_params(_params_path(args.params))
-    layout = Layout.from_params(params)
+    settings = load_settings(_params_path(args.params))
+    layout = Layout.from_paths(settings.paths)
     _connect()
     from flows.stages import stage_flow
 
-    stage_flow(args.name)(layout, params)
+    stage_flow(args.name)(layout, settings)
     if args.name == "report":
         print(f"report: {layout.report_html.resolve()}")
     elif args.name == "resolution":
@@ -89,12 +91,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     """Score single images without a pipeline run; one JSON object per image."""
     import json
 
-    from exprbench.config import load_params
     from exprbench.imageio import ImageRejected, load_rgb
     from exprbench.scorers import get_scorer_class
+    from exprbench.settings import load_settings
     from exprbench.single import score_image
 
-    min_score = float(load_params(_params_path(None))["faces"]["min_score"])
+    min_score = load_settings(_params_path(None)).faces.min_score
     scorer = get_scorer_class(args.scorer)()
     detector = None
     if args.scorer != "faceapi":
@@ -150,7 +152,7 @@ def cmd_scorers(args: argparse.Namespace) -> int:
     from exprbench.scorers import available_scorers
 
     for name, cls in available_scorers().items():
-        print(f"{name} v{cls.version}: {cls.description}")
+        print(f"{name} (version {cls.code_version()}): {cls.description}")
         print(f"    outputs: {', '.join(sorted(cls.outputs))}; license: {cls.license or '-'}")
         print(f"    crop: {cls.crop}")
         for spec in cls.metrics():
@@ -235,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a clear one-line message instead of a traceback
-        from exprbench.config import ParamsError
         from exprbench.ingest import InputConfigError
         from exprbench.packaged import PackagedFileError
         from exprbench.scorers import ModelUnavailableError
+        from exprbench.settings import ParamsError
 
         known = (
             ParamsError,

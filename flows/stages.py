@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 import re
 from functools import cache
-from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from exprbench.config import Layout
+from exprbench.settings import Settings
 from tasks import STAGES as STAGE_ORDER
 from tasks import STUDIES
 from tasks.common import StageResult
@@ -41,8 +41,8 @@ def _build_stage_flow(name: str):
     task = getattr(importlib.import_module(f"tasks.{name}"), name)
 
     @flow(name=f"exprbench-{name}", log_prints=True, validate_parameters=False)
-    def stage_flow(layout: Layout, params: dict[str, Any]) -> StageResult:
-        result = publish(task(layout, params))
+    def stage_flow(layout: Layout, settings: Settings) -> StageResult:
+        result = publish(task(layout, settings))
         print(result.markdown())
         return result
 
@@ -59,6 +59,6 @@ def stage_flow(name: str):
 
 
 @flow(name="exprbench-pipeline", log_prints=True, validate_parameters=False)
-def pipeline(layout: Layout, params: dict[str, Any]) -> list[StageResult]:
+def pipeline(layout: Layout, settings: Settings) -> list[StageResult]:
     """All stages in order, each as a sub-flow (the same flows DVC runs one by one)."""
-    return [stage_flow(name)(layout, params) for name in STAGE_ORDER]
+    return [stage_flow(name)(layout, settings) for name in STAGE_ORDER]

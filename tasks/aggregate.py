@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NONE
 
 from exprbench.aggregate import build_tables
 from exprbench.config import Layout
-from exprbench.schema import SCORES, read_table
+from exprbench.schema import read_scores
+from exprbench.settings import Settings
 from tasks.common import StageResult
 
 
 @task(name="aggregate", cache_policy=NONE)
-def aggregate(layout: Layout, params: dict[str, Any]) -> StageResult:
-    read_table(layout.scores, SCORES)  # schema check with a clear message before any SQL
+def aggregate(layout: Layout, settings: Settings) -> StageResult:
+    read_scores(layout.scores)  # schema check with a clear message before any SQL
     tables = build_tables(str(layout.scores_dir / "*.parquet"), layout.database, layout.tables)
     result = StageResult("aggregate", {name: table.num_rows for name, table in tables.items()})
     result.counts["database"] = str(layout.database)

@@ -2,72 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 from prefect import task
 from prefect.cache_policies import NONE
 
 from exprbench.cache import ContentCache, cache_key
-from exprbench.config import Layout, get
+from exprbench.config import Layout
+from exprbench.faces import detect_record
+from exprbench.fingerprint import code_digest, weight_digests
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, read_table, write_rows
+from exprbench.settings import Settings
 from tasks.common import StageResult, materialise, progress
-
-FACES_VERSION = "2"  # bump when detection, primary-face choice or cropping changes
-
-
-def detect_record(
-    detector, rgb, *, upsample: int, min_score: float, align_mode: str, crop_size: int
-) -> tuple[dict, np.ndarray | None]:
-    """Detection result as a JSON-able record, plus the aligned crop (None: no face)."""
-    from exprbench.align import align
-    from exprbench.faces import choose_primary
-
-    faces = detector.detect(rgb, upsample=upsample, min_score=min_score)
-    primary = choose_primary(faces)
-    if primary is None:
-        return {"face_found": False, "face_count": 0, "face_reason": "no face detected"}, None
-    crop = align(rgb, primary, align_mode, crop_size)
-    return {
-        "face_found": True,
-        "face_count": len(faces),
-        "face_reason": f"{len(faces)} faces; scored the primary (largest, most confident)"
-        if len(faces) > 1
-        else None,
-        "box": list(primary.box),
-        "detector_score": primary.score,
-        "landmarks5": primary.landmarks5.reshape(-1).tolist(),
-        "landmarks68": primary.landmarks68.reshape(-1).tolist(),
-        "align_detail": crop.describe(),
-    }, crop.image
 
 
 @task(name="faces", cache_policy=NONE)
-def faces(layout: Layout, params: dict[str, Any]) -> StageResult:
-    options = {
-        "upsample": get(params, "faces.upsample", int),
-        "min_score": float(get(params, "faces.min_score", (int, float))),
-        "crop_size": get(params, "faces.crop_size", int),
-        "align_mode": get(params, "faces.align", str),
-    }
+def faces(layout: Layout, settings: Settings) -> StageResult:
+    options = settings.faces
+    identity = [
+        code_digest("exprbench.faces", "exprbench.align"),
+        weight_digests("dlib-landmarks"),
+        options,
+    ]
     images = read_table(layout.upscale_table, UPSCALE).to_pylist()
     cache = ContentCache(layout.cache, "faces")
     detector = None
     rows: list[dict] = []
     for image in progress(images, "faces"):
-        key = cache_key("faces", FACES_VERSION, image["work_sha256"], options)
-        record = cache.get_json(key)
-        if record is None:
+
+        def compute(image: dict = image) -> dict:
+            nonlocal detector
             if detector is None:
                 from exprbench.faces import FaceDetector
 
                 detector = FaceDetector()
             rgb = load_rgb(layout.resolve(image["work_path"]))
-            record, crop = detect_record(detector, rgb, **options)
+            record, crop = detect_record(
+                detector,
+                rgb,
+                upsample=options.upsample,
+                min_score=options.min_score,
+                align_mode=options.align,
+                crop_size=options.crop_size,
+            )
             if crop is not None:
                 record["crop_sha256"] = cache.put_image(crop)
-            cache.put_json(key, record)
+            return record
+
+        record = cache.get_or_compute(cache_key("faces", identity, image["work_sha256"]), compute)
         row = {k: image[k] for k in KEY_COLUMNS}
         row.update(
             work_sha256=image["work_sha256"],

@@ -4,33 +4,34 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NONE
 
 from exprbench.cache import ContentCache, cache_key
-from exprbench.config import Layout, get
+from exprbench.config import Layout
+from exprbench.fingerprint import code_digest
 from exprbench.imageio import ImageMeta, ImageRejected, decode_bytes
 from exprbench.ingest import Candidate, discover, image_rows, read_subjects
 from exprbench.schema import IMAGES, QUARANTINE, write_rows
+from exprbench.settings import Settings
 from tasks.common import StageResult, progress_bar
-
-INGEST_VERSION = "1"  # bump when decoding/normalisation changes what ingest records
 
 
 def _inspector(cache: ContentCache, max_pixels: int):
+    code = code_digest("exprbench.imageio")  # what decodes and normalises an image
+
     def inspect(candidate: Candidate) -> tuple[str, ImageMeta | ImageRejected]:
         data = candidate.abs_path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        key = cache_key("ingest", INGEST_VERSION, sha, max_pixels)
-        cached = cache.get_json(key)
-        if cached is None:
+
+        def decode() -> dict:
             try:
-                cached = {"meta": asdict(decode_bytes(data, max_pixels=max_pixels).meta)}
+                return {"meta": asdict(decode_bytes(data, max_pixels=max_pixels).meta)}
             except ImageRejected as error:
-                cached = {"rejected": str(error)}
-            cache.put_json(key, cached)
+                return {"rejected": str(error)}
+
+        cached = cache.get_or_compute(cache_key("ingest", code, sha, max_pixels), decode)
         if "rejected" in cached:
             return sha, ImageRejected(cached["rejected"])
         return sha, ImageMeta(**cached["meta"])
@@ -39,13 +40,11 @@ def _inspector(cache: ContentCache, max_pixels: int):
 
 
 @task(name="ingest", cache_policy=NONE)
-def ingest(layout: Layout, params: dict[str, Any]) -> StageResult:
-    extensions = get(params, "ingest.extensions", list)
-    max_pixels = get(params, "ingest.max_pixels", int)
-    found = discover(layout.input_dir, extensions)
+def ingest(layout: Layout, settings: Settings) -> StageResult:
+    found = discover(layout.input_dir, list(settings.ingest.extensions))
     subjects = read_subjects(layout.input_dir)
     cache = ContentCache(layout.cache, "ingest")
-    inspect = _inspector(cache, max_pixels)
+    inspect = _inspector(cache, settings.ingest.max_pixels)
     with progress_bar("ingest", len(found.candidates)) as bar:
         rows, rejected = image_rows(found, subjects, lambda c: (bar.update(), inspect(c))[1])
     if len(rows) + len(rejected) != found.n_discovered:

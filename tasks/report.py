@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -15,11 +17,13 @@ from prefect.cache_policies import NONE
 
 import exprbench
 from exprbench.aggregate import metrics_summary, plot_frames
-from exprbench.config import Layout, get
+from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
+from exprbench.metrics import MetricSpec
 from exprbench.report import render_report
-from exprbench.schema import FACES, QUARANTINE, SCORES, read_table
-from exprbench.validation import ValidationReport
+from exprbench.schema import FACES, QUARANTINE, read_scores, read_table
+from exprbench.settings import Settings
+from exprbench.validation.run import ValidationReport
 from tasks.common import StageResult
 
 
@@ -29,31 +33,42 @@ def _load_tables(layout: Layout) -> dict:
         return {name: con.sql(f'SELECT * FROM "{name}"').to_arrow_table() for name in names}
 
 
-def write_plot_data(tables: dict, plots_dir) -> None:
-    """One CSV per expression scorer: a bar per generator/version (dvc.yaml `plots`)."""
+def write_plot_data(tables: dict, specs: Sequence[MetricSpec], plots_dir: Path) -> None:
+    """One CSV per plotted metric and scorer: its leaderboard value per generator/version.
+
+    Every file has the same columns (generator_version, value, n_images, metric), so
+    dvc.yaml declares the folder once and a newly plotted metric needs no edit there.
+    """
     plots_dir.mkdir(parents=True, exist_ok=True)
     for old in plots_dir.glob("*.csv"):
         old.unlink()
     leaderboard = plot_frames(tables)["leaderboard"].to_pylist()
-    for scorer in sorted({row["scorer"] for row in leaderboard}):
-        rows = [
-            {
-                "generator_version": f"{r['generator']} {r['version']}",
-                "mean_target_prob": r["mean_target_prob"],
-                "top1_accuracy": r["top1_accuracy"],
-            }
-            for r in leaderboard
-            if r["scorer"] == scorer and r.get("mean_target_prob") is not None
-        ]
-        if rows:
-            pacsv.write_csv(pa.Table.from_pylist(rows), plots_dir / f"target_prob_{scorer}.csv")
+    for spec in specs:
+        if not spec.plot or spec.leaderboard is None:
+            continue
+        column = spec.leaderboard.column
+        for scorer in sorted({row["scorer"] for row in leaderboard}):
+            rows = [
+                {
+                    "generator_version": f"{r['generator']} {r['version']}",
+                    "value": r[column],
+                    "n_images": r["n_images"],
+                    "metric": column,
+                }
+                for r in leaderboard
+                if r["scorer"] == scorer and r.get(column) is not None
+            ]
+            if rows:
+                path = plots_dir / f"{spec.column}_{scorer}.csv"
+                pacsv.write_csv(pa.Table.from_pylist(rows), path)
 
 
 @task(name="report", cache_policy=NONE)
-def report(layout: Layout, params: dict[str, Any]) -> StageResult:
-    thumb_px = get(params, "report.thumb_px", int)
+def report(layout: Layout, settings: Settings) -> StageResult:
+    thumb_px = settings.report.thumb_px
     tables = _load_tables(layout)
-    scores = read_table(layout.scores, SCORES).to_pandas()
+    scores_table, specs = read_scores(layout.scores)
+    scores = scores_table.to_pandas()
     faces_table = read_table(layout.faces_table, FACES)
     faces = faces_table.to_pandas()
     quarantine = read_table(layout.quarantine, QUARANTINE).to_pandas()
@@ -67,9 +82,11 @@ def report(layout: Layout, params: dict[str, Any]) -> StageResult:
     validation = ValidationReport.from_json(layout.validation_json.read_text())
     run_info = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "params_hash": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12],
+        "params_hash": hashlib.sha256(
+            json.dumps(asdict(settings), sort_keys=True, default=str).encode()
+        ).hexdigest()[:12],
         "exprbench": exprbench.__version__,
-        "upscale": f"{params['upscale']['method']} below {params['upscale']['min_face_px']} px",
+        "upscale": f"{settings.upscale.method} below {settings.upscale.min_face_px} px",
         "thumbnail px": thumb_px,
     }
     docs_index = layout.validation_dir / "index.html"
@@ -85,10 +102,11 @@ def report(layout: Layout, params: dict[str, Any]) -> StageResult:
         link,
         validation=validation,
         thumb_px=thumb_px,
+        specs=specs,
     )
     metrics = metrics_summary(tables)
     atomic_write_bytes(layout.metrics_json, json.dumps(metrics, indent=2, sort_keys=True).encode())
-    write_plot_data(tables, layout.plots_dir)
+    write_plot_data(tables, specs, layout.plots_dir)
     return StageResult(
         "report",
         {

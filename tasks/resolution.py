@@ -4,8 +4,8 @@ method, rescore with every recognizer, and compare with the full-resolution pred
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,69 +15,62 @@ from prefect.cache_policies import NONE
 
 from exprbench import upscale as up
 from exprbench.cache import ContentCache, cache_key
-from exprbench.config import Layout, get
+from exprbench.config import Layout
+from exprbench.faces import face_from_record
+from exprbench.fingerprint import code_digest, weight_digests
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, UPSCALE, read_table
-from exprbench.scorers import get_scorer_class
+from exprbench.scorers import Scorer, get_scorer_class
+from exprbench.settings import ParamsError, Settings
 from tasks.common import StageResult, progress
-from tasks.score import face_from_row
-
-RESOLUTION_VERSION = "1"
-
-
-def _settings(params: dict[str, Any]) -> dict[str, Any]:
-    methods = get(params, "resolution.methods", list)
-    unknown = [m for m in methods if m not in up.METHODS]
-    if unknown:
-        raise ValueError(f"resolution.methods: unknown {unknown}; known: {', '.join(up.METHODS)}")
-    return {
-        "methods": methods,
-        "sizes": get(params, "resolution.sizes", list),
-        "crop_px": get(params, "resolution.crop_px", int),
-        "scorers": get(params, "resolution.scorers", list),
-        "max_faces": get(params, "resolution.max_faces", int),
-    }
 
 
 @task(name="resolution", cache_policy=NONE)
-def resolution(layout: Layout, params: dict[str, Any]) -> StageResult:
+def resolution(layout: Layout, settings: Settings) -> StageResult:
     from exprbench.resolution import analyse_face, render_study_page, summarise
 
-    settings = _settings(params)
+    study_settings = settings.resolution
+    if study_settings is None:
+        raise ParamsError("params: the resolution study needs a `resolution` section")
+    # max_faces picks which faces are studied, not what one face's study gives
+    options = {k: v for k, v in asdict(study_settings).items() if k != "max_faces"}
+    classes = {n: get_scorer_class(n) for n in study_settings.scorers}
+    identity = [
+        code_digest("exprbench.resolution"),
+        weight_digests(*(m for m in study_settings.methods if m in up.SR_METHOD_NAMES)) or None,
+        {name: cls.cache_identity(None) for name, cls in classes.items()},
+        options,
+    ]
     faces = [r for r in read_table(layout.faces_table, FACES).to_pylist() if r["face_found"]]
-    faces = faces[: settings["max_faces"]] if settings["max_faces"] > 0 else faces
+    if study_settings.max_faces > 0:
+        faces = faces[: study_settings.max_faces]
     work = {r["path"]: r for r in read_table(layout.upscale_table, UPSCALE).to_pylist()}
     cache = ContentCache(layout.cache, "resolution")
-    scorers: dict[str, Any] = {}
+    scorers: dict[str, Scorer] = {}
     rows: list[dict] = []
     montages: dict[str, np.ndarray] = {}
     for face_row in progress(faces, "resolution"):
-        key = cache_key(
-            "resolution",
-            RESOLUTION_VERSION,
-            face_row["work_sha256"],
-            face_row["landmarks5"],
-            face_row["box_x"],
-            face_row["box_y"],
-            face_row["expression"],
-            settings,
-        )
-        record = cache.get_json(key)
-        if record is None:
+
+        def compute(face_row: dict = face_row) -> dict:
             if not scorers:
-                scorers = {n: get_scorer_class(n)() for n in settings["scorers"]}
+                scorers.update({n: cls() for n, cls in classes.items()})
             image = load_rgb(layout.resolve(work[face_row["path"]]["work_path"]))
             study = analyse_face(
                 image,
-                face_from_row(face_row),
+                face_from_record(face_row),
                 scorers,
-                settings["methods"],
-                settings["sizes"],
-                settings["crop_px"],
+                list(study_settings.methods),
+                list(study_settings.sizes),
+                study_settings.crop_px,
                 expression=face_row["expression"],
             )
-            record = {"rows": study.rows, "montage_sha256": cache.put_image(study.montage())}
-            cache.put_json(key, record)
+            return {"rows": study.rows, "montage_sha256": cache.put_image(study.montage())}
+
+        geometry = [face_row[k] for k in ("landmarks5", "box_x", "box_y")]
+        key = cache_key(
+            "resolution", identity, face_row["work_sha256"], geometry, face_row["expression"]
+        )
+        record = cache.get_or_compute(key, compute)
         rows += [
             {**r, "path": face_row["path"], "subject": face_row["subject"]} for r in record["rows"]
         ]
@@ -90,13 +83,13 @@ def resolution(layout: Layout, params: dict[str, Any]) -> StageResult:
     run_info = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "faces": len(faces),
-        "sizes": settings["sizes"],
-        "crop px": settings["crop_px"],
-        "scorers": ", ".join(settings["scorers"]),
+        "sizes": list(study_settings.sizes),
+        "crop px": study_settings.crop_px,
+        "scorers": ", ".join(study_settings.scorers),
         "methods": "; ".join(
-            up.describe(m, settings["crop_px"] // size)
-            for size in settings["sizes"]
-            for m in settings["methods"]
+            up.describe(m, study_settings.crop_px // size)
+            for size in study_settings.sizes
+            for m in study_settings.methods
         ),
     }
     render_study_page(summary, montages, run_info, out_dir / "index.html")

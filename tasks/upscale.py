@@ -2,69 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NONE
 
 from exprbench import upscale as up
 from exprbench.cache import ContentCache, cache_key
-from exprbench.config import Layout, get
+from exprbench.config import Layout
+from exprbench.fingerprint import code_digest, weight_digests
 from exprbench.imageio import load_rgb
 from exprbench.schema import IMAGES, KEY_COLUMNS, UPSCALE, read_table, write_rows
+from exprbench.settings import Settings
 from tasks.common import StageResult, materialise, progress
-
-UPSCALE_VERSION = "2"  # bump when measurement or resampling changes
-
-
-def _measure(detector, rgb, detect_upsample: int) -> tuple[int, str]:
-    from exprbench.faces import choose_primary
-
-    face = choose_primary(detector.detect(rgb, upsample=detect_upsample))
-    if face is not None:
-        return max(1, round(face.size_px)), "face"
-    return int(min(rgb.shape[:2])), "image"
 
 
 @task(name="upscale", cache_policy=NONE)
-def upscale(layout: Layout, params: dict[str, Any]) -> StageResult:
+def upscale(layout: Layout, settings: Settings) -> StageResult:
+    options = settings.upscale
     rules = {
-        "method": get(params, "upscale.method", str),
-        "min_face_px": get(params, "upscale.min_face_px", int),
-        "max_factor": get(params, "upscale.max_factor", int),
-        "factor": get(params, "upscale.factor", (int, str)),
+        "method": options.method,
+        "min_face_px": options.min_face_px,
+        "max_factor": options.max_factor,
+        "factor": options.factor,
     }
-    detect_upsample = get(params, "upscale.detect_upsample", int)
-    up.decide(rules["min_face_px"], "image", **rules)  # validates the params before any work
+    up.decide(options.min_face_px, "image", **rules)  # validates the params before any work
+    # the face measurement (dlib HOG + landmarks) and a learned method's own weights
+    method_weights = (options.method,) if options.method in up.SR_METHOD_NAMES else ()
+    identity = [
+        code_digest("exprbench.upscale"),
+        weight_digests("dlib-landmarks", *method_weights),
+        rules,
+        options.detect_upsample,
+    ]
     images = read_table(layout.images, IMAGES).to_pylist()
     cache = ContentCache(layout.cache, "upscale")
     detector = None
     rows: list[dict] = []
     layout.upscaled_dir.mkdir(parents=True, exist_ok=True)
     for image in progress(images, "upscale"):
-        key = cache_key("upscale", UPSCALE_VERSION, image["sha256"], rules, detect_upsample)
-        record = cache.get_json(key)
-        if record is None:
+
+        def compute(image: dict = image) -> dict:
+            nonlocal detector
             rgb = load_rgb(layout.input_dir / image["path"])
             if detector is None:
                 from exprbench.faces import FaceDetector
 
                 detector = FaceDetector()
-            measured_px, measured_on = _measure(detector, rgb, detect_upsample)
+            measured_px, measured_on = up.measure(detector, rgb, options.detect_upsample)
             decision = up.decide(measured_px, measured_on, **rules)
             work = up.apply(rgb, decision)
-            record = {
+            return {
                 "method": decision.method,
                 "factor": decision.factor,
                 "measured_px": measured_px,
                 "measured_on": measured_on,
                 "height": work.shape[0],
                 "width": work.shape[1],
-                "work_sha256": None,
+                "work_sha256": cache.put_image(work) if decision.factor > 1 else None,
             }
-            if decision.factor > 1:
-                record["work_sha256"] = cache.put_image(work)
-            cache.put_json(key, record)
+
+        record = cache.get_or_compute(cache_key("upscale", identity, image["sha256"]), compute)
         if record["factor"] > 1:
             name = materialise(cache, record["work_sha256"], "png", layout.upscaled_dir)
             work_ref, work_sha = f"interim:upscaled/{name}", record["work_sha256"]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NONE
 
-from exprbench.config import Layout, get
+from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
-from exprbench.schema import SCORES, read_table
-from exprbench.scorers import available_scorers
+from exprbench.schema import SchemaMismatchError, declared_columns, read_scores
+from exprbench.settings import Settings
 from tasks.common import StageResult
 
 
@@ -19,17 +17,22 @@ class ValidationFailed(RuntimeError):
 
 
 @task(name="validate", cache_policy=NONE)
-def validate(layout: Layout, params: dict[str, Any]) -> StageResult:
-    from exprbench.validation import validate_scores
+def validate(layout: Layout, settings: Settings) -> StageResult:
+    from exprbench.validation.run import validate_scores  # GX takes seconds to import
 
-    max_rows = get(params, "validate.max_failed_rows", int)
-    frame = read_table(layout.scores, SCORES).to_pandas()
-    registry = available_scorers()
-    declared = {
-        name: set(registry[name].outputs) for name in frame["scorer"].unique() if name in registry
-    }
+    table, specs = read_scores(layout.scores)
+    declared = declared_columns(table.schema)
+    if declared is None:
+        raise SchemaMismatchError(
+            f"{layout.scores}: no record of what each scorer declares; rerun the score stage"
+        )
     report = validate_scores(
-        frame, declared, layout.validation_dir, max_rows=max_rows, run_name="exprbench"
+        table.to_pandas(),
+        declared,
+        layout.validation_dir,
+        specs=specs,
+        max_rows=settings.validate.max_failed_rows,
+        run_name="exprbench",
     )
     atomic_write_bytes(layout.validation_json, report.to_json().encode())
     result = StageResult(

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from exprbench.config import load_params
 from exprbench.scorers import PairScorer, get_scorer_class
+from exprbench.settings import load_params
 from tests.conftest import SMALL_SET, build_raw
 
 ROOT = Path(__file__).resolve().parent.parent

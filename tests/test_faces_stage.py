@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from exprbench.config import Layout, load_params
+from exprbench.config import Layout
 from exprbench.schema import FACES, read_table
+from exprbench.settings import Settings, load_params
 from tasks.faces import faces
 from tasks.ingest import ingest
 from tasks.upscale import upscale
@@ -31,7 +32,7 @@ def test_faces_stage_stores_the_chosen_crop(tmp_path, photos, models, mode):
     params = {**PARAMS, "faces": {**PARAMS["faces"], "align": mode, "crop_size": 128}}
     layout = Layout.for_output(raw, tmp_path / "out")
     for stage in (ingest, upscale, faces):
-        stage.fn(layout, params)
+        stage.fn(layout, Settings.from_params(params))
     rows = {r["path"]: r for r in read_table(layout.faces_table, FACES).to_pylist()}
     hopper, group, nobody = (
         rows[f"g/v/{s}"] for s in ("hopper/neutral.jpg", "group/happy.jpg", "nobody/sad.jpg")

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from exprbench.config import Layout, load_params
+from exprbench.config import Layout
 from exprbench.imageio import ImageRejected, decode_bytes
 from exprbench.ingest import InputConfigError, _parse_label, discover, read_subjects
 from exprbench.schema import IMAGES, QUARANTINE, read_table
+from exprbench.settings import Settings, load_params
 from tasks.ingest import ingest
 from tests.badinputs import write_bad_inputs
 
-PARAMS = load_params(Path(__file__).resolve().parent.parent / "params.yaml")
+PARAMS = Settings.from_params(load_params(Path(__file__).resolve().parent.parent / "params.yaml"))
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from exprbench.config import Layout, load_params
+from exprbench.config import Layout
+from exprbench.settings import load_params, load_settings
 from tests.conftest import SMALL_SET, build_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def pipeline_run(tmp_path_factory, photos, models, prefect_server):
         "subject,gender\nobama,male\nhopper,female\nfranck,male\ncollins,female\n"
     )
     layout = Layout.for_output(raw, tmp / "out")
-    results = pipeline(layout, load_params(ROOT / "params.yaml"))
+    results = pipeline(layout, load_settings(ROOT / "params.yaml"))
     return layout, results
 
 
@@ -163,7 +164,7 @@ def test_bad_inputs_run_to_the_report(tmp_path, photos, models, prefect_server):
     raw = tmp_path / "raw"
     expected = write_bad_inputs(raw, photos)
     layout = Layout.for_output(raw, tmp_path / "out")
-    pipeline(layout, load_params(ROOT / "params.yaml"))
+    pipeline(layout, load_settings(ROOT / "params.yaml"))
     assert layout.report_html.is_file()
     scored = set(pq.read_table(layout.scores).column("path").to_pylist())
     quarantined = set(pq.read_table(layout.quarantine).column("path").to_pylist())

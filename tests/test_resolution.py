@@ -11,6 +11,7 @@ import pytest
 from exprbench import resolution as res
 from exprbench.geometry import Face
 from exprbench.labels import EXPRESSIONS
+from exprbench.resolution.page import _table as study_table
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, ScorerFoundNoFaceError
 from tests.conftest import load_rgb_array
 
@@ -324,7 +325,7 @@ def test_best_value_per_size_is_marked():
             ("b", 24, {"mean_psnr": 25.0, "mean_ssim": None, "mean_seconds": 0.1}),
         )
     ]
-    table = res._table(rows, res.FIDELITY_COLUMNS)
+    table = study_table(rows, res.FIDELITY_COLUMNS)
     marks = {
         (group["size"], line["method"]): [c["best"] for c in line["cells"]]
         for group in table["groups"]

@@ -6,7 +6,8 @@ import csv
 import json
 from pathlib import Path
 
-from exprbench.config import Layout, load_params
+from exprbench.config import Layout
+from exprbench.settings import Settings, load_params
 from tasks.faces import faces
 from tasks.ingest import ingest
 from tasks.resolution import resolution
@@ -38,8 +39,8 @@ def test_resolution_stage_writes_page_summary_and_metrics(tmp_path, photos, mode
     }
     layout = Layout.for_output(raw, tmp_path / "out")
     for stage in (ingest, upscale, faces):
-        stage.fn(layout, params)
-    first = resolution.fn(layout, params)
+        stage.fn(layout, Settings.from_params(params))
+    first = resolution.fn(layout, Settings.from_params(params))
     assert first.counts["faces"] == 2 and first.counts["cache_misses"] == 2
     out = layout.reports / "resolution"
     with (out / "summary.csv").open() as handle:
@@ -55,5 +56,5 @@ def test_resolution_stage_writes_page_summary_and_metrics(tmp_path, photos, mode
     assert "http://" not in page and "https://" not in page
     metrics = json.loads((out / "metrics.json").read_text())
     assert "bicubic@48/fer" in metrics
-    again = resolution.fn(layout, params)
+    again = resolution.fn(layout, Settings.from_params(params))
     assert again.counts["cache_misses"] == 0

@@ -72,8 +72,9 @@ def test_upscale_stage_with_a_learned_model(tmp_path, photos, models):
 
     from PIL import Image
 
-    from exprbench.config import Layout, load_params
+    from exprbench.config import Layout
     from exprbench.schema import UPSCALE, read_table
+    from exprbench.settings import Settings, load_params
     from tasks.ingest import ingest
     from tasks.upscale import upscale
 
@@ -84,8 +85,8 @@ def test_upscale_stage_with_a_learned_model(tmp_path, photos, models):
     params = load_params(Path(__file__).resolve().parent.parent / "params.yaml")
     params["upscale"] = {**params["upscale"], "method": "esrgan-slim"}
     layout = Layout.for_output(tmp_path / "raw", tmp_path / "out")
-    ingest.fn(layout, params)
-    upscale.fn(layout, params)
+    ingest.fn(layout, Settings.from_params(params))
+    upscale.fn(layout, Settings.from_params(params))
     row = read_table(layout.upscale_table, UPSCALE).to_pylist()[0]
     assert row["upscale_method"] == "esrgan-slim" and row["upscale_factor"] > 1
     assert "esrgan-slim" in row["upscale_detail"]

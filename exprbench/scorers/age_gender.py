@@ -77,7 +77,7 @@ class AgeGenderScorer(Scorer):
     """
 
     name: ClassVar[str] = "age_gender"
-    version: ClassVar[str] = "1"
+    weights: ClassVar[tuple[str, ...]] = ("age-v1", "gender-v1")
     outputs: ClassVar[frozenset[Output]] = frozenset({"age", "gender"})
     crop: ClassVar[str] = (
         "dlib face chips from the 5 landmarks, padding 0.2: 32 px for gender, 64 px for age "

@@ -1,15 +1,18 @@
 """The scorer contract and registry.
 
 A scorer turns one detected face into any of: expression probabilities, age, gender,
-an identity descriptor. Each declares its name, version, outputs and the range and
-direction of every metric it fills, so tables, validation and the report need no
-per-scorer code. Adding a scorer = adding one module to this package that calls
-`register`.
+an identity descriptor, or measures of its own. Each declares its name, outputs, weight
+files and (through `OUTPUT_METRICS` and its `extra_metrics`) the spec of every metric it
+fills, so the schema, validation, tables and the report need no per-scorer code. Adding a
+scorer = adding one module to this package that calls `register`; its cache identity and
+version are derived from its code and weights (`Scorer.cache_identity`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -18,33 +21,154 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from exprbench.fingerprint import code_digest
 from exprbench.geometry import Face
 from exprbench.labels import EXPRESSIONS
-from exprbench.metrics import MetricSpec
-from exprbench.quality.specs import DISTANCE_METRICS, NO_REFERENCE_METRICS
+from exprbench.metrics import Heatmap, Leaderboard, MetricSpec, StudyTable, merge_specs
+from exprbench.quality.specs import DISTANCE_METRICS, NIQE_RELIABLE, NO_REFERENCE_METRICS
 
 Output = Literal["expression", "age", "gender", "identity", "quality", "perceptual"]
 
-
-# The columns each kind of output fills; the range/direction are properties of the
-# column, so they are declared once here rather than by every scorer.
+# The columns each kind of output fills; a column's meaning (range, direction, table,
+# heatmap, leaderboard place) is a property of the column, so it is declared once here
+# rather than by every scorer. A scorer with a measure of its own declares it in its
+# `metrics` class attribute instead.
 OUTPUT_METRICS: dict[str, tuple[MetricSpec, ...]] = {
     "expression": (
         *(MetricSpec(f"p_{e}", 0.0, 1.0, None, f"probability of {e}") for e in EXPRESSIONS),
-        MetricSpec("target_prob", 0.0, 1.0, True, "probability of the requested expression"),
+        MetricSpec(
+            "target_prob",
+            0.0,
+            1.0,
+            True,
+            "probability of the requested expression",
+            table="expression_fidelity",
+            heatmap=Heatmap("Expression fidelity", "mean probability of the requested expression"),
+            leaderboard=Leaderboard(
+                "mean_target_prob", "mean target p (non-neutral)", include_neutral=False, rank=True
+            ),
+            plot=True,
+            caption="p",
+        ),
+        MetricSpec("top1_prob", 0.0, 1.0, None, "probability of the top-1 expression"),
+        MetricSpec(
+            "top1_correct",
+            0.0,
+            1.0,
+            True,
+            "the top-1 expression is the requested one",
+            dtype="bool",
+            table="expression_fidelity",
+            leaderboard=Leaderboard("top1_accuracy", "top-1 accuracy"),
+            sql="(top1 = expression)",
+        ),
     ),
     "age": (
-        MetricSpec("age", 0.0, 120.0, None, "apparent age in years"),
-        MetricSpec("age_delta", -120.0, 120.0, None, "age minus the neutral image's age"),
+        MetricSpec(
+            "age",
+            0.0,
+            120.0,
+            None,
+            "apparent age in years",
+            unit="years",
+            table="age",
+            digits=1,
+            heatmap=Heatmap(
+                "Age",
+                "mean apparent age; Δ = mean drift from the subject's neutral image (colour)",
+                colour_by="age_delta",
+                delta="age_delta",
+            ),
+            caption="age",
+            caption_digits=0,
+        ),
+        MetricSpec(
+            "age_delta",
+            -120.0,
+            120.0,
+            None,
+            "age minus the neutral image's age",
+            unit="years",
+            relative_to_neutral=True,
+            table="age",
+            abs_mean=True,
+            digits=1,
+            leaderboard=Leaderboard("mean_abs_age_delta", "mean |age Δ|", statistic="mean_abs"),
+        ),
     ),
-    "gender": (MetricSpec("gender_prob", 0.0, 1.0, None, "probability of the predicted gender"),),
+    "gender": (
+        MetricSpec("gender_prob", 0.0, 1.0, None, "probability of the predicted gender"),
+        MetricSpec(
+            "gender_match",
+            0.0,
+            1.0,
+            True,
+            "predicted gender equals the gender subjects.csv asked for",
+            dtype="bool",
+            nullable="yes",  # no subject gender given
+            table="gender",
+            leaderboard=Leaderboard("gender_match_rate", "gender match"),
+        ),
+    ),
     "identity": (
-        MetricSpec("identity_distance", 0.0, 4.0, False, "L2 distance to the neutral face"),
-        MetricSpec("identity_similarity", 0.0, 1.0, True, "max(0, 1 - identity_distance)"),
+        MetricSpec(
+            "identity_distance",
+            0.0,
+            4.0,
+            False,
+            "L2 distance to the neutral face",
+            relative_to_neutral=True,
+            table="identity",
+        ),
+        MetricSpec(
+            "identity_similarity",
+            0.0,
+            1.0,
+            True,
+            "max(0, 1 - identity_distance)",
+            relative_to_neutral=True,
+            table="identity",
+            heatmap=Heatmap(
+                "Identity",
+                "mean identity similarity to the subject's neutral image (neutral is the "
+                "reference)",
+            ),
+            leaderboard=Leaderboard("mean_identity_similarity", "mean identity sim."),
+            caption="id",
+        ),
+        MetricSpec(
+            "same_identity",
+            0.0,
+            1.0,
+            True,
+            "identity_distance below score.same_identity_threshold",
+            dtype="bool",
+            relative_to_neutral=True,
+            table="identity",
+            leaderboard=Leaderboard("share_same_identity", "same identity"),
+        ),
     ),
-    "quality": NO_REFERENCE_METRICS,  # no-reference image quality
+    "quality": (*NO_REFERENCE_METRICS, NIQE_RELIABLE),  # no-reference image quality
     "perceptual": DISTANCE_METRICS,  # perceptual distance to the neutral image
 }
+
+# Titles of the study tables the built-in metrics name (a new table gets a default title).
+STUDY_TABLES: tuple[StudyTable, ...] = (
+    StudyTable("expression_fidelity", "Expression fidelity", order=1),
+    StudyTable("age", "Age", order=2),
+    StudyTable("gender", "Gender match", order=3),
+    StudyTable("identity", "Identity", order=4),
+    StudyTable("quality", "Image quality", order=5),
+    StudyTable("perceptual", "Perceptual distance", order=6),
+)
+
+# Score columns that are not metrics: labels and raw outputs filled by some output kinds.
+OUTPUT_EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "expression": ("top1",),
+    "gender": ("gender",),
+}
+
+BUILTIN_METRICS: tuple[MetricSpec, ...] = merge_specs(OUTPUT_METRICS.values())
 
 
 @dataclass
@@ -72,21 +196,63 @@ class ModelUnavailableError(RuntimeError):
 
 
 class Scorer(ABC):
-    """Base class: subclasses set the class attributes and implement `score`."""
+    """Base class: subclasses set the class attributes and implement `score`.
+
+    There is no version to bump: `code_version()` is derived from the source of the
+    scorer's module and every project module it imports, and the sha256 of the weight
+    files it declares in `weights`; `cache_identity(options)` adds its options.
+    """
 
     name: ClassVar[str]
-    version: ClassVar[str]  # bump whenever outputs could change: it keys the cache
     outputs: ClassVar[frozenset[Output]]
     description: ClassVar[str]
     crop: ClassVar[str]  # the pixels the model sees, recorded with every score row
     license: ClassVar[str] = ""
+    weights: ClassVar[tuple[str, ...]] = ()  # keys of exprbench.weights.WEIGHTS it loads
+    # Measures of its own beyond the output kinds' (each declared once, here).
+    extra_metrics: ClassVar[tuple[MetricSpec, ...]] = ()
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})
 
     @classmethod
     def metrics(cls) -> tuple[MetricSpec, ...]:
-        return tuple(spec for out in sorted(cls.outputs) for spec in OUTPUT_METRICS[out])
+        """Every metric this scorer fills: its output kinds' and its own."""
+        return merge_specs(
+            [*(OUTPUT_METRICS[out] for out in sorted(cls.outputs)), cls.extra_metrics]
+        )
+
+    @classmethod
+    def filled_columns(cls) -> list[str]:
+        """The scores columns this scorer fills on a face: stored metrics and raw outputs."""
+        extras = [c for out in sorted(cls.outputs) for c in OUTPUT_EXTRA_COLUMNS.get(out, ())]
+        return [spec.column for spec in cls.metrics() if spec.stored] + extras
+
+    @classmethod
+    def weight_digests(cls) -> dict[str, str]:
+        """Declared weight key -> pinned sha256 (the file is verified against it on load)."""
+        from exprbench.weights import WEIGHTS  # imports this module: not at the top
+
+        unknown = [key for key in cls.weights if key not in WEIGHTS]
+        if unknown:
+            raise TypeError(f"scorer {cls.name!r} declares unknown weights {unknown}")
+        return {key: WEIGHTS[key].sha256 for key in cls.weights}
+
+    @classmethod
+    def code_version(cls) -> str:
+        """12 hex digits of sha256(code closure, weights' sha256): the scorer_version column."""
+        payload = json.dumps([code_digest(cls.__module__), cls.weight_digests()])
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    @classmethod
+    def cache_identity(cls, options: Mapping[str, Any] | None) -> str:
+        """What determines this scorer's output for a given input: code, weights, options."""
+        payload = json.dumps(
+            [cls.name, code_digest(cls.__module__), cls.weight_digests(), dict(options or {})],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
 
     @abstractmethod
     def score(self, image: np.ndarray, face: Face) -> ScoreOutput:
@@ -117,17 +283,29 @@ _REGISTRY: dict[str, type[Scorer]] = {}
 
 def register(cls: type[Scorer]) -> type[Scorer]:
     """Class decorator: add a scorer to the registry under its `name`."""
-    for attr in ("name", "version", "outputs", "description", "crop"):
+    for attr in ("name", "outputs", "description", "crop"):
         if not hasattr(cls, attr):
             raise TypeError(f"scorer {cls.__qualname__} must declare {attr!r}")
     unknown = set(cls.outputs) - set(OUTPUT_METRICS)
     if unknown:
         raise TypeError(f"scorer {cls.name!r} declares unknown outputs {sorted(unknown)}")
+    try:
+        cls.metrics()
+    except ValueError as error:
+        raise TypeError(f"scorer {cls.name!r}: {error}") from error
+    clash = {spec.column for spec in cls.extra_metrics} & {spec.column for spec in BUILTIN_METRICS}
+    if clash:
+        raise TypeError(f"scorer {cls.name!r} redeclares built-in metrics {sorted(clash)}")
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing is not cls:
         raise TypeError(f"scorer name {cls.name!r} is taken by {existing.__qualname__}")
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a scorer (for scorers defined in tests)."""
+    _REGISTRY.pop(name, None)
 
 
 def _discover() -> None:

@@ -27,7 +27,7 @@ class DlibIdentityScorer(Scorer):
     """128-d dlib_face_recognition_resnet_model_v1 descriptor from the 5 landmarks."""
 
     name: ClassVar[str] = "dlib"
-    version: ClassVar[str] = "1"
+    weights: ClassVar[tuple[str, ...]] = ("dlib-resnet-v1",)
     outputs: ClassVar[frozenset[Output]] = frozenset({"identity"})
     crop: ClassVar[str] = (
         "dlib face chip 150 px from the 5 landmarks, padding 0.25 (face_recognition's own)"

@@ -103,7 +103,18 @@ class FaceApiScorer(Scorer):
     """face-api.js (0.22.2's networks): expressions, age, gender and identity descriptor."""
 
     name: ClassVar[str] = "faceapi"
-    version: ClassVar[str] = "1"
+    weights: ClassVar[tuple[str, ...]] = tuple(
+        f"faceapi-{net}{part}"
+        for net in (
+            "ssd-mobilenetv1",
+            "tiny-face-detector",
+            "landmark68",
+            "expression",
+            "age-gender",
+            "recognition",
+        )
+        for part in ("", "-manifest")
+    )
     outputs: ClassVar[frozenset[Output]] = frozenset({"expression", "age", "gender", "identity"})
     crop: ClassVar[str] = (
         "face-api.js's own: its detector's box for the 68 landmarks, then landmark-aligned "

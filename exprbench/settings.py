@@ -1,0 +1,224 @@
+"""params.yaml as typed, validated settings: parsed once, every key checked up front.
+
+Each section of params.yaml is a frozen dataclass; `Settings.from_params` checks every
+key (unknown keys are typos and fail), type and allowed value, and names the key in its
+message, before any stage does work. Stage tasks read `settings.<section>` only, which is
+how `tests/test_invalidation.py` derives the params each DVC stage must declare.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing a key or has a value of the wrong kind."""
+
+
+UpscaleMethod = Literal[
+    "none",
+    "nearest",
+    "bilinear",
+    "bicubic",
+    "lanczos",
+    "lanczos+unsharp",
+    "realesrgan-x4plus",
+    "esrgan-slim",
+    "esrgan-medium",
+    "esrgan-thick",
+]
+AlignMode = Literal["none", "similarity", "ffhq"]
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    raw: str
+    interim: str
+    scores: str
+    reports: str
+    tables: str
+    database: str
+    cache: str
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    extensions: tuple[str, ...]
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class UpscaleSettings:
+    method: UpscaleMethod
+    min_face_px: int
+    factor: Literal["auto", 2, 4, 8]
+    max_factor: Literal[2, 4, 8]
+    detect_upsample: int
+
+
+@dataclass(frozen=True)
+class FacesSettings:
+    upsample: int
+    min_score: float
+    align: AlignMode
+    crop_size: int
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    scorers: tuple[str, ...]
+    same_identity_threshold: float
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def options_for(self, scorer: str) -> dict[str, Any]:
+        return dict(self.options.get(scorer) or {})
+
+
+@dataclass(frozen=True)
+class ValidateSettings:
+    max_failed_rows: int
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    thumb_px: int
+
+
+@dataclass(frozen=True)
+class ResolutionSettings:
+    sizes: tuple[int, ...]
+    crop_px: int
+    methods: tuple[UpscaleMethod, ...]
+    scorers: tuple[str, ...]
+    max_faces: int
+
+
+def _check(value: Any, kind: Any, key: str) -> Any:
+    """`value` converted to `kind` (lists become tuples), or ParamsError naming `key`."""
+    origin = get_origin(kind)
+    if kind is Any:
+        return value
+    if origin is Literal:
+        allowed = get_args(kind)
+        if value in allowed and not isinstance(value, bool):
+            return value
+        raise ParamsError(
+            f"params: {key} must be one of {', '.join(map(str, allowed))}; got {value!r}"
+        )
+    if origin is tuple:
+        item_kind = get_args(kind)[0]
+        if not isinstance(value, list | tuple):
+            raise ParamsError(f"params: {key} must be a list; got {value!r}")
+        return tuple(_check(item, item_kind, f"{key}[{i}]") for i, item in enumerate(value))
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ParamsError(f"params: {key} must be a mapping; got {value!r}")
+        _, value_kind = get_args(kind)
+        return {str(k): _check(v or {}, value_kind, f"{key}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in get_args(kind):
+            try:
+                return _check(value, option, key)
+            except ParamsError as error:
+                errors.append(str(error))
+        raise ParamsError("; or ".join(errors))
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ParamsError(f"params: {key} must be a number; got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ParamsError(f"params: {key} must be a whole number; got {value!r}")
+    if kind is str:
+        if isinstance(value, str) and value:
+            return value
+        raise ParamsError(f"params: {key} must be a non-empty string; got {value!r}")
+    raise TypeError(f"settings: no check for {kind!r} ({key})")
+
+
+def _section(cls: type, data: Any, name: str) -> Any:
+    if not isinstance(data, dict):
+        raise ParamsError(f"params: section {name!r} must be a mapping; got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ParamsError(
+            f"params: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+            f"{name} takes {', '.join(sorted(known))}"
+        )
+    values = {}
+    for item in fields(cls):
+        key = f"{name}.{item.name}"
+        if item.name not in data:
+            if item.default is MISSING and item.default_factory is MISSING:
+                raise ParamsError(f"params: missing key {key!r}")
+            continue
+        values[item.name] = _check(data[item.name], hints[item.name], key)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section of params.yaml (the resolution study's is optional)."""
+
+    paths: PathsSettings
+    ingest: IngestSettings
+    upscale: UpscaleSettings
+    faces: FacesSettings
+    score: ScoreSettings
+    validate: ValidateSettings
+    report: ReportSettings
+    resolution: ResolutionSettings | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Settings:
+        if not isinstance(params, dict):
+            raise ParamsError(f"params: expected a mapping at the top level; got {params!r}")
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ParamsError(
+                f"params: unknown section(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        values = {}
+        for item in fields(cls):
+            kind = hints[item.name]
+            if get_origin(kind) in (typing.Union, types.UnionType):
+                kind = next(k for k in get_args(kind) if k is not type(None))
+                if item.name not in params:
+                    continue
+            elif item.name not in params:
+                raise ParamsError(f"params: missing section {item.name!r}")
+            values[item.name] = _section(kind, params[item.name], item.name)
+        return cls(**values)
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The raw mapping of a params file (Settings.from_params checks it)."""
+    source = Path(path)
+    if not source.is_file():
+        raise ParamsError(f"{source}: params file not found (run from the project root)")
+    data = yaml.safe_load(source.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level")
+    return data
+
+
+def load_settings(path: str | Path = "params.yaml") -> Settings:
+    """Parse and check a params file once; errors name the file and the key."""
+    try:
+        return Settings.from_params(load_params(path))
+    except ParamsError as error:
+        raise ParamsError(f"{path}: {error}") from error

@@ -1,0 +1,217 @@
+"""The expectation suite over the scores table, generated from the metric specs.
+
+The suite is plain `Check` records (no GX import needed to build or inspect it). Every
+rule about a metric comes from its `MetricSpec`: a range check per stored metric, a
+not-null check per metric a scorer declares (null is legitimate where the spec says so:
+on the neutral row of a metric measured against it, or where the row's note says why),
+so a scorer that declares a new metric gets its checks with no edit here. Which columns a
+scorer fills is passed in (the score stage records it in scores.parquet), so this module
+never imports models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from exprbench.labels import EXPRESSIONS, GENDERS, NEUTRAL
+from exprbench.metrics import MetricSpec
+from exprbench.schema import PROB_COLUMNS, SCORE_BASE_COLUMNS
+from exprbench.scorers.base import BUILTIN_METRICS, OUTPUT_EXTRA_COLUMNS, OUTPUT_METRICS
+
+# One input image, and one row per image and scorer.
+IMAGE_KEY: tuple[str, ...] = ("generator", "version", "subject", "expression", "replicate")
+KEY_COLUMNS: tuple[str, ...] = (*IMAGE_KEY, "scorer")
+ROW_ID_COLUMNS: tuple[str, ...] = ("path", "scorer")
+SUM_TOLERANCE = 1e-3
+# target_prob is copied from p_<expression>; anything beyond float noise is a join bug.
+TARGET_TOLERANCE = 1e-6
+
+# Derived columns added to a copy of the frame; prefixed so they cannot clash with SCORES.
+SUM_COLUMN = "chk_p_sum"
+TARGET_GAP_COLUMN = "chk_target_gap"
+_NEEDS_PREFIX = "chk_needs_"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation, independent of GX: `kind` is a GX expectation class name."""
+
+    name: str
+    kind: str
+    kwargs: Mapping[str, Any]
+    description: str
+    condition_column: str | None = None  # boolean column: check only rows where it is True
+
+    @property
+    def column(self) -> str:
+        if "column" in self.kwargs:
+            return str(self.kwargs["column"])
+        return ",".join(self.kwargs.get("column_list", ())) or "(table)"
+
+
+def required_columns(specs: Sequence[MetricSpec]) -> list[str]:
+    """Every column a scores table with these metrics has."""
+    return [*SCORE_BASE_COLUMNS, *(spec.column for spec in specs if spec.stored)]
+
+
+def declared_columns(
+    declared: Mapping[str, Collection[str]], specs: Sequence[MetricSpec]
+) -> dict[str, set[str]]:
+    """Scorer -> the columns it fills; an output kind ('expression') stands for its columns."""
+    known = {spec.column for spec in specs if spec.stored} | {
+        c for extra in OUTPUT_EXTRA_COLUMNS.values() for c in extra
+    }
+    columns: dict[str, set[str]] = {}
+    for scorer, items in declared.items():
+        filled: set[str] = set()
+        for item in items:
+            if item in OUTPUT_METRICS:
+                filled |= {s.column for s in OUTPUT_METRICS[item] if s.stored}
+                filled |= set(OUTPUT_EXTRA_COLUMNS.get(item, ()))
+            elif item in known:
+                filled.add(item)
+            else:
+                raise ValueError(
+                    f"scorer {scorer!r} declares {item!r}, which is neither an output kind "
+                    f"({', '.join(OUTPUT_METRICS)}) nor a metric of the scores table"
+                )
+        columns[scorer] = filled
+    return columns
+
+
+def _needs(column: str) -> str:
+    return f"{_NEEDS_PREFIX}{column}"
+
+
+def _not_null_rule(column: str, specs: Mapping[str, MetricSpec]) -> tuple[bool, str] | None:
+    """(excused where a note or the neutral row explains it, scope text); None: no check."""
+    spec = specs.get(column)
+    if spec is None:  # a raw output (top1, gender): always filled with a face
+        return False, "rows"
+    if spec.nullable == "yes":
+        return None
+    if spec.relative_to_neutral:
+        return True, "non-neutral rows without a note"
+    if spec.nullable == "with_note":
+        return True, "rows without a note"
+    return False, "rows"
+
+
+def build_checks(
+    declared: Mapping[str, Collection[str]], specs: Sequence[MetricSpec] = BUILTIN_METRICS
+) -> list[Check]:
+    """The full suite for scorers declaring `declared` (scorer -> output kinds or columns)."""
+    filled = declared_columns(declared, specs)
+    by_column = {spec.column: spec for spec in specs}
+    low, high = 1.0 - SUM_TOLERANCE, 1.0 + SUM_TOLERANCE
+    vocab = {
+        "expression": EXPRESSIONS,
+        "top1": EXPRESSIONS,
+        "gender": GENDERS,
+        "subject_gender": GENDERS,
+        "scorer": tuple(sorted(declared)),
+    }
+    ranges = [
+        Check(
+            f"range:{spec.column}",
+            "ExpectColumnValuesToBeBetween",
+            {"column": spec.column, "min_value": spec.low, "max_value": spec.high},
+            f"{spec.column} ({spec.description}) must lie in [{spec.low:g}, {spec.high:g}]",
+        )
+        for spec in specs
+        if spec.stored and spec.dtype == "float64"
+    ]
+    not_null = []
+    for column in sorted({c for columns in filled.values() for c in columns}):
+        rule = _not_null_rule(column, by_column)
+        if rule is None:
+            continue
+        _, scope = rule
+        not_null.append(
+            Check(
+                f"not_null:{column}",
+                "ExpectColumnValuesToNotBeNull",
+                {"column": column},
+                f"{column} must be filled on {scope} where a face was found and the scorer "
+                f"declares it",
+                condition_column=_needs(column),
+            )
+        )
+    return [
+        Check(
+            "table_has_rows",
+            "ExpectTableRowCountToBeBetween",
+            {"min_value": 1},
+            "the scores table must have at least one row (an empty table means nothing was scored)",
+        ),
+        Check(
+            "unique_key",
+            "ExpectCompoundColumnsToBeUnique",
+            {"column_list": list(KEY_COLUMNS)},
+            f"one row per ({', '.join(KEY_COLUMNS)})",
+        ),
+        *(
+            Check(
+                f"vocabulary:{column}",
+                "ExpectColumnValuesToBeInSet",
+                {"column": column, "value_set": list(values)},
+                f"{column} must be one of {', '.join(values) or '(no scorer declared)'}",
+            )
+            for column, values in vocab.items()
+        ),
+        *ranges,
+        Check(
+            "probabilities_sum_to_one",
+            "ExpectColumnValuesToBeBetween",
+            {"column": SUM_COLUMN, "min_value": low, "max_value": high},
+            f"p_* of a row must sum to 1 ± {SUM_TOLERANCE:g} where all are present "
+            f"(derived column {SUM_COLUMN})",
+        ),
+        Check(
+            "target_prob_matches",
+            "ExpectColumnValuesToBeBetween",
+            {"column": TARGET_GAP_COLUMN, "min_value": 0.0, "max_value": TARGET_TOLERANCE},
+            f"target_prob must equal p_<expression> (derived column {TARGET_GAP_COLUMN})",
+        ),
+        *not_null,
+    ]
+
+
+def with_derived_columns(
+    df: pd.DataFrame,
+    declared: Mapping[str, Collection[str]],
+    specs: Sequence[MetricSpec] = BUILTIN_METRICS,
+) -> pd.DataFrame:
+    """A copy of `df` with the derived columns the checks read."""
+    frame = df.copy()
+    probs = frame[list(PROB_COLUMNS)].astype("float64")
+    # NaN unless every p_* is present: GX range checks skip nulls, so a partial vector is
+    # left to the not-null checks rather than reported as a bad sum.
+    frame[SUM_COLUMN] = probs.sum(axis=1, skipna=False)
+    target_p = pd.Series(np.nan, index=frame.index, dtype="float64")
+    for expression in EXPRESSIONS:
+        rows = frame["expression"] == expression
+        target_p[rows] = probs.loc[rows, f"p_{expression}"]
+    frame[TARGET_GAP_COLUMN] = (frame["target_prob"].astype("float64") - target_p).abs()
+    face = frame["face_found"].fillna(False).astype(bool)
+    with_note = frame["note"].notna()
+    neutral = frame["expression"] == NEUTRAL
+    by_column = {spec.column: spec for spec in specs}
+    filled = declared_columns(declared, specs)
+    for column in sorted({c for columns in filled.values() for c in columns}):
+        rule = _not_null_rule(column, by_column)
+        if rule is None:
+            continue
+        excusable, _ = rule
+        needs = face & frame["scorer"].isin([s for s, cols in filled.items() if column in cols])
+        if excusable:
+            spec = by_column[column]
+            excused = (neutral | with_note) if spec.relative_to_neutral else with_note
+            needs &= ~excused
+        frame[_needs(column)] = needs
+    return frame
