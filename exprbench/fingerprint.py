@@ -79,13 +79,18 @@ def _source_file(module: str, root: Path) -> Path:
     return path
 
 
-def module_closure(module: str, root: Path = REPO_ROOT) -> dict[str, Path]:
-    """`module` and every project module it imports, transitively: name -> file."""
+def module_closure(
+    module: str, root: Path = REPO_ROOT, skip: frozenset[str] = NOT_FOLLOWED
+) -> dict[str, Path]:
+    """`module` and every project module it imports, transitively: name -> file.
+
+    `skip`: modules not followed (by default those hashed by value, see above).
+    """
     found: dict[str, Path] = {}
     pending = [module]
     while pending:
         name = pending.pop()
-        if name in found or name in NOT_FOLLOWED:
+        if name in found or name in skip:
             continue
         path = _source_file(name, root)
         found[name] = path
@@ -93,9 +98,11 @@ def module_closure(module: str, root: Path = REPO_ROOT) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def closure_files(*modules: str, root: Path = REPO_ROOT) -> list[Path]:
+def closure_files(
+    *modules: str, root: Path = REPO_ROOT, skip: frozenset[str] = NOT_FOLLOWED
+) -> list[Path]:
     """Source files of the closures of `modules`, sorted; relative to `root` when inside."""
-    files = {path for module in modules for path in module_closure(module, root).values()}
+    files = {path for module in modules for path in module_closure(module, root, skip).values()}
     return sorted(path.relative_to(root) if path.is_relative_to(root) else path for path in files)
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 from pathlib import Path
 
 import duckdb
@@ -63,6 +64,12 @@ def write_plot_data(tables: dict, specs: Sequence[MetricSpec], plots_dir: Path) 
                 pacsv.write_csv(pa.Table.from_pylist(rows), path)
 
 
+def _params_hash(*sections: Any) -> str:
+    """12 hex digits identifying the params of every pipeline stage (not paths)."""
+    payload = json.dumps([asdict(s) for s in sections], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
 @task(name="report", cache_policy=NONE)
 def report(layout: Layout, settings: Settings) -> StageResult:
     thumb_px = settings.report.thumb_px
@@ -82,9 +89,14 @@ def report(layout: Layout, settings: Settings) -> StageResult:
     validation = ValidationReport.from_json(layout.validation_json.read_text())
     run_info = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "params_hash": hashlib.sha256(
-            json.dumps(asdict(settings), sort_keys=True, default=str).encode()
-        ).hexdigest()[:12],
+        "params_hash": _params_hash(
+            settings.ingest,
+            settings.upscale,
+            settings.faces,
+            settings.score,
+            settings.validate,
+            settings.report,
+        ),
         "exprbench": exprbench.__version__,
         "upscale": f"{settings.upscale.method} below {settings.upscale.min_face_px} px",
         "thumbnail px": thumb_px,
