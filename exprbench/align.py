@@ -76,8 +76,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from exprbench.faces import check_rgb_image
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 
 AlignMode = Literal["none", "similarity", "ffhq"]
 ALIGN_MODES: tuple[str, ...] = get_args(AlignMode)

@@ -14,31 +14,12 @@ import dlib
 import numpy as np
 
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.weights import weight_path
 
 # Two faces whose box areas differ by less than this fraction count as the same size,
 # and the detector's confidence decides between them (see `choose_primary`).
 NEAR_TIE_AREA = 0.10
-
-
-def check_rgb_image(image: object, where: str = "image") -> np.ndarray:
-    """Return `image` as a C-contiguous H x W x 3 uint8 array or raise a ValueError.
-
-    `where` names the caller in the message, so a bad array is traced to its source.
-    """
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{where}: expected dtype uint8 (0-255 RGB), got {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"{where}: expected shape (height, width, 3) RGB, got {image.shape}"
-            + (" (convert RGBA/grey images to RGB first)" if image.ndim in (2, 3) else "")
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{where}: image is empty, shape {image.shape}")
-    # dlib and cv2 need contiguous rows; a view (e.g. a crop or ::-1 flip) is copied.
-    return np.ascontiguousarray(image)
 
 
 def box_to_rect(box: Sequence[float]) -> dlib.rectangle:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from exprbench.imagecheck import check_rgb_image
+
 _PIL_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -23,6 +25,7 @@ ALLOWED_FACTORS = (2, 4, 8)
 
 def _pil_resizer(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
     def resize(rgb: np.ndarray, factor: int) -> np.ndarray:
+        rgb = check_rgb_image(rgb, f"upscale {method}")
         height, width = rgb.shape[:2]
         image = Image.fromarray(rgb, "RGB")
         return np.asarray(image.resize((width * factor, height * factor), _PIL_FILTERS[method]))

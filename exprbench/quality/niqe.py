@@ -48,7 +48,7 @@ from PIL import Image
 from scipy.ndimage import correlate1d
 from scipy.special import gamma as gamma_fn
 
-from exprbench.quality._common import as_rgb
+from exprbench.imagecheck import check_rgb_image
 from exprbench.quality.specs import NIQE, NIQE_MIN_SIDE, NIQE_RELIABLE_SIDE
 
 SPEC = NIQE  # score column, range and direction (see exprbench.quality.specs)
@@ -156,7 +156,7 @@ def _patch_features(mscn: np.ndarray, size: int) -> np.ndarray:
 
 def niqe_features(rgb: np.ndarray) -> np.ndarray:
     """Per-patch features, (n_patches, 36): 18 at full size next to 18 at half size."""
-    image = as_rgb(rgb, metric="NIQE", min_side=MIN_SIDE)
+    image = check_rgb_image(rgb, "NIQE", min_side=MIN_SIDE)
     r, g, b = (image[..., i].astype(np.float64) for i in range(3))
     grey = r * _RGB_TO_GREY[0] + g * _RGB_TO_GREY[1] + b * _RGB_TO_GREY[2]
     h, w = grey.shape

@@ -33,7 +33,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from exprbench.quality._common import as_rgb
+from exprbench.imagecheck import check_rgb_image
 from exprbench.quality.specs import STLPIPS_ALEX, STLPIPS_VGG
 
 Net = Literal["vgg", "alex"]
@@ -223,7 +223,7 @@ class STLPIPS:
         self.model = load_network(net, weights).to(self.device)
 
     def _prepare(self, rgb: np.ndarray, shape: tuple[int, int] | None = None) -> torch.Tensor:
-        image = as_rgb(rgb, metric="ST-LPIPS", min_side=1 if self.size else MIN_SIDE)
+        image = check_rgb_image(rgb, "ST-LPIPS", min_side=1 if self.size else MIN_SIDE)
         if shape is None:
             shape = (self.size, self.size) if self.size else image.shape[:2]
         return to_tensor(resize_rgb(image, shape)).to(self.device)
