@@ -21,8 +21,8 @@ similarity
     5 dlib landmarks onto `similarity_template(size, padding)`, applied with
     cv2.warpAffine (bilinear, BORDER_REPLICATE). The template is dlib's own 5-point chip
     template (`dlib.get_face_chip_details`, dlib/image_transforms/interpolation.h), so with
-    the default padding 0.25 this is the geometry of `exprbench.faces.aligned_crop` (dlib's
-    chip sits 0.3-0.8 px off it, dlib's own pixel convention), with a transform that is
+    the default padding 0.25 this is the geometry of `dlib.get_face_chip(image, shape5, size)`
+    (dlib's chip sits 0.3-0.8 px off it, dlib's own pixel convention), with a transform that is
     known and stored. The 5-point fit levels the eye corners only as far as the nose point
     lets it (0.1-2.9 degrees left on the demo photos, 6.5 on a head turned 45 degrees).
     Why this template and not the ArcFace 112 x 112 one: ArcFace's template is for eye
@@ -97,7 +97,7 @@ DLIB_CHIP_TEMPLATE_5 = np.array(
         [0.4901123135679, 0.6277975316475],
     ]
 )
-DEFAULT_SIMILARITY_PADDING = 0.25  # as exprbench.faces.aligned_crop
+DEFAULT_SIMILARITY_PADDING = 0.25  # as dlib.get_face_chip's default
 
 
 @dataclass(frozen=True, eq=False)

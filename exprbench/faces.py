@@ -1,4 +1,4 @@
-"""Face detection, primary-face choice and alignment with dlib (HOG + shape predictors).
+"""Face detection, primary-face choice and landmarks with dlib (HOG + shape predictors).
 
 Everything here works in the RGB image's pixel coordinates and returns plain `Face`
 records, so landmarks can be stored in tables and turned back into dlib shapes later
@@ -115,18 +115,3 @@ class FaceDetector:
             if score >= min_score
         ]
         return order_faces(faces)
-
-
-def aligned_crop(
-    image: np.ndarray, face: Face, size: int = 256, padding: float = 0.25
-) -> np.ndarray:
-    """Upright, eye-aligned size x size uint8 RGB crop of `face` (dlib get_face_chip).
-
-    padding is the margin around the landmark-defined face, as a fraction of its size;
-    parts outside the image come back black.
-    """
-    image = check_rgb_image(image, "aligned_crop")
-    if size < 1:
-        raise ValueError(f"aligned_crop: size must be >= 1, got {size}")
-    chip = dlib.get_face_chip(image, face_shape(face, 5), size, padding)
-    return np.ascontiguousarray(chip, dtype=np.uint8)

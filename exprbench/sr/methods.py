@@ -327,11 +327,6 @@ def upscale(
     return get_method(method).upscale(rgb, factor, tile=tile, overlap=overlap)
 
 
-def as_upscale_methods() -> dict[str, Callable[[np.ndarray, int], np.ndarray]]:
-    """name -> fn(rgb, factor), the shape of exprbench.upscale.METHODS, for merging."""
-    return {name: method.upscale for name, method in SR_METHODS.items()}
-
-
 def clear_model_cache() -> None:
     """Drop the loaded models (they are kept after first use)."""
     _realesrgan_model.cache_clear()
