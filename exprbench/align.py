@@ -21,8 +21,8 @@ similarity
     5 dlib landmarks onto `similarity_template(size, padding)`, applied with
     cv2.warpAffine (bilinear, BORDER_REPLICATE). The template is dlib's own 5-point chip
     template (`dlib.get_face_chip_details`, dlib/image_transforms/interpolation.h), so with
-    the default padding 0.25 this is the geometry of `exprbench.faces.aligned_crop` (dlib's
-    chip sits 0.3-0.8 px off it, dlib's own pixel convention), with a transform that is
+    the default padding 0.25 this is the geometry of `dlib.get_face_chip(image, shape5, size)`
+    (dlib's chip sits 0.3-0.8 px off it, dlib's own pixel convention), with a transform that is
     known and stored. The 5-point fit levels the eye corners only as far as the nose point
     lets it (0.1-2.9 degrees left on the demo photos, 6.5 on a head turned 45 degrees).
     Why this template and not the ArcFace 112 x 112 one: ArcFace's template is for eye
@@ -76,8 +76,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from exprbench.faces import check_rgb_image
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 
 AlignMode = Literal["none", "similarity", "ffhq"]
 ALIGN_MODES: tuple[str, ...] = get_args(AlignMode)
@@ -97,7 +97,7 @@ DLIB_CHIP_TEMPLATE_5 = np.array(
         [0.4901123135679, 0.6277975316475],
     ]
 )
-DEFAULT_SIMILARITY_PADDING = 0.25  # as exprbench.faces.aligned_crop
+DEFAULT_SIMILARITY_PADDING = 0.25  # as dlib.get_face_chip's default
 
 
 @dataclass(frozen=True, eq=False)
@@ -405,10 +405,10 @@ def align_ffhq(
     )
     padded = bool(enable_padding and max(pad) > border - 4)
     if padded:
-        pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
-        img = Image.fromarray(_blur_pad(np.asarray(img), pad, qsize), "RGB")
-        quad += pad[:2]
-        to_work = _shift(pad[0], pad[1]) @ to_work
+        widths = np.maximum(pad, int(np.rint(qsize * 0.3)))
+        img = Image.fromarray(_blur_pad(np.asarray(img), widths, qsize), "RGB")
+        quad += widths[:2]
+        to_work = _shift(widths[0], widths[1]) @ to_work
 
     # Transform, then downscale.
     img = img.transform(
@@ -446,8 +446,8 @@ def align_ffhq(
 
 def _blur_pad(img: np.ndarray, pad: np.ndarray, qsize: float) -> np.ndarray:
     """NVlabs' reflect padding with a blurred, median-faded border (float32 throughout)."""
-    img = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
-    h, w, _ = img.shape
+    work = np.pad(img.astype(np.float32), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
+    h, w, _ = work.shape
     y, x, _ = np.ogrid[:h, :w, :1]
     mask = np.maximum(
         1.0 - np.minimum(np.float32(x) / pad[0], np.float32(w - 1 - x) / pad[2]),
@@ -456,14 +456,19 @@ def _blur_pad(img: np.ndarray, pad: np.ndarray, qsize: float) -> np.ndarray:
     blur = qsize * 0.02
     radius = int(4.0 * blur + 0.5)  # scipy.ndimage.gaussian_filter's truncate=4.0
     if radius > 0:
+        # sigmas by keyword: the 4th positional parameter of cv2.GaussianBlur is `dst`
         blurred = cv2.GaussianBlur(
-            img, (2 * radius + 1, 2 * radius + 1), blur, blur, borderType=cv2.BORDER_REFLECT
+            work,
+            (2 * radius + 1, 2 * radius + 1),
+            sigmaX=blur,
+            sigmaY=blur,
+            borderType=cv2.BORDER_REFLECT,
         )
     else:
-        blurred = img
-    img += (blurred - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-    img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
-    return np.uint8(np.clip(np.rint(img), 0, 255))
+        blurred = work
+    work += (blurred - work) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    work += (np.median(work, axis=(0, 1)) - work) * np.clip(mask, 0.0, 1.0)
+    return np.clip(np.rint(work), 0, 255).astype(np.uint8)
 
 
 def _bounds(quad: np.ndarray) -> tuple[int, int, int, int]:

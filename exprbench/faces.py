@@ -1,4 +1,4 @@
-"""Face detection, primary-face choice and alignment with dlib (HOG + shape predictors).
+"""Face detection, primary-face choice and landmarks with dlib (HOG + shape predictors).
 
 Everything here works in the RGB image's pixel coordinates and returns plain `Face`
 records, so landmarks can be stored in tables and turned back into dlib shapes later
@@ -14,6 +14,7 @@ import dlib
 import numpy as np
 
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.weights import weight_path
 
 if TYPE_CHECKING:
@@ -22,26 +23,6 @@ if TYPE_CHECKING:
 # Two faces whose box areas differ by less than this fraction count as the same size,
 # and the detector's confidence decides between them (see `choose_primary`).
 NEAR_TIE_AREA = 0.10
-
-
-def check_rgb_image(image: object, where: str = "image") -> np.ndarray:
-    """Return `image` as a C-contiguous H x W x 3 uint8 array or raise a ValueError.
-
-    `where` names the caller in the message, so a bad array is traced to its source.
-    """
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{where}: expected dtype uint8 (0-255 RGB), got {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"{where}: expected shape (height, width, 3) RGB, got {image.shape}"
-            + (" (convert RGBA/grey images to RGB first)" if image.ndim in (2, 3) else "")
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{where}: image is empty, shape {image.shape}")
-    # dlib and cv2 need contiguous rows; a view (e.g. a crop or ::-1 flip) is copied.
-    return np.ascontiguousarray(image)
 
 
 def box_to_rect(box: Sequence[float]) -> dlib.rectangle:
@@ -137,21 +118,6 @@ class FaceDetector:
             if score >= min_score
         ]
         return order_faces(faces)
-
-
-def aligned_crop(
-    image: np.ndarray, face: Face, size: int = 256, padding: float = 0.25
-) -> np.ndarray:
-    """Upright, eye-aligned size x size uint8 RGB crop of `face` (dlib get_face_chip).
-
-    padding is the margin around the landmark-defined face, as a fraction of its size;
-    parts outside the image come back black.
-    """
-    image = check_rgb_image(image, "aligned_crop")
-    if size < 1:
-        raise ValueError(f"aligned_crop: size must be >= 1, got {size}")
-    chip = dlib.get_face_chip(image, face_shape(face, 5), size, padding)
-    return np.ascontiguousarray(chip, dtype=np.uint8)
 
 
 def detect_record(

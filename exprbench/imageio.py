@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from exprbench.imagecheck import check_rgb_image
+
 # Formats we accept; the extension alone is not trusted, the decoder decides.
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "MPO"})
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -102,9 +104,8 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         raise ImageRejected(f"decompression bomb refused: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageRejected(f"corrupt or truncated image: {error}") from None
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageRejected(f"decoded to an unexpected shape {rgb.shape}")
-    return DecodedImage(np.ascontiguousarray(rgb), fmt, mode, orientation)
+    rgb = check_rgb_image(rgb, "decoded image", error=ImageRejected)
+    return DecodedImage(rgb, fmt, mode, orientation)
 
 
 def load_rgb(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -115,11 +115,11 @@ def _extract_member(archive: Path, member: str, target: Path) -> None:
             )
             if match is None:
                 raise PackagedFileError(f"{archive.name} has no member {member}")
-            src = tf.extractfile(match)
-            if src is None:
+            extracted = tf.extractfile(match)
+            if extracted is None:
                 raise PackagedFileError(f"{archive.name}: {member} is not a regular file")
-            with src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out)
+            with extracted, open(tmp, "wb") as out:
+                shutil.copyfileobj(extracted, out)
     os.replace(tmp, target)
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from exprbench.imagecheck import check_rgb_image
+
 if TYPE_CHECKING:
     from exprbench.faces import FaceDetector
 
@@ -27,6 +29,7 @@ ALLOWED_FACTORS = (2, 4, 8)
 
 def _pil_resizer(method: str) -> Callable[[np.ndarray, int], np.ndarray]:
     def resize(rgb: np.ndarray, factor: int) -> np.ndarray:
+        rgb = check_rgb_image(rgb, f"upscale {method}")
         height, width = rgb.shape[:2]
         image = Image.fromarray(rgb, "RGB")
         return np.asarray(image.resize((width * factor, height * factor), _PIL_FILTERS[method]))

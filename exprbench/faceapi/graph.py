@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
 OPSET = 13
@@ -135,7 +136,7 @@ class Graph:
         self._outputs.append(_value_info(name, None))
         return name
 
-    def const(self, array: np.ndarray | Sequence[float], hint: str = "c") -> str:
+    def const(self, array: npt.ArrayLike, hint: str = "c") -> str:
         arr = np.asarray(array)
         arr = arr.astype(np.int64 if arr.dtype.kind in "iu" else np.float32)
         name = self._fresh(hint)

@@ -16,7 +16,6 @@ import numpy as np
 from exprbench.faceapi.graph import Graph, Network
 
 INPUT_SIZE = 150
-SAME_PERSON_DISTANCE = 0.6
 
 _STAGES: tuple[tuple[str, bool], ...] = (
     ("conv32_1", False),
@@ -96,18 +95,3 @@ class FaceRecognitionNet:
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """N x 150 x 150 x 3 normalised crops -> N x 128 descriptors (float32)."""
         return self.network.run(input=batch)["descriptor"]
-
-
-def descriptor_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean (L2) distance between two descriptors."""
-    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-
-
-def identity_similarity(distance: float) -> float:
-    """max(0, 1 - distance): 1 for identical descriptors, 0 from distance 1 on."""
-    return max(0.0, 1.0 - float(distance))
-
-
-def same_person(distance: float) -> bool:
-    """face-api.js's (and dlib's) decision threshold: distance < 0.6."""
-    return float(distance) < SAME_PERSON_DISTANCE

@@ -79,7 +79,8 @@ def build_graph(w: Mapping[str, np.ndarray]) -> Graph:
         p = g.relu6(p)
         feats.append(p)
     sources = (conv11, out, feats[1], feats[3], feats[5], feats[7])
-    encodings, classes = [], []
+    encodings: list[str] = []
+    classes: list[str] = []
     for i, src in enumerate(sources):
         pre = f"Prediction/BoxPredictor_{i}"
         for kind, depth, into in (

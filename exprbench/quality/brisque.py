@@ -48,7 +48,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import gamma as gamma_fn
 
-from exprbench.quality._common import as_rgb
+from exprbench.imagecheck import check_rgb_image
 from exprbench.quality.specs import BRISQUE
 from exprbench.quality.specs import WEIGHT_KEYS as WEIGHT_KEYS_BY_COLUMN
 
@@ -114,8 +114,8 @@ def load_model(svm_path: str | Path, normalize_path: str | Path) -> BrisqueModel
     hi = np.asarray(ranges["max_"], dtype=np.float64)
     sv = np.zeros((len(rows), len(lo)))
     for r, row in enumerate(rows):
-        for index, value in row.items():
-            sv[r, index - 1] = value  # libsvm indices are 1-based; absent entries are 0
+        for index, coordinate in row.items():
+            sv[r, index - 1] = coordinate  # libsvm indices are 1-based; absent entries are 0
     return BrisqueModel(
         gamma=float(header["gamma"]),
         rho=float(header["rho"]),
@@ -210,7 +210,7 @@ def _scale_features(grey: np.ndarray) -> list[float]:
 
 def brisque_features(rgb: np.ndarray) -> np.ndarray:
     """The 36 unscaled BRISQUE features (18 at full size, 18 at half size)."""
-    image = as_rgb(rgb, metric="BRISQUE", min_side=MIN_SIDE)
+    image = check_rgb_image(rgb, "BRISQUE", min_side=MIN_SIDE)
     grey = np.multiply(image, 1.0 / 255, dtype=np.float64) @ _RGB_TO_GREY
     half = cv2.resize(grey, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
     return np.array(_scale_features(grey) + _scale_features(half))

@@ -48,7 +48,7 @@ from PIL import Image
 from scipy.ndimage import correlate1d
 from scipy.special import gamma as gamma_fn
 
-from exprbench.quality._common import as_rgb
+from exprbench.imagecheck import check_rgb_image
 from exprbench.quality.specs import NIQE, NIQE_MIN_SIDE, NIQE_RELIABLE_SIDE
 
 SPEC = NIQE  # score column, range and direction (see exprbench.quality.specs)
@@ -137,8 +137,8 @@ def _aggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 def _patch_features(mscn: np.ndarray, size: int) -> np.ndarray:
     h, w = mscn.shape
-    patches = mscn.reshape(h // size, size, w // size, size).swapaxes(1, 2)
-    patches = patches.reshape(-1, size, size)
+    grid = mscn.reshape(h // size, size, w // size, size).swapaxes(1, 2)
+    patches = grid.reshape(-1, size, size)
     n = len(patches)
     alpha, _, bl, br = _aggd(patches.reshape(n, -1))
     features = [alpha, (bl + br) / 2]
@@ -156,7 +156,7 @@ def _patch_features(mscn: np.ndarray, size: int) -> np.ndarray:
 
 def niqe_features(rgb: np.ndarray) -> np.ndarray:
     """Per-patch features, (n_patches, 36): 18 at full size next to 18 at half size."""
-    image = as_rgb(rgb, metric="NIQE", min_side=MIN_SIDE)
+    image = check_rgb_image(rgb, "NIQE", min_side=MIN_SIDE)
     r, g, b = (image[..., i].astype(np.float64) for i in range(3))
     grey = r * _RGB_TO_GREY[0] + g * _RGB_TO_GREY[1] + b * _RGB_TO_GREY[2]
     h, w = grey.shape

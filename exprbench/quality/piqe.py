@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from exprbench.quality._common import as_rgb
+from exprbench.imagecheck import check_rgb_image
 from exprbench.quality.specs import PIQE
 
 SPEC = PIQE  # score column, range and direction (see exprbench.quality.specs)
@@ -40,7 +40,7 @@ _SEGMENT = 6  # pixels per edge segment
 
 def piqe(rgb: np.ndarray) -> float:
     """PIQE score of an H x W x 3 uint8 RGB image (lower is better)."""
-    image = as_rgb(rgb, metric="PIQE")
+    image = check_rgb_image(rgb, "PIQE")
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     return piqe_grey(grey)
 
@@ -61,8 +61,8 @@ def piqe_grey(grey: np.ndarray) -> float:
     norm = (img - mu) / (np.sqrt(np.abs(var - mu * mu)) + 1.0)
 
     h, w = norm.shape
-    blocks = norm.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).swapaxes(1, 2)
-    blocks = blocks.reshape(-1, BLOCK, BLOCK)
+    grid = norm.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).swapaxes(1, 2)
+    blocks = grid.reshape(-1, BLOCK, BLOCK)
     block_var = blocks.var(axis=(1, 2), ddof=1)
     active = block_var > _ACTIVITY
     n_active = int(active.sum())

@@ -33,7 +33,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from exprbench.quality._common import as_rgb
+from exprbench.imagecheck import check_rgb_image
 from exprbench.quality.specs import STLPIPS_ALEX, STLPIPS_VGG
 
 Net = Literal["vgg", "alex"]
@@ -46,6 +46,8 @@ SPECS = {"vgg": STLPIPS_VGG, "alex": STLPIPS_ALEX}
 
 class BlurPool(nn.Module):
     """Anti-aliased stride-2 downsampling: reflect-pad 2, depthwise [1 2 1]^2/16 filter."""
+
+    filt: torch.Tensor  # buffer
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -65,7 +67,8 @@ def _slice(layers: dict[int, nn.Module]) -> nn.Sequential:
 
 def _vgg_slices() -> list[nn.Sequential]:
     """VGG16 'D' with max-pool(2, stride 1) + blur-pool in place of each max-pool."""
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+    cfg: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M"]  # "M": max-pool
+    cfg += [512, 512, 512, "M", 512, 512, 512]
     layers: list[nn.Module] = []
     channels = 3
     for v in cfg:
@@ -134,6 +137,9 @@ _CHANNELS: dict[str, tuple[int, ...]] = {
 
 class STLPIPSNet(nn.Module):
     """The ST-LPIPS network; takes N x 3 x H x W tensors in [-1, 1]."""
+
+    shift: torch.Tensor  # buffers
+    scale: torch.Tensor
 
     def __init__(self, net: Net) -> None:
         super().__init__()
@@ -223,7 +229,7 @@ class STLPIPS:
         self.model = load_network(net, weights).to(self.device)
 
     def _prepare(self, rgb: np.ndarray, shape: tuple[int, int] | None = None) -> torch.Tensor:
-        image = as_rgb(rgb, metric="ST-LPIPS", min_side=1 if self.size else MIN_SIDE)
+        image = check_rgb_image(rgb, "ST-LPIPS", min_side=1 if self.size else MIN_SIDE)
         if shape is None:
             shape = (self.size, self.size) if self.size else image.shape[:2]
         return to_tensor(resize_rgb(image, shape)).to(self.device)
@@ -232,7 +238,7 @@ class STLPIPS:
     def distance(self, rgb_a: np.ndarray, rgb_b: np.ndarray) -> float:
         """ST-LPIPS distance between two H x W x 3 uint8 RGB images."""
         a = self._prepare(rgb_a)
-        b = self._prepare(rgb_b, tuple(a.shape[2:]))
+        b = self._prepare(rgb_b, (a.shape[2], a.shape[3]))
         return float(self.model(a, b)[0])
 
     @torch.inference_mode()
@@ -242,6 +248,6 @@ class STLPIPS:
         ref_feats = self.model.features(ref)
         out = []
         for rgb in images:
-            feats = self.model.features(self._prepare(rgb, tuple(ref.shape[2:])))
+            feats = self.model.features(self._prepare(rgb, (ref.shape[2], ref.shape[3])))
             out.append(float(self.model.distance_from_features(ref_feats, feats)[0]))
         return out

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from exprbench.imagecheck import check_rgb_image
 from exprbench.sr.ncnn_param import load_realesrgan_x4plus
 from exprbench.sr.tfjs_layers import TfjsLayersModel, load_tfjs_layers_model
 from exprbench.sr.tiling import run_tiled
@@ -55,21 +56,14 @@ NativeFn = Callable[[np.ndarray, int], np.ndarray]
 _LOCK = threading.Lock()  # one model load/forward at a time: torch already uses every core
 
 
-def check_input(rgb: object, factor: object) -> np.ndarray:
+def check_input(rgb: object, factor: object, where: str = "upscale") -> np.ndarray:
     """Validate the arguments of an upscale call; return the array (C-contiguous)."""
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"expected an RGB numpy array, got {type(rgb).__name__}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB array (0-255), got dtype {rgb.dtype}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an RGB array of shape (H, W, 3), got shape {rgb.shape}")
-    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f"expected a non-empty image, got shape {rgb.shape}")
+    image = check_rgb_image(rgb, where)
     if isinstance(factor, bool) or not isinstance(factor, int | np.integer):
         raise ValueError(f"factor must be an int in {SUPPORTED_FACTORS}, got {factor!r}")
     if int(factor) not in SUPPORTED_FACTORS:
         raise ValueError(f"factor must be one of {SUPPORTED_FACTORS}, got {factor}")
-    return np.ascontiguousarray(rgb)
+    return image
 
 
 def _lanczos(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -131,7 +125,7 @@ class SrMethod:
         cores of `tile` input pixels, each with `overlap` context pixels per side (None: the
         method's `tile` / `overlap`; `tile=0`: always in one piece).
         """
-        rgb = check_input(rgb, factor)
+        rgb = check_input(rgb, factor, f"upscale {self.name}")
         factor = int(factor)
         height, width = rgb.shape[:2]
         if self.kind == "classical":
@@ -331,11 +325,6 @@ def upscale(
 ) -> np.ndarray:
     """`SR_METHODS[method].upscale(rgb, factor, tile=tile, overlap=overlap)`."""
     return get_method(method).upscale(rgb, factor, tile=tile, overlap=overlap)
-
-
-def as_upscale_methods() -> dict[str, Callable[[np.ndarray, int], np.ndarray]]:
-    """name -> fn(rgb, factor), the shape of exprbench.upscale.METHODS, for merging."""
-    return {name: method.upscale for name, method in SR_METHODS.items()}
 
 
 def clear_model_cache() -> None:

@@ -84,22 +84,25 @@ def fuse_nearest_upsample_conv(conv: nn.Conv2d, scale: int) -> tuple[nn.Conv2d, 
     input pixel are summed. The phases become output channels in torch pixel_shuffle order
     (c*s*s + i*s + j); zero padding at the border is the same in both forms.
     """
+    if isinstance(conv.padding, str):
+        raise ValueError(f"expected explicit padding widths, got padding={conv.padding!r}")
     rh, rw = conv.padding  # 'same', odd kernel: radius
     weight = conv.weight.detach()
     out_ch, in_ch = weight.shape[:2]
     lo_h, hi_h = (-rh) // scale, (scale - 1 + rh) // scale
     lo_w, hi_w = (-rw) // scale, (scale - 1 + rw) // scale
-    fused = torch.zeros(out_ch, scale, scale, in_ch, hi_h - lo_h + 1, hi_w - lo_w + 1)
+    kh, kw = hi_h - lo_h + 1, hi_w - lo_w + 1
+    fused = torch.zeros(out_ch, scale, scale, in_ch, kh, kw)
     for i in range(scale):
         for j in range(scale):
             for dy in range(-rh, rh + 1):
                 for dx in range(-rw, rw + 1):
                     a, b = (i + dy) // scale - lo_h, (j + dx) // scale - lo_w
                     fused[:, i, j, :, a, b] += weight[:, :, dy + rh, dx + rw]
-    layer = nn.Conv2d(in_ch, out_ch * scale * scale, fused.shape[-2:], bias=conv.bias is not None)
+    layer = nn.Conv2d(in_ch, out_ch * scale * scale, (kh, kw), bias=conv.bias is not None)
     with torch.no_grad():
-        layer.weight.copy_(fused.reshape(out_ch * scale * scale, in_ch, *fused.shape[-2:]))
-        if conv.bias is not None:
+        layer.weight.copy_(fused.reshape(out_ch * scale * scale, in_ch, kh, kw))
+        if conv.bias is not None and layer.bias is not None:  # both or neither
             layer.bias.copy_(conv.bias.detach().repeat_interleave(scale * scale))
     return layer, (-lo_w, hi_w, -lo_h, hi_h)
 
@@ -126,7 +129,7 @@ class TfjsLayersModel(nn.Module):
             raise TfjsFormatError(f"model class {config.get('class_name')} is not supported")
         graph = config["config"]
         self.layers: list[dict[str, Any]] = []
-        self.convs = nn.ModuleDict()
+        self.convs: nn.ModuleDict = nn.ModuleDict()  # layer name -> nn.Conv2d
         for layer in graph["layers"]:
             self.layers.append(self._prepare(layer, weights))
         inputs = graph["input_layers"]
@@ -208,6 +211,7 @@ class TfjsLayersModel(nn.Module):
             if conv_spec["kind"] != "Conv2D" or len(conv_spec["inputs"]) != 1:
                 continue
             conv = self.convs[conv_spec["name"]]
+            assert isinstance(conv, nn.Conv2d)  # convs holds only Conv2d layers
             if conv.padding != (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2):
                 continue  # only 'same' convs fold exactly
             fused, pad = fuse_nearest_upsample_conv(conv, scale)
