@@ -64,15 +64,13 @@ def test_light_import_and_one_check_everywhere() -> None:
         "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
     }
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
-    # The old per-module checks are aliases or thin wrappers of this one.
-    from exprbench import faces
-    from exprbench.faceapi import check_image
+    # The old per-module checks are gone or call this one.
+    from exprbench.faceapi import FaceApi
     from exprbench.sr import check_input
 
-    assert faces.check_rgb_image is check_rgb_image
     bad = np.zeros((4, 4, 4), np.uint8)
     for call, where in [
-        (lambda: check_image(bad), "faceapi"),
+        (lambda: FaceApi.__new__(FaceApi).detect_faces(bad), "FaceApi.detect_faces"),
         (lambda: check_input(bad, 4), "upscale"),
     ]:
         with pytest.raises(ValueError, match=rf"^{where}: expected shape \(H, W, 3\)"):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 from dataclasses import replace
@@ -74,7 +75,10 @@ def test_stage_depends_on_all_the_code_it_runs_and_nothing_else(name, stage) -> 
     required = required_code(name, stage)
     deps = _code_deps(stage)
     missing = sorted(str(p) for p in required if not _covered(p, deps))
-    assert not missing, f"dvc stage {name!r} lacks deps on code it runs: {missing}"
+    assert not missing, (
+        f"dvc stage {name!r} lacks deps on code it runs: {missing} "
+        "(`.venv/bin/python -m tests.test_invalidation` rewrites the code deps)"
+    )
     for dep in deps:
         assert (ROOT / dep).exists(), f"dvc stage {name!r} lists {dep}, which does not exist"
         needed = any(p == dep or dep in p.parents for p in required)
@@ -186,3 +190,43 @@ def test_declared_weights_are_the_ones_loaded(models, photos) -> None:
                 scorer.score(image, face)
             assert loaded, f"{name} loaded no weights through exprbench.weights"
             assert set(loaded) <= set(cls.weights), (name, sorted(set(loaded) - set(cls.weights)))
+
+
+def _grouped(files: set[Path]) -> list[str]:
+    """Files as dvc deps: a package folder when every module in it is needed."""
+    by_folder: dict[Path, set[Path]] = {}
+    for path in files:
+        by_folder.setdefault(path.parent, set()).add(path)
+    deps = []
+    for folder, needed in sorted(by_folder.items()):
+        whole = folder.name not in CODE_ROOTS and needed == set(
+            p.relative_to(ROOT) for p in (ROOT / folder).glob("*.py")
+        )
+        deps += [folder.as_posix()] if whole else sorted(p.as_posix() for p in needed)
+    return deps
+
+
+def rewrite_code_deps() -> None:
+    """Rewrite each stage's code deps (after its `# code` line) from the derivation."""
+    for path in PIPELINES:
+        lines = path.read_text().splitlines()
+        stages = dict(yaml.safe_load(path.read_text())["stages"].items())
+        out, current, skipping = [], None, False
+        for line in lines:
+            match = re.fullmatch(r"  (\w+):", line)
+            if match:
+                current = match.group(1)
+            if skipping and line.startswith("      - "):
+                continue
+            skipping = False
+            out.append(line)
+            if line.strip().startswith("# code") and current in stages:
+                wdir = path.parent / stages[current].get("wdir", ".")
+                for dep in _grouped(required_code(current, stages[current])):
+                    out.append(f"      - {os.path.relpath(ROOT / dep, wdir)}")
+                skipping = True
+        path.write_text("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":  # python -m tests.test_invalidation: update dvc.yaml's code deps
+    rewrite_code_deps()

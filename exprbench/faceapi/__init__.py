@@ -18,7 +18,6 @@ from exprbench.faceapi.chain import (
     FaceApiError,
     FaceApiOptions,
     FaceApiResult,
-    check_image,
 )
 from exprbench.faceapi.expression import CANONICAL, FACEAPI_LABELS
 from exprbench.faceapi.ssd_mobilenetv1 import Detection
@@ -31,5 +30,4 @@ __all__ = [
     "FaceApiError",
     "FaceApiOptions",
     "FaceApiResult",
-    "check_image",
 ]

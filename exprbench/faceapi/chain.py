@@ -128,11 +128,6 @@ def _load(name: str, threads: int | None = None) -> Any:
         return _MODELS[key]
 
 
-def check_image(image: object, where: str = "faceapi") -> np.ndarray:
-    """The image as a C-contiguous H x W x 3 uint8 array, or a ValueError (`check_rgb_image`)."""
-    return check_rgb_image(image, where)
-
-
 def _face_batch(crops: list[np.ndarray], size: int) -> np.ndarray:
     """toBatchTensor(size, centred) + normalize(meanRgb) / 255 for several crops."""
     return normalize(np.stack([to_batch_tensor(c, size, center=True) for c in crops]))
@@ -162,7 +157,7 @@ class FaceApi:
 
     def detect_faces(self, image: np.ndarray) -> list[Detection]:
         """detectAllFaces(image, options) only: the detector's faces, best score first."""
-        image = check_image(image, "FaceApi.detect_faces")
+        image = check_rgb_image(image, "FaceApi.detect_faces")
         opts = self.options
         if self.ssd is not None:
             return self.ssd.locate_faces(image, opts.min_confidence, opts.max_results)
@@ -172,7 +167,7 @@ class FaceApi:
     def detect_all(self, image: np.ndarray) -> list[FaceApiResult]:
         """Every face with landmarks, expressions, age, gender and descriptor, in
         face-api.js's order (detector score, best first)."""
-        image = check_image(image, "FaceApi.detect_all")
+        image = check_rgb_image(image, "FaceApi.detect_all")
         height, width = image.shape[:2]
         detections = self.detect_faces(image)
         if not detections:

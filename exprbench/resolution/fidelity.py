@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from exprbench.faces import check_rgb_image
+from exprbench.imagecheck import check_rgb_image
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

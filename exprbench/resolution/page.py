@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from exprbench.faces import check_rgb_image
 from exprbench.fileio import atomic_write_text
+from exprbench.imagecheck import check_rgb_image
 from exprbench.report import _environment, _fmt
 
 TEMPLATE_NAME = "resolution.html.j2"

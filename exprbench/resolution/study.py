@@ -16,8 +16,8 @@ import numpy as np
 
 from exprbench import upscale as up
 from exprbench.align import align
-from exprbench.faces import check_rgb_image
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.resolution.fidelity import psnr, ssim
 from exprbench.resolution.page import montage

@@ -14,8 +14,9 @@ import dlib
 import numpy as np
 import onnxruntime as ort
 
-from exprbench.faces import check_rgb_image, face_shape
+from exprbench.faces import face_shape
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.labels import GENDERS
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
 from exprbench.weights import weight_path

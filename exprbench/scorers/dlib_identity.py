@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 import dlib
 import numpy as np
 
-from exprbench.faces import check_rgb_image, face_shape
+from exprbench.faces import face_shape
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
 from exprbench.weights import weight_path
 

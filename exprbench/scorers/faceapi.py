@@ -24,9 +24,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from exprbench.faceapi import FaceApi, FaceApiError, FaceApiOptions, FaceApiResult, check_image
+from exprbench.faceapi import FaceApi, FaceApiError, FaceApiOptions, FaceApiResult
 from exprbench.faceapi.boxes import iou
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.labels import EXPRESSIONS
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, ScorerFoundNoFaceError, register
 
@@ -136,7 +137,7 @@ class FaceApiScorer(Scorer):
 
     def faces(self, image: np.ndarray) -> list[FaceApiResult]:
         """face-api.js's whole chain on the image (cached for the last few images)."""
-        image = check_image(image)
+        image = check_rgb_image(image, f"{self.name} scorer")
         key = (image.shape, hashlib.blake2b(image.data, digest_size=16).digest())
         if key in self._cache:
             self._cache.move_to_end(key)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exprbench.faces import check_rgb_image
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.labels import EXPRESSIONS
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
 from exprbench.weights import weight_path

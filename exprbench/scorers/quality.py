@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from exprbench.geometry import Face
+from exprbench.imagecheck import check_rgb_image
 from exprbench.quality import NIQE_MIN_SIDE, no_reference_metrics
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
 
@@ -37,6 +38,7 @@ class NoReferenceQualityScorer(Scorer):
     def score(self, image: np.ndarray, face: Face) -> ScoreOutput:
         from exprbench.quality.niqe import niqe_reliable
 
+        image = check_rgb_image(image, f"{self.name} scorer")
         values: dict[str, float | bool | None] = {}
         for column, metric in self._metrics.items():
             if column == "niqe" and min(image.shape[:2]) < NIQE_MIN_SIDE:
