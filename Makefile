@@ -1,6 +1,6 @@
 # Quickstart targets (see README):
 #   make demo   set up, fetch models and the demo set, run the DVC pipeline, print the report
-#   make test   set up with dev tools, run ruff and the test suite
+#   make test   set up with dev tools, run ruff, mypy and the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -36,6 +36,7 @@ demo: setup
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/python -m pytest -q

@@ -70,7 +70,7 @@ ffhq
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import cv2
 import numpy as np
@@ -78,9 +78,9 @@ from PIL import Image
 
 from exprbench.geometry import Face
 from exprbench.imagecheck import check_rgb_image
+from exprbench.settings import AlignMode
 
-AlignMode = Literal["none", "similarity", "ffhq"]
-ALIGN_MODES: tuple[str, ...] = get_args(AlignMode)
+ALIGN_MODES: tuple[str, ...] = get_args(AlignMode)  # declared with the faces.align param
 
 MIN_SIZE = 8  # smallest output side accepted, in px
 MIN_FFHQ_QUAD_PX = 4.0  # smallest FFHQ quad side in the source image, in px

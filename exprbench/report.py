@@ -126,14 +126,14 @@ def _heatmap_section(spec: MetricSpec, by_column: Mapping[str, MetricSpec], rows
     grouped: dict[tuple[str, str], dict[tuple[str, str], dict[str, Row]]] = defaultdict(
         lambda: defaultdict(dict)
     )
-    for row in rows:
-        block = grouped[(row["scorer"], row["subject_gender"])]
-        block[(row["generator"], row["version"])][row["expression"]] = row
+    for entry in rows:
+        block = grouped[(entry["scorer"], entry["subject_gender"])]
+        block[(entry["generator"], entry["version"])][entry["expression"]] = entry
     blocks = []
     for (scorer, gender), by_run in sorted(grouped.items()):
         body = []
         for (generator, version), cells in sorted(by_run.items()):
-            line = []
+            line: list[Row] = []
             for expression in expressions:
                 row = cells.get(expression)
                 if row is None:  # not in the grid at all: treat as missing
@@ -185,7 +185,7 @@ def _confusion_blocks(confusion: list[Row], fidelity: list[Row]) -> list[Row]:
     runs = sorted({(r["scorer"], r["generator"], r["version"]) for r in fidelity})
     blocks = []
     for run in runs:
-        matrix = []
+        matrix: list[Row] = []
         for requested in EXPRESSIONS:
             line = counts[run].get(requested, {})
             total = sum(line.values())
@@ -273,10 +273,9 @@ def _leaderboard_blocks(board: list[Row], specs: Sequence[MetricSpec]) -> list[R
 
 def thumbnail_data_uri(path: Path, size: int = THUMBNAIL_PX) -> str:
     """A JPEG thumbnail (longest side `size`) of `path` as a data URI."""
-    with Image.open(path) as image:
-        image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-        image = ImageOps.exif_transpose(image)
-        image = image.convert("RGB")
+    with Image.open(path) as source:
+        source.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+        image = ImageOps.exif_transpose(source).convert("RGB")
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)

@@ -102,7 +102,8 @@ def add_relative_measures(
     `pair_measures` maps a pair scorer's name to a function (row, reference row) -> columns;
     its rows are compared through their aligned crops (`crop_sha256`).
     """
-    measures = (  # (label in notes, the output compared, columns from (row, reference))
+    # (label in notes, the output compared, columns from (row, reference))
+    measures: tuple[tuple[str, str, Callable[[dict, dict], dict]], ...] = (
         (
             "identity",
             "descriptor",

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 from PIL import Image
 
 from exprbench.imagecheck import check_rgb_image
+from exprbench.settings import UpscaleMethod
 
 if TYPE_CHECKING:
     from exprbench.faces import FaceDetector
@@ -61,6 +62,12 @@ METHODS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     **{name: _pil_resizer(name) for name in _PIL_FILTERS},
     **{name: _sr_resizer(name) for name in SR_METHOD_NAMES},
 }
+# The upscale.method param's vocabulary is declared once, in exprbench.settings.
+if set(get_args(UpscaleMethod)) != {"none", *METHODS}:
+    raise ImportError(
+        f"exprbench.settings.UpscaleMethod {get_args(UpscaleMethod)} and the methods "
+        f"implemented here {sorted(METHODS)} disagree"
+    )
 
 
 def describe(method: str, factor: int) -> str:

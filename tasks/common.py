@@ -28,7 +28,7 @@ class StageResult:
         return "\n".join(lines)
 
 
-def progress_bar(desc: str, total: int, items: Iterable[T] | None = None) -> tqdm:
+def progress_bar(desc: str, total: int | None, items: Iterable[T] | None = None) -> tqdm:
     """tqdm on an interactive terminal, silent in CI, logs and DVC's captured output.
 
     Without `items` it is updated by hand, for loops hidden inside domain functions.

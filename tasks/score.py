@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NONE
@@ -38,14 +41,14 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             instances[name] = classes[name](options.options_for(name))
         return instances[name]
 
-    def work_image(face_row: dict) -> np.ndarray:
+    def work_image(face_row: Mapping[str, Any]) -> np.ndarray:
         path = upscaled[face_row["path"]]["work_path"]
         if path not in loaded:
             loaded.clear()
             loaded[path] = load_rgb(layout.resolve(path))
         return loaded[path]
 
-    def run(name: str, face_row: dict) -> dict:
+    def run(name: str, face_row: Mapping[str, Any]) -> dict:
         def compute() -> dict:
             try:
                 face = face_from_record(face_row)
@@ -57,7 +60,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         key = cache_key("score", identities[name], face_row["work_sha256"], geometry)
         return cache.get_or_compute(key, compute)
 
-    def compare(name: str, row: dict, reference: dict) -> dict:
+    def compare(name: str, row: Mapping[str, Any], reference: Mapping[str, Any]) -> dict:
         def compute() -> dict:
             pair = scorer(name)
             assert isinstance(pair, PairScorer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -18,7 +20,7 @@ from tasks.common import StageResult, materialise, progress
 @task(name="upscale", cache_policy=NONE)
 def upscale(layout: Layout, settings: Settings) -> StageResult:
     options = settings.upscale
-    rules = {
+    rules: dict[str, Any] = {
         "method": options.method,
         "min_face_px": options.min_face_px,
         "max_factor": options.max_factor,

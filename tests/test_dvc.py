@@ -48,6 +48,8 @@ def repo(tmp_path_factory, photos, models, prefect_server):
         "PREFECT_API_URL": prefect_server,
         "DVC_NO_ANALYTICS": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        # the stages run the repo's copy of the code (which DVC tracks), not the install
+        "PYTHONPATH": str(repo),
     }
     _run(["git", "init", "-q"], repo, env)
     _run(["dvc", "init", "-q"], repo, env)
@@ -92,6 +94,36 @@ def test_repro_builds_tables_then_skips_then_adds_one_image(repo, photos):
     # only the new image: every per-image scorer, and every pair scorer against its neutral
     assert _counts(third, "score")["cache_misses"] == str(n_scorers)
     assert pq.read_table(repo / "data" / "scores" / "scores.parquet").num_rows == 6 * n_scorers
+
+
+def test_editing_one_scorer_reruns_score_and_recomputes_only_its_results(repo):
+    """Invalidation by construction: no version to bump. Editing fer's code reruns the
+    score stage (its dvc deps are derived from the imports), and the content cache
+    recomputes only fer's results (its identity is derived from its code); the other
+    scorers' results come from the cache. Nothing else reruns."""
+    repo, env = repo
+    _repro(repo, env)
+    assert "Running stage" not in _repro(repo, env)  # edit nothing -> nothing reruns
+    scores = pq.read_table(repo / "data" / "scores" / "scores.parquet").to_pylist()
+    fer_faces = sum(1 for r in scores if r["scorer"] == "fer" and r["face_found"])
+    source = repo / "exprbench" / "scorers" / "fer_expression.py"
+    original = source.read_text()
+    source.write_text(original + "\n# an edit: the scorer's derived identity changes\n")
+    try:
+        edited = _repro(repo, env)
+    finally:
+        source.write_text(original)
+    assert "Running stage 'score'" in edited
+    for stage in ("ingest", "upscale", "faces"):
+        assert f"Running stage '{stage}'" not in edited
+    assert fer_faces > 0 and _counts(edited, "score")["cache_misses"] == str(fer_faces)
+    after = pq.read_table(repo / "data" / "scores" / "scores.parquet").to_pylist()
+    assert {r["scorer_version"] for r in after if r["scorer"] == "fer"} != {
+        r["scorer_version"] for r in scores if r["scorer"] == "fer"
+    }
+    # back to the original code: the earlier results are found again, nothing recomputed
+    restored = _repro(repo, env)
+    assert _counts(restored, "score")["cache_misses"] == "0"
 
 
 def test_changing_one_param_reruns_only_dependants(repo):

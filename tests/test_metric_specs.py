@@ -73,7 +73,6 @@ def test_spec_round_trips_through_the_schema() -> None:
     assert specs["mouth_open"] == MOUTH
     assert "mouth_open" not in SCORES.names  # only where a scorer declares it
     with pytest.raises(ValueError, match="declared twice"):
-        scores_schema([dataclasses.replace(MOUTH, high=3.0)], None).field("x")
         scores_schema([MOUTH, dataclasses.replace(MOUTH, high=3.0)])
     with pytest.raises(ValueError, match="lower-case identifier"):
         MetricSpec("Mouth Open", 0.0, 1.0, None, "")
@@ -126,8 +125,9 @@ def test_a_new_scorer_s_metric_reaches_every_artefact(
     assert (layout.tables / "mouth.csv").is_file()
     # the report draws its heatmap, and the DVC metrics carry its leaderboard value
     html = layout.report_html.read_text(encoding="utf-8")
-    assert re.search(r"<h2[^>]*>Mouth opening</h2>", html)
-    assert "mouth_probe · " in html
+    section = re.search(r"<h2[^>]*>Mouth opening</h2>(.*?)<h2", html, re.S)
+    assert section, "no heatmap section for the new metric"
+    assert "<h3>mouth_probe &middot;" in section.group(1) and "n=" in section.group(1)
     metrics = json.loads(layout.metrics_json.read_text())
     assert any(
         "mean_mouth_open" in by_scorer.get("mouth_probe", {}) for by_scorer in metrics.values()

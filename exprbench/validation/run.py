@@ -14,12 +14,15 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from exprbench.metrics import MetricSpec
+
+if TYPE_CHECKING:
+    from great_expectations.checkpoint.actions import ValidationAction
 from exprbench.scorers.base import BUILTIN_METRICS
 from exprbench.validation.docs import DocsMode, make_data_docs_offline
 from exprbench.validation.suite import (
@@ -216,20 +219,24 @@ def _run_gx(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="scores", data=batch, suite=suite)
     )
-    actions = []
+    actions: list[ValidationAction] = []
     if docs_dir is not None:
         docs_dir.mkdir(parents=True, exist_ok=True)
         context.add_data_docs_site(
             SITE_NAME,
-            {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir.resolve()),
+            # GX's TypedDict lacks show_how_to_buttons, which SiteBuilder does take
+            cast(
+                Any,
+                {
+                    "class_name": "SiteBuilder",
+                    "show_how_to_buttons": False,
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": str(docs_dir.resolve()),
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
                 },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
+            ),
         )
         # site_names: the ephemeral context also has a temp-dir 'local_site'; skip it.
         actions.append(UpdateDataDocsAction(name="data_docs", site_names=[SITE_NAME]))
@@ -253,7 +260,9 @@ def _run_gx(
     for identifier, validation in outcome.run_results.items():
         for result in validation.results:
             info = result.exception_info or {}
-            results[result.expectation_config.meta["name"]] = {
+            config = result.expectation_config
+            assert config is not None and config.meta is not None, "GX result without its check"
+            results[config.meta["name"]] = {
                 "success": bool(result.success),
                 "result": dict(result.result or {}),
                 "exception": info.get("exception_message")
