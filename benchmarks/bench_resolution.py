@@ -2,7 +2,7 @@
 
 Run from the project root with the project's venv (after `exprbench fetch-models`):
 
-    .venv/bin/python benchmarks/bench_resolution.py [--runs 1]
+    .venv/bin/python benchmarks/bench_resolution.py [--runs 3]
 
 It builds the demo set (`exprbench fetch-demo`) in a temporary folder, runs ingest,
 upscale and faces on it (this process, params.yaml), then runs the resolution study task
@@ -118,7 +118,7 @@ def main() -> None:
     child = sub.add_parser("study-child", help="internal: one fresh-process study run")
     for arg in ("raw", "out", "result_json"):
         child.add_argument(arg)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     if args.part == "study-child":
         study_child(args.raw, args.out, args.result_json)
