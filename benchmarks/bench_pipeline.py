@@ -116,8 +116,8 @@ def bench_score(tmp: Path, runs: int) -> list[str]:
     from exprbench.config import Layout
     from exprbench.settings import load_settings
 
-    raw, out = demo_through_faces(tmp, _log)
     load_at_start = load()
+    raw, out = demo_through_faces(tmp, _log)
     layout = Layout.for_output(raw, out)
     settings = load_settings(ROOT / "params.yaml")
     everything = tuple(settings.score.scorers)
@@ -275,7 +275,7 @@ def bench_dvc(tmp: Path, runs: int) -> list[str]:
         f"empty per-image caches | {cell('full')} |",
         f"| second `dvc repro`, nothing changed | {cell('noop')} |",
         f"| `dvc repro` after adding one image ({new} new score results, one per scorer) "
-        f"| {cell('added')} ({spread(share, '.0f')}% of full) |",
+        f"| {cell('added')}; {spread(share, '.0f')} % of full |",
         "",
         "| stage alone, nothing to compute (`exprbench stage NAME`) | wall s |",
         "|---|---|",

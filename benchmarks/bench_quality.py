@@ -114,8 +114,8 @@ def main() -> None:
     for name, ms in loads.items():
         print(f"| {name} | {ms:.0f} |")
     print(
-        f"\n1-min load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at "
-        "the end."
+        f"\n1-min load average {load_at_start:.1f} before the benchmark, "
+        f"{os.getloadavg()[0]:.1f} at its end (its own process included)."
     )
 
 

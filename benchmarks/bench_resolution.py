@@ -131,8 +131,8 @@ def main() -> None:
     assert study is not None, "params.yaml has no resolution section"
     with tempfile.TemporaryDirectory(prefix="bench-resolution-") as tmp_name:
         tmp = Path(tmp_name)
-        raw, out = demo_through_faces(tmp, _log)
         load_at_start = load()
+        raw, out = demo_through_faces(tmp, _log)
         summaries, whole, call, faces = [], [], [], 0
         for run in range(args.runs):
             _log(f"study run {run + 1}/{args.runs}")

@@ -131,8 +131,8 @@ def main() -> None:
             )
             sys.stdout.flush()
     print(
-        f"\n1-min load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at "
-        "the end."
+        f"\n1-min load average {load_at_start:.1f} before the benchmark, "
+        f"{os.getloadavg()[0]:.1f} at its end (its own process included)."
     )
 
 

@@ -40,7 +40,11 @@ def load() -> float:
 
 
 def load_note(at_start: float) -> str:
-    return f"1-min load average {at_start:.1f} at the start, {load():.1f} at the end"
+    """The load before the benchmark's work and now (its own processes count too)."""
+    return (
+        f"1-min load average {at_start:.1f} before the benchmark, {load():.1f} at its end "
+        "(its own processes included)"
+    )
 
 
 def spread(values: Sequence[float], fmt: str = ".2f") -> str:
