@@ -40,10 +40,11 @@ interleaved (all rows, then all rows again) and each cell is the median (min-max
 `dvc repro` from empty caches, a second `dvc repro` with nothing changed, and one after
 adding the held-out image; then each stage alone (`exprbench stage NAME`) with every
 per-image result cached, its fixed cost. Every command is a whole process timed from
-outside. Stage runs report to a Prefect server: PREFECT_API_URL if set, else the local
-one of `exprbench server start` if it is running (as `make demo` does), else a private
-server started for this benchmark (Prefect's `prefect_test_harness`); the output says
-which. `--runs` repeats the whole sequence in a fresh repository each time.
+outside. Stage runs report to a running Prefect server, as with `make demo` (a server
+process beside the stages, no temporary in-process one): the one at PREFECT_API_URL if
+that is set, otherwise a private server started for this benchmark with an empty
+database (Prefect's `prefect_test_harness`); the output says which. `--runs` repeats the
+whole sequence in a fresh repository each time.
 """
 
 from __future__ import annotations
@@ -186,12 +187,10 @@ def bench_score(tmp: Path, runs: int) -> list[str]:
 
 
 def _prefect_api(stack: ExitStack) -> tuple[str, str]:
+    # Not the server on 127.0.0.1:4200 even when one answers: on a shared machine it may
+    # be someone else's, and a private one gives every run the same empty database.
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"], "the server at $PREFECT_API_URL"
-    from flows import server
-
-    if server.is_healthy():
-        return server.api_url(), "the local server of `exprbench server start`"
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
