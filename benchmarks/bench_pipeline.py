@@ -27,7 +27,8 @@ scorers together and for each scorer alone, a NEW Python process (this file,
 - warm stage: the same call again in that process, every result from the content cache
   (the score cache on disk; nothing is computed, so no model is loaded);
 - process CPU: user + system seconds of the whole child (both calls), from the kernel's
-  accounting (`os.wait4`): less sensitive than wall time to other load on the machine;
+  accounting (`os.wait4`); under load it rises too where threads spin while waiting
+  (torch's OpenMP threads);
 - peak RSS: the child's largest resident set, from the same accounting.
 
 The task function is called directly (`score.fn`): no Prefect flow run, no server. The
@@ -178,7 +179,7 @@ def bench_score(tmp: Path, runs: int) -> list[str]:
         "",
         f"Interpreter start (spawn to the child's first timed line): {spread(startup)} s, "
         "part of start + imports. Process CPU: user + system seconds of the whole child "
-        "(cold and warm stage), less sensitive than wall time to other load.",
+        "(cold and warm stage).",
     ]
     return lines
 
