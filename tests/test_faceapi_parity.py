@@ -11,19 +11,20 @@ which Pillow uses, disagree by up to ~45 grey levels on these photos), and that 
 face-api.js's processing. So JPEG photos are decoded once by exprbench (`load_rgb`) and
 handed to the harness as lossless PNGs; the PNG photo (astronaut) goes to both as is.
 
-Needs Node.js: skipped only when `node` is absent; the harness's packages are installed
-with `npm ci` (tests/parity/package-lock.json) when node_modules is missing.
+Needs Node.js and npm; the harness's packages are installed with `npm ci`
+(tests/parity/package-lock.json) when node_modules is missing or older than the lockfile.
+Without them the tests skip locally and fail under CI (conftest.missing_prerequisite).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PARITY_DIR, npm_harness
 from PIL import Image
 
 from exprbench.faceapi import FaceApi, FaceApiOptions
@@ -31,7 +32,6 @@ from exprbench.imageio import encode_png, load_rgb
 
 pytestmark = pytest.mark.node
 
-PARITY_DIR = Path(__file__).parent / "parity"
 TOLERANCE = {
     "box": 0.5,
     "landmarks": 0.5,
@@ -57,28 +57,11 @@ SSD_CASES = [
 TINY_CASES = [("feat_multi_face", 1.0), ("obama2", 1.0)]
 
 
-def _node_harness() -> Path:
-    if shutil.which("node") is None:
-        pytest.skip("Node.js (`node`) is not installed: the face-api.js reference cannot run")
-    if not (PARITY_DIR / "node_modules" / "@vladmandic" / "face-api").is_dir():
-        npm = shutil.which("npm")
-        assert npm is not None, "node is installed but npm is not: cannot install the harness"
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=PARITY_DIR,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, f"npm ci failed in {PARITY_DIR}:\n{result.stderr[-2000:]}"
-    return PARITY_DIR / "harness.mjs"
-
-
 def run_harness(paths: list[Path], *extra: str) -> dict[str, dict]:
     """face-api.js's results per image path (see harness.mjs)."""
-    harness = _node_harness()
+    npm_harness(PARITY_DIR)
     result = subprocess.run(
-        ["node", str(harness), *extra, *map(str, paths)],
+        ["node", str(PARITY_DIR / "harness.mjs"), *extra, *map(str, paths)],
         capture_output=True,
         text=True,
         check=False,
