@@ -13,14 +13,16 @@ provide it.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -171,3 +173,28 @@ def npm_harness(directory: Path = PARITY_DIR) -> Path:
                 f"{result.stderr.strip()[-1500:]}"
             )
     return modules
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def artifacts_dir() -> Path:
+    """Where port checks write their measured differences: $EXPRBENCH_TEST_ARTIFACTS,
+    default tests/.artifacts (gitignored; .ci/run prints what is there)."""
+    env = os.environ.get("EXPRBENCH_TEST_ARTIFACTS")
+    return Path(env) if env else Path(__file__).parent / ".artifacts"
+
+
+def record_artifact(name: str, key: str, value: Any) -> Path:
+    """Store `value` under `key` in `<artifacts_dir>/<name>.json` (other keys are kept)."""
+    path = artifacts_dir() / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[key] = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **value}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path

@@ -14,6 +14,10 @@ handed to the harness as lossless PNGs; the PNG photo (astronaut) goes to both a
 Needs Node.js and npm; the harness's packages are installed with `npm ci`
 (tests/parity/package-lock.json) when node_modules is missing or older than the lockfile.
 Without them the tests skip locally and fail under CI (conftest.missing_prerequisite).
+
+The worst difference per quantity, with the case and face it occurred on, is written to
+`<artifacts>/faceapi_parity.json` (conftest.artifacts_dir; .ci/run prints it), also when
+the test fails.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PARITY_DIR, npm_harness
+from conftest import PARITY_DIR, npm_harness, record_artifact
 from PIL import Image
 
 from exprbench.faceapi import FaceApi, FaceApiOptions
@@ -105,24 +109,40 @@ def face_differences(mine, ref: dict) -> dict[str, float]:
     }
 
 
-def check_parity(api: FaceApi, prepared, reference: dict[str, dict]) -> dict[str, float]:
-    worst = dict.fromkeys(TOLERANCE, 0.0)
+def check_parity(api: FaceApi, prepared, reference: dict[str, dict], chain: str) -> dict[str, dict]:
+    """Compare face by face; record the worst difference per quantity, then assert."""
+    worst = {key: {"value": 0.0, "tolerance": tol, "case": None} for key, tol in TOLERANCE.items()}
     failures = []
+    faces = 0
     for path, rgb, label in prepared:
         ref = reference[str(path)]
         assert (ref["height"], ref["width"]) == rgb.shape[:2], label
         mine = api.detect_all(rgb)
-        assert len(mine) == len(ref["faces"]), (
-            f"{label}: {len(mine)} faces here, {len(ref['faces'])} in face-api.js"
-        )
+        if len(mine) != len(ref["faces"]):
+            failures.append(f"{label}: {len(mine)} faces here, {len(ref['faces'])} in face-api.js")
+            continue
         for i, (face, ref_face) in enumerate(zip(mine, ref["faces"], strict=True)):
+            faces += 1
             if face.gender != ref_face["gender"]:
                 failures.append(f"{label} face {i}: gender {face.gender} != {ref_face['gender']}")
             for key, value in face_differences(face, ref_face).items():
-                worst[key] = max(worst[key], value)
+                if value >= worst[key]["value"]:
+                    worst[key] |= {"value": value, "case": f"{label} face {i}"}
                 if value > TOLERANCE[key]:
                     failures.append(f"{label} face {i}: {key} differs by {value:.3g}")
-    print("max differences:", {k: f"{v:.3g}" for k, v in worst.items()})
+    record_artifact(
+        "faceapi_parity",
+        chain,
+        {
+            "units": "box, landmarks: px; expressions, gender_probability: probability; "
+            "age: years; descriptor: L2 distance",
+            "cases": [label for _, _, label in prepared],
+            "faces_compared": faces,
+            "worst": worst,
+            "failures": failures,
+        },
+    )
+    print("max differences:", {k: f"{v['value']:.3g} ({v['case']})" for k, v in worst.items()})
     assert not failures, "\n".join(failures)
     return worst
 
@@ -133,11 +153,11 @@ def test_ssd_chain_matches_faceapi_js(photos, tmp_path):
     reference = run_harness([p for p, _, _ in prepared])
     counts = [len(reference[str(p)]["faces"]) for p, _, _ in prepared]
     assert max(counts) >= 5 and min(counts) == 0  # the multi-face and the no-face photo
-    check_parity(FaceApi(FaceApiOptions(detector="ssd")), prepared, reference)
+    check_parity(FaceApi(FaceApiOptions(detector="ssd")), prepared, reference, "ssd")
 
 
 @pytest.mark.usefixtures("models")
 def test_tiny_detector_chain_matches_faceapi_js(photos, tmp_path):
     prepared = prepare(photos, TINY_CASES, tmp_path)
     reference = run_harness([p for p, _, _ in prepared], "--detector", "tiny")
-    check_parity(FaceApi(FaceApiOptions(detector="tiny")), prepared, reference)
+    check_parity(FaceApi(FaceApiOptions(detector="tiny")), prepared, reference, "tiny")

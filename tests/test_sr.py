@@ -9,7 +9,7 @@
   files, fp16 options off (`ncnn` is a dev dependency).
 
 A missing prerequisite (node/npm, ncnn, the packaged files) skips locally and fails under
-CI (conftest.missing_prerequisite).
+CI (conftest.missing_prerequisite). Measured differences go to `<artifacts>/sr.json`.
 
 "Within 1/255": the largest absolute difference over all pixels and channels after both
 sides are rounded to uint8 is at most 1; the fraction of values that differ by 1 is
@@ -32,6 +32,7 @@ from conftest import (
     load_rgb_array,
     missing_prerequisite,
     npm_harness,
+    record_artifact,
 )
 from PIL import Image
 
@@ -88,6 +89,19 @@ def photo(photos: dict[str, Path]) -> np.ndarray:
 # ---------------------------------------------------------------- references
 
 
+def _record(case: str, reference: str, worst: int, off_by_one: float) -> None:
+    record_artifact(
+        "sr",
+        case,
+        {
+            "reference": reference,
+            "max_abs_diff_uint8": worst,
+            "fraction_off_by_one": off_by_one,
+            "tolerance": {"max_abs_diff_uint8": 1, "fraction_off_by_one": MAX_FRACTION_OFF_BY_ONE},
+        },
+    )
+
+
 @pytest.mark.parametrize(("method", "factor"), sorted(UPSCALERJS_SAMPLES))
 def test_upscalerjs_port_matches_package_sample(sr_files: None, method: str, factor: int) -> None:
     fixture = load_rgb_array(ensure_all([UPSCALERJS_FIXTURES[method]])[0])  # RGBA, alpha 255
@@ -96,6 +110,7 @@ def test_upscalerjs_port_matches_package_sample(sr_files: None, method: str, fac
     worst, off_by_one = compare(ours, expected)
     message = f"{method} x{factor}: max diff {worst}/255, {off_by_one:.2e} of values off by 1"
     print(message)
+    _record(f"{method} x{factor}", "the package's own sample output", worst, off_by_one)
     assert worst <= 1, message
     assert off_by_one < MAX_FRACTION_OFF_BY_ONE, message
 
@@ -134,6 +149,7 @@ def test_realesrgan_port_matches_ncnn(sr_files: None, face48: np.ndarray) -> Non
     worst, off_by_one = compare(ours, expected)
     message = f"realesrgan-x4plus x4: max diff {worst}/255, {off_by_one:.2e} of values off by 1"
     print(message)
+    _record("realesrgan-x4plus x4", "ncnn runtime, fp16 off", worst, off_by_one)
     assert worst <= 1, message
     assert off_by_one < MAX_FRACTION_OFF_BY_ONE, message
 
@@ -185,6 +201,7 @@ def test_rdn_x8_matches_tfjs(sr_files: None, face48: np.ndarray, tmp_path: Path,
     worst, off_by_one = compare(upscale(rgb, method, 8), np.round(ref).astype(np.uint8))
     message = f"{method} x8 vs tfjs: max diff {worst}/255, {off_by_one:.2e} of values off by 1"
     print(message)
+    _record(f"{method} x8", "tfjs 4.22.0 in Node, cpu backend", worst, off_by_one)
     assert worst <= 1, message
     assert off_by_one < MAX_FRACTION_OFF_BY_ONE, message
 
