@@ -32,6 +32,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 from conftest import load_rgb_array, pip_target, record_artifact
+from PIL import ImageFile
 
 from exprbench.faces import FaceDetector
 from exprbench.geometry import Face
@@ -43,8 +44,16 @@ DESCRIPTOR_L2 = 1e-4
 
 @pytest.fixture(scope="module")
 def face_recognition() -> Iterator[ModuleType]:
+    """face_recognition imported from the reference folder; afterwards forgotten again.
+
+    Importing it sets PIL's process-wide `ImageFile.LOAD_TRUNCATED_IMAGES = True`, which
+    made later tests accept truncated JPEGs that ingest must quarantine: the setting is
+    restored on teardown.
+    """
     target = pip_target("face-recognition-1.3.0", *REFERENCE)
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", truncated)  # undone on exit
         mp.syspath_prepend(str(target))
         try:
             module = importlib.import_module("face_recognition")
@@ -56,6 +65,7 @@ def face_recognition() -> Iterator[ModuleType]:
             for name in list(sys.modules):
                 if name.split(".")[0] in ("face_recognition", "face_recognition_models"):
                     del sys.modules[name]
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is truncated
 
 
 @pytest.fixture(scope="module")
