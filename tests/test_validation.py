@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import missing_prerequisite
 from test_aggregate import DECLARED, NO_FACE, make_scores
 
 from exprbench.packaged import PackagedFileError
@@ -232,7 +233,11 @@ def test_data_docs_vendored_from_npm(clean: pd.DataFrame, tmp_path: Path) -> Non
     try:
         fetch_data_docs_assets()  # the setup step; cached after the first run
     except PackagedFileError as error:
-        pytest.skip(f"npm assets unavailable here: {error}")
+        missing_prerequisite(
+            f"the Data Docs assets (npm packages, fetched with `npm pack` into the user "
+            f"cache) could not be fetched: install Node.js/npm and make the npm registry "
+            f"reachable once: {error}"
+        )
     report = validate_scores(clean, DECLARED, tmp_path / "docs")
     assert report.docs_mode == "vendored"
     _assert_offline(tmp_path / "docs")
