@@ -427,6 +427,9 @@ _NOT_HEADLINE = frozenset(
 )
 
 
+_COUNTS = ("n_images", "n_no_face", "n_missing_cells")
+
+
 def _headline(leaderboard: pa.Table) -> list[str]:
     return [c for c in leaderboard.column_names if c not in _NOT_HEADLINE]
 
@@ -470,3 +473,36 @@ def plot_frames(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
     leaderboard = tables["leaderboard"]
     keep = ["scorer", "generator", "version", *_headline(leaderboard)]
     return {**frames, "leaderboard": leaderboard.select(keep)}
+
+
+def headline_metrics(
+    tables: Mapping[str, pa.Table], scorer_order: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The DVC metrics: small and flat, so `dvc exp show` and `dvc metrics diff` stay legible.
+
+    For each leaderboard metric, the value of the first scorer in `scorer_order` that
+    measures it (the study's instrument, faceapi, by default), averaged over
+    generator/versions (each weighs the same, whatever its number of images); and the
+    image counts of that run. The per generator/version values are in `metrics_summary`.
+    """
+    board = tables["leaderboard"].to_pylist()
+    measured: dict[str, dict[str, list[float]]] = {}
+    for column in _headline(tables["leaderboard"]):
+        if column in _COUNTS:
+            continue
+        for scorer in scorer_order:
+            values = [r[column] for r in board if r["scorer"] == scorer and _finite(r[column])]
+            if values:
+                measured.setdefault(scorer, {})[column] = values
+                break
+    headline: dict[str, dict[str, Any]] = {
+        scorer: {c: round(sum(v) / len(v), 6) for c, v in columns.items()}
+        for scorer, columns in measured.items()
+    }
+    first = next((s for s in scorer_order if any(r["scorer"] == s for r in board)), None)
+    runs = [r for r in board if r["scorer"] == first]
+    headline["images"] = {
+        "n_runs": len(runs),
+        **{count: sum(int(r[count]) for r in runs) for count in _COUNTS},
+    }
+    return headline

@@ -23,10 +23,11 @@ def _params_path(arg: str | None) -> Path:
 
 
 def _connect() -> None:
-    if not server.use_local_server_if_running():
+    if server.use_checkout_server() is None:
         print(
-            "exprbench: no local Prefect server on 127.0.0.1:4200; using a temporary one "
-            "(adds 10-20 s per command). Start one with `exprbench server start`.",
+            f"exprbench: no Prefect server running for this checkout ({server.CHECKOUT}); "
+            "using a temporary one (adds 10-20 s per command). Start one with "
+            "`exprbench server start`.",
             file=sys.stderr,
         )
 
@@ -42,9 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.input), Path(args.output), Path(args.cache) if args.cache else None
     )
     _connect()
-    from flows.stages import pipeline
+    from flows.stages import pipeline, tagged
 
-    pipeline(layout, settings)
+    with tagged(layout, settings.ingest.extensions):
+        pipeline(layout, settings)
     print(f"scores:     {layout.scores}")
     print(f"quarantine: {layout.quarantine}")
     print(f"database:   {layout.database}")
@@ -59,9 +61,10 @@ def cmd_stage(args: argparse.Namespace) -> int:
     settings = load_settings(_params_path(args.params))
     layout = Layout.from_paths(settings.paths)
     _connect()
-    from flows.stages import stage_flow
+    from flows.stages import stage_flow, tagged
 
-    stage_flow(args.name)(layout, settings)
+    with tagged(layout, settings.ingest.extensions):
+        stage_flow(args.name)(layout, settings)
     if args.name == "report":
         print(f"report: {layout.report_html.resolve()}")
     elif args.name == "resolution":
@@ -136,18 +139,25 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     if args.action == "start":
-        url = server.start(args.port)
-        print(
-            f"Prefect server: {url}\nUI: {url.removesuffix('/api')}\n"
-            f"Other shells: export PREFECT_API_URL={url}"
-        )
+        _print_server(server.start(args.port))
     elif args.action == "stop":
-        print("stopped" if server.stop() else "no server started by exprbench is running")
+        print("stopped" if server.stop() else "no server of this checkout is running")
     else:
-        healthy = server.is_healthy(args.port)
-        print(f"{server.api_url(args.port)}: {'healthy' if healthy else 'not running'}")
-        return 0 if healthy else 1
+        found = server.running()
+        if found is None:
+            print(f"no Prefect server running for this checkout ({server.CHECKOUT})")
+            return 1
+        _print_server(found)
     return 0
+
+
+def _print_server(found: server.ServerRecord) -> None:
+    print(
+        f"Prefect server of {found.checkout}: {found.url} (healthy, pid {found.pid})\n"
+        f"UI: {found.url.removesuffix('/api')}\n"
+        f"state: {server.state_dir()}\n"
+        f"Other shells (prefect CLI): export PREFECT_API_URL={found.url}"
+    )
 
 
 def cmd_scorers(args: argparse.Namespace) -> int:
@@ -166,11 +176,24 @@ def cmd_scorers(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    """Serve a deployment that reruns `dvc repro` on a cron schedule."""
-    _connect()
-    from flows.schedule import serve_repro
+    """Serve a deployment that reruns `dvc repro` on a cron schedule, or trigger it now."""
+    from flows.schedule import DEPLOYMENT, serve_repro, trigger
 
-    serve_repro(args.cron, Path(args.project).resolve())
+    if args.trigger:
+        if server.use_checkout_server() is None:
+            raise FileNotFoundError(
+                "no Prefect server running for this checkout: `exprbench server start`, "
+                "then `exprbench schedule` in another shell"
+            )
+        run = trigger()
+        print(f"flow run {run} of deployment {DEPLOYMENT} scheduled; the serving process runs it")
+        return 0
+    _connect()
+    print(
+        f"serving deployment {DEPLOYMENT} (cron {args.cron!r}, {args.timezone}); keep this "
+        "process running. Trigger a run now from another shell: exprbench schedule --trigger"
+    )
+    serve_repro(args.cron, Path(args.project).resolve(), args.timezone)
     return 0
 
 
@@ -376,7 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
         "action", choices=("start", "stop", "status"), help="what to do with the server"
     )
     srv.add_argument(
-        "--port", type=int, default=server.DEFAULT_PORT, help="port on 127.0.0.1 to use"
+        "--port",
+        type=int,
+        help=f"port on 127.0.0.1 for start (default: the first free one from "
+        f"{server.DEFAULT_PORT}; status shows the one in use)",
     )
     srv.set_defaults(func=cmd_server)
 
@@ -397,9 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument(
         "--cron",
         default="0 3 * * *",
-        help="cron expression (minute hour day month weekday), in UTC",
+        help="cron expression (minute hour day month weekday), in --timezone",
+    )
+    sched.add_argument(
+        "--timezone", default="UTC", help="IANA time zone of --cron, e.g. Europe/Madrid"
     )
     sched.add_argument("--project", default=".", help="DVC project folder to reproduce")
+    sched.add_argument(
+        "--trigger",
+        action="store_true",
+        help="instead of serving: ask the running deployment for one run now",
+    )
     sched.set_defaults(func=cmd_schedule)
 
     plots = command(

@@ -17,7 +17,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 import exprbench
-from exprbench.aggregate import metrics_summary, plot_frames
+from exprbench.aggregate import headline_metrics, metrics_summary, plot_frames
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
 from exprbench.metrics import MetricSpec
@@ -116,8 +116,11 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         thumb_px=thumb_px,
         specs=specs,
     )
-    metrics = metrics_summary(tables)
-    atomic_write_bytes(layout.metrics_json, json.dumps(metrics, indent=2, sort_keys=True).encode())
+    for path, content in (
+        (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
+        (layout.leaderboard_json, metrics_summary(tables)),
+    ):
+        atomic_write_bytes(path, json.dumps(content, indent=2, sort_keys=True).encode())
     write_plot_data(tables, specs, layout.plots_dir)
     return StageResult(
         "report",

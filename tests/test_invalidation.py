@@ -44,8 +44,8 @@ def _stages() -> list[tuple[str, dict]]:
 
 
 def _task_module(stage: dict) -> str:
-    match = re.fullmatch(r"exprbench stage (\w+)", stage["cmd"])
-    assert match, f"stage command {stage['cmd']!r} is not `exprbench stage NAME`"
+    match = re.fullmatch(r"bin/exprbench stage (\w+)", stage["cmd"])
+    assert match, f"stage command {stage['cmd']!r} is not `bin/exprbench stage NAME`"
     return f"tasks.{match.group(1)}"
 
 
