@@ -145,7 +145,10 @@ def cmd_server(args: argparse.Namespace) -> int:
     else:
         found = server.running()
         if found is None:
-            print(f"no Prefect server running for this checkout ({server.CHECKOUT})")
+            print(
+                f"Prefect server of {server.CHECKOUT}: not running "
+                "(start it with `exprbench server start`)"
+            )
             return 1
         _print_server(found)
     return 0
@@ -401,8 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--port",
         type=int,
-        help=f"port on 127.0.0.1 for start (default: the first free one from "
-        f"{server.DEFAULT_PORT}; status shows the one in use)",
+        help=f"port on 127.0.0.1 for start; status shows the one in use "
+        f"(default: first free from {server.DEFAULT_PORT})",
     )
     srv.set_defaults(func=cmd_server)
 
