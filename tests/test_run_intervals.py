@@ -12,8 +12,12 @@ from test_aggregate import make_scores, write_scores
 from exprbench.aggregate import (
     TABLE_NAMES,
     compute_tables,
+    run_statistics,
+    study_table,
     table_sql,
+    tabled,
 )
+from exprbench.report import _study_tables, run_statistic
 from exprbench.scorers.base import BUILTIN_METRICS
 
 
@@ -86,3 +90,16 @@ def test_no_study_metric_gives_an_empty_table() -> None:
     with duckdb.connect() as con:
         rows = con.sql(table_sql(())["run_intervals"]).fetchall()
     assert rows == []
+
+
+def test_report_names_statistics_and_tables_as_the_aggregate_does() -> None:
+    # the report does not import exprbench.aggregate (the resolution page imports the
+    # report); its copies of the naming and ordering rules must agree
+    assert [(name, spec.column) for name, spec in run_statistics(BUILTIN_METRICS)] == [
+        (run_statistic(spec), spec.column)
+        for spec in BUILTIN_METRICS
+        if spec.leaderboard is not None or spec.table is not None
+    ]
+    assert [
+        (study_table(name).title, metrics) for name, metrics in tabled(BUILTIN_METRICS).items()
+    ] == (_study_tables(BUILTIN_METRICS))
