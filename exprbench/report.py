@@ -543,7 +543,8 @@ def _study_tables(specs: Sequence[MetricSpec]) -> list[tuple[str, list[MetricSpe
 
 def summary_questions(specs: Sequence[MetricSpec]) -> list[Question]:
     """Per study table (in order), its headline: the ranked leaderboard entry, else the
-    first leaderboard entry with a direction, else the first directed metric."""
+    first leaderboard entry with a direction, else the first directed metric with a
+    heatmap, else the first directed metric."""
     questions = []
     for title, metrics in _study_tables(specs):
         candidates = []
@@ -553,11 +554,9 @@ def summary_questions(specs: Sequence[MetricSpec]) -> list[Question]:
             if direction is None:
                 continue
             board = spec.leaderboard
-            priority = 0 if board and board.rank else 1 if board else 2
-            heading = board.heading if board else (spec.heatmap.title if spec.heatmap else "")
-            candidates.append(
-                (priority, Question("", statistic, heading or spec.column, spec, direction))
-            )
+            priority = 0 if board and board.rank else 1 if board else 2 if spec.heatmap else 3
+            heading = board.heading if board else statistic.replace("_", " ")
+            candidates.append((priority, Question("", statistic, heading, spec, direction)))
         if not candidates:
             continue
         best = min(candidates, key=lambda c: c[0])[1]

@@ -26,9 +26,10 @@ from exprbench.report import (
     render_report,
     statistic_direction,
     statistic_range,
+    summary_questions,
     welch_interval,
 )
-from exprbench.scorers.base import MetricSpec
+from exprbench.scorers.base import BUILTIN_METRICS, MetricSpec
 from exprbench.settings import ParamsError, Settings, load_params
 from exprbench.validation import FailedCheck, ValidationReport
 
@@ -483,3 +484,16 @@ def test_min_n_setting(tmp_path: Path) -> None:
         Settings.from_params(params)
     with pytest.raises(ValueError, match="min_n"):
         render_report({}, make_scores().iloc[0:0], None, None, {}, {}, tmp_path / "r.html", min_n=0)
+
+
+def test_summary_questions_come_from_the_study_tables() -> None:
+    assert [
+        (q.title, q.statistic, q.higher_is_better) for q in summary_questions(BUILTIN_METRICS)
+    ] == [
+        ("Expression fidelity", "mean_target_prob", True),  # the ranked leaderboard entry
+        ("Age", "mean_abs_age_delta", False),  # a mean |drift|: smaller is better
+        ("Gender match", "gender_match_rate", True),
+        ("Identity", "mean_identity_similarity", True),
+        ("Image quality", "mean_brisque", False),  # no leaderboard entry: its heatmap metric
+        ("Perceptual distance", "mean_stlpips_vgg", False),
+    ]
