@@ -623,6 +623,7 @@ def _summary(
         "items": items,
         "unmeasured": unmeasured,
         "min_n": min_n,
+        "primary": PRIMARY_SCORER,
         "test": SUMMARY_TEST,
         "empty": not interval_rows,
     }
