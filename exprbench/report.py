@@ -138,6 +138,8 @@ class ColourScale:
             return [(None, nothing)]
         if self.higher_is_better is None:
             extent = self.high
+            if extent <= 0:
+                return [(self.colour(0.0), "all coloured values 0")]
             return [
                 (self.colour(-extent), f"{_fmt(-extent, self.digits)} (blue)"),
                 (self.colour(0.0), "0"),

@@ -367,6 +367,11 @@ def test_colour_scales_span_the_observed_range(tmp_path: Path) -> None:
     drift = ColourScale.observed([-3.0, 5.0], None, (-120.0, 120.0), 1)
     assert (drift.low, drift.high) == (-5.0, 5.0) and drift.colour(0.0) == "hsl(215, 70%, 97%)"
     assert ColourScale.observed([], True, (0.0, 1.0)).legend("none") == [(None, "none")]
+    flat = ColourScale.observed([0.0, 0.0], None, (-1.0, 1.0))
+    assert [label for _, label in flat.legend()] == ["all coloured values 0"]
+    same = ColourScale.observed([0.4, 0.4], True, (0.0, 1.0))
+    assert same.colour(0.4) == "hsl(60, 65%, 78%)"  # neither better nor worse
+    assert [label for _, label in same.legend()] == ["all coloured values 0.40"]
 
 
 def test_interval_clipping() -> None:
