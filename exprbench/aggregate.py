@@ -28,6 +28,11 @@ one `<metric>_by_expression` table per plotted metric. Conventions every table f
   images where the spec says so (mean_target_prob), else over every image with a value
   (top1_accuracy includes neutral); n_missing_cells from `missing_cells` (the same for
   every scorer of a run).
+* Run intervals (`run_intervals`, long format): per scorer x generator x version, n, mean,
+  sd and 95% t-interval of every leaderboard entry (named by its leaderboard column and
+  computed with the same rules, so its mean equals the leaderboard's value) and of every
+  other study metric (named by its mean_<c>/share_<c>, over every image with a value).
+  The report shows them beside the leaderboard and ranks generators with them.
 * Files are read with `hive_partitioning=false`: every SCORES row carries its generator
   and version, so directory names are not needed (and cannot retype versions like '10').
 """
@@ -197,14 +202,68 @@ _CELL_ORDER = "scorer, generator, version, subject_gender, expression_order"
 _CELL_FACTS = "n_subjects, n_missing, n_images, n_faces"
 
 
-def _leaderboard_item(spec: MetricSpec) -> str:
+def _leaderboard_value(spec: MetricSpec) -> tuple[str, str | None]:
+    """(value, condition or None) a leaderboard entry averages, on a `scored` row `s`."""
     board = spec.leaderboard
     assert board is not None
     value = f"abs(s.{spec.column})" if board.statistic == "mean_abs" else f"s.{spec.column}"
-    scope = (
-        "" if board.include_neutral else f" FILTER (WHERE s.expression <> {_sql_string(NEUTRAL)})"
-    )
-    return f"avg({value}){scope} AS {board.column}"
+    scope = None if board.include_neutral else f"s.expression <> {_sql_string(NEUTRAL)}"
+    return value, scope
+
+
+def _leaderboard_item(spec: MetricSpec) -> str:
+    assert spec.leaderboard is not None
+    value, scope = _leaderboard_value(spec)
+    where = "" if scope is None else f" FILTER (WHERE {scope})"
+    return f"avg({value}){where} AS {spec.leaderboard.column}"
+
+
+def run_statistics(specs: Sequence[MetricSpec]) -> list[tuple[str, MetricSpec]]:
+    """(statistic name, spec) of each row kind in `run_intervals`, in spec order.
+
+    A leaderboard entry under its leaderboard column; every other study metric (one with
+    a `table`) as its plain mean, `mean_<c>` or `share_<c>`.
+    """
+    named: list[tuple[str, MetricSpec]] = []
+    for spec in specs:
+        if spec.leaderboard is not None:
+            named.append((spec.leaderboard.column, spec))
+        elif spec.table is not None:
+            named.append((spec.mean_name, spec))
+    return named
+
+
+def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
+    """n, mean, sd and 95% interval per scorer x generator x version of each statistic."""
+    parts = []
+    for order, (name, spec) in enumerate(run_statistics(specs)):
+        if spec.leaderboard is not None:
+            value, scope = _leaderboard_value(spec)
+        else:
+            value, scope = f"s.{spec.column}", None
+        parts.append(
+            f"""SELECT s.scorer, s.generator, s.version, {_sql_string(spec.column)} AS metric,
+                   {_sql_string(name)} AS statistic, {order} AS statistic_order,
+                   count(v) AS n, avg(v) AS mean, stddev_samp(v) AS sd,
+                   avg(v) - ci_half(stddev_samp(v), count(v)) AS ci95_low,
+                   avg(v) + ci_half(stddev_samp(v), count(v)) AS ci95_high
+            FROM (SELECT s.*, ({value})::DOUBLE AS v FROM scored s
+                  {"" if scope is None else f"WHERE {scope}"}) s
+            GROUP BY s.scorer, s.generator, s.version HAVING count(v) > 0"""
+        )
+    if not parts:  # no study metric at all: an empty table with the same columns
+        parts.append(
+            """SELECT NULL::VARCHAR AS scorer, NULL::VARCHAR AS generator,
+                   NULL::VARCHAR AS version, NULL::VARCHAR AS metric,
+                   NULL::VARCHAR AS statistic, 0 AS statistic_order, 0::BIGINT AS n,
+                   NULL::DOUBLE AS mean, NULL::DOUBLE AS sd, NULL::DOUBLE AS ci95_low,
+                   NULL::DOUBLE AS ci95_high
+            WHERE false"""
+        )
+    union = "\n            UNION ALL\n            ".join(parts)
+    return f"""
+        SELECT * EXCLUDE (statistic_order) FROM ({union})
+        ORDER BY scorer, generator, version, statistic_order"""
 
 
 def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
@@ -299,6 +358,7 @@ def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
         LEFT JOIN missing m USING (generator, version)
         GROUP BY s.scorer, s.generator, s.version
         ORDER BY s.scorer, {rank}s.generator, s.version"""
+    queries["run_intervals"] = _run_intervals_sql(specs)
     # For plots: both genders pooled; cells without any value are absent.
     for spec in specs:
         if spec.plot:
