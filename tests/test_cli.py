@@ -282,3 +282,18 @@ def test_command_reference_covers_help():
             assert choice in row, f"{command}: choice {choice!r} not shown"
     for name in [*STAGES, *STUDIES]:
         assert f"`{name}`" in rows["stage"], f"stage {name} not in the stage row"
+
+
+def test_launcher_runs_this_checkout_from_a_plain_shell():
+    """dvc.yaml's stage commands call bin/exprbench: it must work with no venv activated
+    (a PATH without the venv), using this checkout's code."""
+    result = subprocess.run(
+        [str(REPO / "bin" / "exprbench"), "--version"],
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(REPO) in result.stdout
