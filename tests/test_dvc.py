@@ -231,6 +231,12 @@ def test_experiment_records_metrics_that_differ_and_keeps_params_readable(repo):
     assert strict_metrics["images"] == base_metrics["images"]
     wide = _run(["dvc", "exp", "show", "--only-changed", "--no-pager"], repo, env).stdout
     assert max(map(len, wide.splitlines())) <= 200, wide
+    # the workspace now holds the experiment: the diffs against the committed baseline
+    metrics_diff = _run(["dvc", "metrics", "diff"], repo, env).stdout
+    assert "share_same_identity" in metrics_diff and "mean_target_prob" not in metrics_diff
+    assert "same_identity_threshold" in _run(["dvc", "params", "diff"], repo, env).stdout
+    _run(["dvc", "plots", "diff", "-o", "plots_diff"], repo, env)
+    assert (repo / "plots_diff" / "index.html").is_file()
     (repo / "params.yaml").write_text("\n".join(before) + "\n")
 
 
