@@ -238,8 +238,8 @@ class Subjects:
 
     table: dict[tuple[str, str, str], SubjectInfo] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
-    # (generator, version) scopes, '*' for any, whose subjects.csv was quarantined
-    unusable: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (generator, version, subject) folders, '*' for any, whose subjects.csv was quarantined
+    unusable: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
 def load_subjects(root: Path) -> Subjects:
@@ -254,7 +254,8 @@ def load_subjects(root: Path) -> Subjects:
         except InputConfigError as error:
             rel = display_path(entry.rel)
             found.rejected.append(Rejected(rel, f"{error}; its subjects were not used"))
-            found.unusable[_scope(rel_parts)] = rel
+            folder = (*rel_parts[:3], "*", "*", "*")
+            found.unusable[(folder[0], folder[1], folder[2])] = rel
     return found
 
 
@@ -463,13 +464,13 @@ def image_rows(
     discovery: Discovery,
     subjects: dict[tuple[str, str, str], SubjectInfo],
     inspect: Callable[[Candidate], tuple[str | None, ImageMeta | ImageRejected]],
-    unusable_subjects: dict[tuple[str, str], str] | None = None,
+    unusable_subjects: dict[tuple[str, str, str], str] | None = None,
 ) -> tuple[list[dict], list[Rejected]]:
     """Turn candidates into IMAGES rows; undecodable files and duplicates go to quarantine.
 
     `inspect` returns (sha256 or None when unread, decoded-or-rejection) for a candidate; it
     is injected so callers can cache decoding by content. `unusable_subjects` maps the
-    (generator, version) scope of each quarantined subjects.csv to its path, to flag the
+    (generator, version, subject) folder of each quarantined subjects.csv to its path, to flag the
     images whose subject information it would have given.
     """
     unusable = unusable_subjects or {}
@@ -508,7 +509,8 @@ def image_rows(
         info = subject_info(subjects, cand.generator, cand.version, cand.subject)
         if info is None and subjects:
             flags.append("subject not in subjects.csv")
-        for scope in ((cand.generator, cand.version), (cand.generator, "*"), ("*", "*")):
+        g, v, s = cand.generator, cand.version, cand.subject
+        for scope in ((g, v, s), (g, v, "*"), (g, "*", "*"), ("*", "*", "*")):
             if scope in unusable:
                 flags.append(f"{unusable[scope]} quarantined: subject info from it not used")
         if result.frames > 1:
