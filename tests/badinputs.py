@@ -6,10 +6,13 @@ Returns what each file should become, so tests can check every outcome.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from exprbench.imageio import max_file_bytes
 
 
 def write_bad_inputs(raw: Path, photos: dict[str, Path]) -> dict[str, str]:
@@ -64,4 +67,50 @@ def write_bad_inputs(raw: Path, photos: dict[str, Path]) -> dict[str, str]:
     put("noface/neutral.jpg", photos["feat_no_face"].read_bytes(), "ok")
     put("multi/happy.jpg", photos["feat_multi_face"].read_bytes(), "ok")
     put("deep/extra/neutral.jpg", jpeg, "quarantine:path does not follow")
+
+    # Animated WebP: scored on frame 1, flagged with the frame count.
+    frames = [hopper, hopper.rotate(10), hopper.rotate(20)]
+    put(
+        "anim/happy.webp", encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:]), "ok"
+    )
+    # Far over the size bound derived from ingest.max_pixels: refused before it is read
+    # (a sparse file, so it costs no disk).
+    put("big/sad.jpg", b"", "quarantine:size limit")
+    os.truncate(base / "big/sad.jpg", max_file_bytes() + 1)
+
+    def link(rel: str, target: str, outcome: str) -> None:
+        path = base / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(target)
+        expected[f"badgen/v1/{rel}"] = outcome
+
+    # Hidden names are recorded, not silently skipped; a hidden folder once, not entered.
+    put("hopper/.sad.jpg", jpeg, "quarantine:hidden file")
+    (base / ".cache" / "x").mkdir(parents=True)
+    (base / ".cache" / "x" / "happy.jpg").write_bytes(jpeg)
+    expected["badgen/v1/.cache"] = "quarantine:hidden folder"
+    # Links: followed when they resolve inside the input folder, quarantined otherwise.
+    link("linked/sad.jpg", "../hopper/neutral.jpg", "ok")  # same bytes, other cell: flagged
+    link("hopper/outside.jpg", "/proc/self/mem", "quarantine:points outside")
+    link("hopper/gone.jpg", "missing.jpg", "quarantine:dangling symlink")
+    link("hopper/self.jpg", "self.jpg", "quarantine:symlink loop")
+    link("loop/up", "..", "quarantine:already searched")  # a folder link back up the tree
+    os.mkfifo(base / "hopper" / "pipe.jpg")  # would block a plain read
+    expected["badgen/v1/hopper/pipe.jpg"] = "quarantine:not a regular file"
+    # A version folder that is a link to another version: followed, its files flagged.
+    solo = raw / "linkgen" / "v1" / "solo"
+    solo.mkdir(parents=True)
+    (solo / "neutral.png").write_bytes(encoded(hopper, "PNG"))
+    (raw / "linkgen" / "v2").symlink_to("v1")
+    expected["linkgen/v1/solo/neutral.png"] = "ok"
+    expected["linkgen/v2/solo/neutral.png"] = "ok"
+    # A folder name that is not UTF-8 (Latin-1 'fréd'): quarantined, shown with \\xNN.
+    latin = os.path.join(os.fsencode(base), b"fr\xe9d")
+    os.mkdir(latin)
+    with open(os.path.join(latin, b"neutral.jpg"), "wb") as handle:
+        handle.write(jpeg)
+    expected["badgen/v1/fr\\xe9d/neutral.jpg"] = "quarantine:not valid utf-8"
+    # subjects.csv inside a subject folder: quarantined, the run goes on, hopper's images
+    # are flagged.
+    put("hopper/subjects.csv", b"subject,gender\nhopper,female\n", "quarantine:belongs at")
     return expected
