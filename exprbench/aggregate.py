@@ -53,6 +53,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from exprbench.fileio import current_umask
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
@@ -465,6 +466,8 @@ def write_csvs(tables: Mapping[str, pa.Table], csv_dir: Path) -> list[Path]:
         for name, table in tables.items():
             # NULL is written as an empty field: a missing cell never reads back as 0.
             pacsv.write_csv(table, staging / f"{name}.csv")
+        # mkdtemp makes the folder 0700; the tables are meant to be shared like the files.
+        os.chmod(staging, 0o777 & ~current_umask())
         retired = None
         if csv_dir.exists():
             retired = csv_dir.with_name(f".{csv_dir.name}.old-{os.getpid()}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -459,6 +460,10 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
+# OSErrors that mean "cannot write there": one line naming the path, not a traceback.
+_UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
+
+
 def _next_step(error: Exception, args: argparse.Namespace) -> str:
     """What to do about a known error (empty if its message already says)."""
     from exprbench.ingest import InputConfigError
@@ -480,6 +485,8 @@ def _next_step(error: Exception, args: argparse.Namespace) -> str:
         return f"check the path; `exprbench {args.command} --help` describes the arguments"
     if isinstance(error, PermissionError):
         return "check the permissions of that path, or use another folder"
+    if isinstance(error, OSError) and error.errno in _UNWRITABLE:
+        return "that folder cannot be written (read-only or full); use a writable folder"
     return ""  # PackagedFileError, ModelUnavailableError: the message names the command
 
 
@@ -504,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
             NotADirectoryError,
             PermissionError,
         )
-        if isinstance(error, known) or type(error).__name__ == "ValidationFailed":
+        unwritable = isinstance(error, OSError) and error.errno in _UNWRITABLE
+        if isinstance(error, known) or unwritable or type(error).__name__ == "ValidationFailed":
             print(f"exprbench: error: {error}", file=sys.stderr)
             hint = _next_step(error, args)
             if hint:
