@@ -19,6 +19,9 @@ from exprbench.scoring import output_to_dict, score_rows
 from exprbench.settings import Settings
 from tasks.common import StageResult, progress
 
+# read by tasks/validate.py (the same literal: validate must not import the scorers)
+THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
+
 
 @task(name="score", cache_policy=NONE)
 def score(layout: Layout, settings: Settings) -> StageResult:
@@ -85,6 +88,13 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     schema = scores_schema(
         [spec for cls in classes.values() for spec in cls.metrics()],
         {name: cls.filled_columns() for name, cls in classes.items()},
+    )
+    # validate checks same_identity against the threshold it was computed with
+    schema = schema.with_metadata(
+        {
+            **(schema.metadata or {}),
+            THRESHOLD_METADATA_KEY: str(options.same_identity_threshold).encode(),
+        }
     )
     write_rows(rows, layout.scores, schema)
     result = StageResult(

@@ -19,6 +19,7 @@ class ValidationFailed(RuntimeError):
 @task(name="validate", cache_policy=NONE)
 def validate(layout: Layout, settings: Settings) -> StageResult:
     from exprbench.validation.run import validate_scores  # GX takes seconds to import
+    from exprbench.validation.suite import THRESHOLD_ATTR
 
     table, specs = read_scores(layout.scores)
     declared = declared_columns(table.schema)
@@ -26,8 +27,13 @@ def validate(layout: Layout, settings: Settings) -> StageResult:
         raise SchemaMismatchError(
             f"{layout.scores}: no record of what each scorer declares; rerun the score stage"
         )
+    frame = table.to_pandas()
+    # written by tasks/score.py: the score.same_identity_threshold same_identity came from
+    threshold = (table.schema.metadata or {}).get(b"exprbench.same_identity_threshold")
+    if threshold is not None:
+        frame.attrs[THRESHOLD_ATTR] = float(threshold)
     report = validate_scores(
-        table.to_pandas(),
+        frame,
         declared,
         layout.validation_dir,
         specs=specs,
