@@ -26,6 +26,7 @@ THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
 @task(name="score", cache_policy=NONE)
 def score(layout: Layout, settings: Settings) -> StageResult:
     options = settings.score
+    max_pixels = settings.ingest.max_pixels  # upscale keeps its images within this too
     classes = {name: get_scorer_class(name) for name in options.scorers}  # unknown names fail
     identities = {
         name: cls.cache_identity(options.options_for(name)) for name, cls in classes.items()
@@ -48,7 +49,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         path = upscaled[face_row["path"]]["work_path"]
         if path not in loaded:
             loaded.clear()
-            loaded[path] = load_rgb(layout.resolve(path))
+            loaded[path] = load_rgb(layout.resolve(path), max_pixels=max_pixels)
         return loaded[path]
 
     def run(name: str, face_row: Mapping[str, Any]) -> dict:
