@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,9 +56,13 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_separate(input_dir: Path, outputs: dict[str, Path]) -> None:
+def check_separate(
+    input_dir: Path, outputs: dict[str, Path], may_contain_input: Collection[str] = ()
+) -> None:
     """Refuse outputs equal to or inside the input folder, and an input inside an output
-    folder: a later run would read its own outputs as inputs (or overwrite the inputs)."""
+    folder (except those named in `may_contain_input`, e.g. --output, whose sub-folders are
+    the ones written): a later run would read its own outputs as inputs, or write over
+    the inputs."""
     source = input_dir.resolve()
     for name, path in outputs.items():
         target = path.resolve()
@@ -67,7 +71,7 @@ def check_separate(input_dir: Path, outputs: dict[str, Path]) -> None:
                 f"{name} {path} is inside the input folder {input_dir}: a later run would "
                 "take its own outputs for input images; choose a folder outside the input"
             )
-        if _within(source, target):
+        if name not in may_contain_input and _within(source, target):
             raise RunRefused(
                 f"the input folder {input_dir} is inside {name} {path}, which the run "
                 "writes; keep the input folder outside every output folder"

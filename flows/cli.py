@@ -54,7 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(_params_path(args.params))
     output = Path(args.output)
     layout = Layout.for_output(Path(args.input), output, Path(args.cache) if args.cache else None)
-    check_separate(layout.input_dir, {"--output": output, **_written(layout)})
+    check_separate(
+        layout.input_dir, {"--output": output, **_written(layout)}, may_contain_input={"--output"}
+    )
     # one run per output folder; the interim lock also keeps `exprbench stage` out
     with run_lock(output, "--output folder"), run_lock(layout.interim, "--output folder"):
         _connect()
