@@ -437,11 +437,22 @@ def compute_tables(scores_glob: str) -> dict[str, pa.Table]:
         return _build(con, scores_glob)
 
 
-def build_tables(scores_glob: str, database: Path, csv_dir: Path) -> dict[str, pa.Table]:
+def build_tables(scores: str | Path, database: Path, csv_dir: Path) -> dict[str, pa.Table]:
     """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`.
 
-    Both are replaced atomically: built under temporary names beside them, then renamed.
+    `scores` is a glob of scores Parquet files (str), or exactly one file (Path): then only
+    that file is read, whatever else lies beside it. Both outputs are replaced atomically:
+    built under temporary names beside them, then renamed.
     """
+    if isinstance(scores, Path):
+        if not scores.is_file():
+            raise NoScoresError(f"{scores}: missing; run the score stage first")
+        if glob.has_magic(str(scores)):
+            raise ValueError(
+                f"{scores}: the path contains glob characters (*?[); DuckDB would read it "
+                "as a pattern. Move the scores to a path without them"
+            )
+    scores_glob = str(scores)
     database.parent.mkdir(parents=True, exist_ok=True)
     # A private folder beside the target: same filesystem for the rename, and room for
     # DuckDB's .wal file, which it may create next to the database while building.

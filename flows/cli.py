@@ -33,21 +33,38 @@ def _connect() -> None:
         )
 
 
+def _written(layout: Any) -> dict[str, Path]:
+    """Every folder or file a run writes, by the name the user knows it under."""
+    return {
+        "interim": layout.interim,
+        "scores": layout.scores_dir,
+        "reports": layout.reports,
+        "tables": layout.tables,
+        "database": layout.database,
+        "cache": layout.cache,
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from exprbench.config import Layout
+    from exprbench.runlock import check_separate, run_lock
     from exprbench.settings import load_settings
 
     if not Path(args.input).is_dir():
         raise FileNotFoundError(f"input folder {args.input} does not exist")
     settings = load_settings(_params_path(args.params))
-    layout = Layout.for_output(
-        Path(args.input), Path(args.output), Path(args.cache) if args.cache else None
+    output = Path(args.output)
+    layout = Layout.for_output(Path(args.input), output, Path(args.cache) if args.cache else None)
+    check_separate(
+        layout.input_dir, {"--output": output, **_written(layout)}, may_contain_input={"--output"}
     )
-    _connect()
-    from flows.stages import pipeline, tagged
+    # one run per output folder; the interim lock also keeps `exprbench stage` out
+    with run_lock(output, "--output folder"), run_lock(layout.interim, "--output folder"):
+        _connect()
+        from flows.stages import pipeline, tagged
 
-    with tagged(layout, settings.ingest.extensions):
-        pipeline(layout, settings)
+        with tagged(layout, settings.ingest.extensions):
+            pipeline(layout, settings)
     print(f"scores:     {layout.scores}")
     print(f"quarantine: {layout.quarantine}")
     print(f"database:   {layout.database}")
@@ -57,15 +74,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     from exprbench.config import Layout
+    from exprbench.runlock import check_separate, run_lock
     from exprbench.settings import load_settings
 
     settings = load_settings(_params_path(args.params))
     layout = Layout.from_paths(settings.paths)
-    _connect()
-    from flows.stages import stage_flow, tagged
+    check_separate(
+        layout.input_dir, {f"paths.{key}": path for key, path in _written(layout).items()}
+    )
+    with run_lock(layout.interim, "paths.interim"):
+        _connect()
+        from flows.stages import stage_flow, tagged
 
-    with tagged(layout, settings.ingest.extensions):
-        stage_flow(args.name)(layout, settings)
+        with tagged(layout, settings.ingest.extensions):
+            stage_flow(args.name)(layout, settings)
     if args.name == "report":
         print(f"report: {layout.report_html.resolve()}")
     elif args.name == "resolution":
@@ -499,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a clear message saying what to do, instead of a traceback
         from exprbench.ingest import InputConfigError
         from exprbench.packaged import PackagedFileError
+        from exprbench.runlock import RunRefused
         from exprbench.scorers import ModelUnavailableError
         from exprbench.settings import ParamsError
 
@@ -510,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             FileNotFoundError,
             NotADirectoryError,
             PermissionError,
+            RunRefused,  # a lock held, outputs inside the input, a failed validation
         )
         unwritable = isinstance(error, OSError) and error.errno in _UNWRITABLE
         if isinstance(error, known) or unwritable or type(error).__name__ == "ValidationFailed":

@@ -22,6 +22,7 @@ from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
 from exprbench.metrics import MetricSpec
 from exprbench.report import render_report
+from exprbench.runlock import require_validation_passed
 from exprbench.schema import FACES, QUARANTINE, read_scores, read_table
 from exprbench.settings import Settings
 from exprbench.validation.run import ValidationReport
@@ -75,6 +76,7 @@ def _params_hash(*sections: Any) -> str:
 
 @task(name="report", cache_policy=NONE)
 def report(layout: Layout, settings: Settings) -> StageResult:
+    require_validation_passed(layout.validation_json, "report")
     thumb_px = settings.report.thumb_px
     tables = _load_tables(layout)
     scores_table, specs = read_scores(layout.scores)
