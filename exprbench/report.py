@@ -921,6 +921,7 @@ def render_report(
         "quarantine": _records(quarantine_df),
         "validation_link": link,
         "validation_success": None if validation is None else validation.success,
+        "validation_note": None if validation is None else validation.note,
         "validation_failures": failures,
         "n_images": len({row["path"] for row in scores}),
     }

@@ -42,6 +42,23 @@ def remove_stale_outputs(layout: Layout) -> list[str]:
     return removed
 
 
+def _nothing_to_validate(layout: Layout) -> StageResult:
+    from datetime import UTC, datetime
+
+    from exprbench.validation.run import ValidationReport
+
+    report = ValidationReport(
+        success=True,
+        n_rows=0,
+        checks=[],
+        failures=[],
+        validated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        note="nothing to validate: no image was accepted (the quarantine lists every file and why)",
+    )
+    atomic_write_bytes(layout.validation_json, report.to_json().encode())
+    return StageResult("validate", {"rows": 0, "expectations": 0, "note": str(report.note)})
+
+
 @task(name="validate", cache_policy=NONE)
 def validate(layout: Layout, settings: Settings) -> StageResult:
     from exprbench.validation.run import validate_scores  # GX takes seconds to import
@@ -53,6 +70,9 @@ def validate(layout: Layout, settings: Settings) -> StageResult:
         raise SchemaMismatchError(
             f"{layout.scores}: no record of what each scorer declares; rerun the score stage"
         )
+    if table.num_rows == 0:
+        # No image was accepted: a run with nothing to score completes, and says so.
+        return _nothing_to_validate(layout)
     frame = table.to_pandas()
     # written by tasks/score.py: the score.same_identity_threshold same_identity came from
     threshold = (table.schema.metadata or {}).get(b"exprbench.same_identity_threshold")

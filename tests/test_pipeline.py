@@ -180,3 +180,21 @@ def test_bad_inputs_run_to_the_report(tmp_path, photos, models, prefect_server):
     html = layout.report_html.read_text()
     assert "ünï cødé/neutral.jpg" in html  # unicode names survive into the report
     assert "hopper/happy.jpg" in html and "truncated" in html  # the quarantine list
+
+
+@pytest.mark.parametrize("case", ["empty folder", "manifest swallowing every row"])
+def test_a_run_with_nothing_scorable_completes_with_a_report(tmp_path, prefect_server, case):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    if case != "empty folder":
+        (raw / "g" / "v" / "s").mkdir(parents=True)
+        (raw / "g" / "v" / "s" / "happy.jpg").write_bytes(b"not read: the manifest is broken")
+        (raw / "manifest.csv").write_text(
+            'path,generator,version,subject,expression\n"g/v/s/happy.jpg,g,v,s,happy\n'
+        )
+    result = _cli(["run", "--input", str(raw), "--output", str(tmp_path / "out")], prefect_server)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "nothing to validate: no image was accepted" in html
+    if case != "empty folder":
+        assert "manifest.csv:2" in html  # the quarantine names the line

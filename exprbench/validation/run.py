@@ -68,6 +68,7 @@ class ValidationReport:
     docs_index: Path | None = None
     docs_page: Path | None = None
     docs_mode: DocsMode | None = None
+    note: str | None = None  # why nothing was checked (no image accepted)
 
     def summary_markdown(self) -> str:
         status = "PASSED" if self.success else "FAILED"
