@@ -25,10 +25,11 @@ def _params_path(arg: str | None) -> Path:
 
 def _connect() -> None:
     if server.use_checkout_server() is None:
+        url = server.start_temporary()
         print(
             f"exprbench: no Prefect server running for this checkout ({server.CHECKOUT}); "
-            "using a temporary one (adds 10-20 s per command). Start one with "
-            "`exprbench server start`.",
+            f"using a temporary one on {url} that ends with this command (adds 10-20 s per "
+            "command). Start one with `exprbench server start`.",
             file=sys.stderr,
         )
 

@@ -167,3 +167,78 @@ def stop(checkout: Path = CHECKOUT) -> bool:
         time.sleep(0.5)
     os.killpg(found.pid, signal.SIGKILL)
     return True
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the parent dies, even by
+    SIGKILL (Linux prctl PR_SET_PDEATHSIG), so no server outlives a killed run."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+def start_temporary(timeout: float = 120.0) -> str:
+    """A temporary Prefect API server for this process only (what Prefect's ephemeral mode
+    starts, the same uvicorn app), bound to 127.0.0.1, ended when this process exits or is
+    killed. Sets PREFECT_API_URL for this process and returns it."""
+    import atexit
+    import importlib.util
+
+    # Prefect reads PREFECT_API_URL when it is imported: find it without importing it.
+    spec = importlib.util.find_spec("prefect")
+    assert spec is not None and spec.origin is not None, "prefect is not installed"
+    port = _free_port_from(8000)
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    app = ("--app-dir", str(Path(spec.origin).parent.parent), "--factory")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *app,
+            "prefect.server.api.server:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+            "--lifespan",
+            "on",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+
+    def stop_it() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    atexit.register(stop_it)
+    deadline = time.monotonic() + timeout
+    while not is_healthy(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_it()
+            raise RuntimeError(
+                f"the temporary Prefect server on 127.0.0.1:{port} did not start "
+                f"(exit {process.returncode}); start one with `exprbench server start`"
+            )
+        time.sleep(0.2)
+    os.environ["PREFECT_API_URL"] = api_url(port)
+    return os.environ["PREFECT_API_URL"]
+
+
+def _free_port_from(first: int) -> int:
+    return next(port for port in range(first, first + 1000) if _port_free(port))

@@ -234,3 +234,32 @@ def test_a_failed_validation_removes_stale_outputs_and_report_refuses(run, prefe
         assert "exprbench: error:" in result.stderr
         assert "failed (or unreadable) validation" in result.stderr
     assert not layout.report_html.exists()
+
+
+@pytest.mark.slow
+def test_a_huge_image_under_a_raised_max_pixels_passes_upscale_and_faces(tmp_path, photos):
+    """ingest.max_pixels raised to 80 M lets a 7000x7000 image in: the later stages honour
+    that limit instead of a hard-coded one (they used to refuse it)."""
+    from exprbench.settings import Settings
+    from tasks.faces import faces
+    from tasks.ingest import ingest
+    from tasks.upscale import upscale
+
+    raw = tmp_path / "raw"
+    target = raw / "t" / "v1" / "hopper" / "neutral.jpg"
+    target.parent.mkdir(parents=True)
+    with Image.open(photos["grace_hopper"]) as photo:
+        big = photo.convert("RGB").resize((7000, 7000), Image.Resampling.BILINEAR)
+    big.save(target, "JPEG", quality=85)
+    params = load_params(ROOT / "params.yaml")
+    params["ingest"]["max_pixels"] = 80_000_000
+    params["upscale"]["detect_upsample"] = 0  # the face is huge: no need to look closer
+    settings = Settings.from_params(params)
+    layout = Layout.for_output(raw, tmp_path / "out")
+    for stage in (ingest, upscale, faces):
+        stage.fn(layout, settings)
+    images = pq.read_table(layout.images).to_pylist()
+    assert [(r["width"], r["height"]) for r in images] == [(7000, 7000)]
+    row = pq.read_table(layout.upscale_table).to_pylist()[0]
+    assert row["upscale_factor"] == 1 and row["measured_on"] == "face"
+    assert pq.read_table(layout.faces_table).to_pylist()[0]["face_found"]

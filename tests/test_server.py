@@ -75,3 +75,42 @@ def test_stage_runs_are_tagged_with_checkout_and_versions(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=wanted))
         )
     assert [run.name for run in runs], "no flow run carries the checkout and version tags"
+
+
+@pytest.mark.slow
+def test_a_killed_command_leaves_no_temporary_server(tmp_path: Path) -> None:
+    """Without a checkout server a command starts a temporary one; SIGKILL of the command
+    (no cleanup runs) must not leave that server running."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    assert server.running() is None, "stop this checkout's server to run this test"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    (tmp_path / "in").mkdir()
+    command = [sys.executable, "-m", "flows.cli", "run", "--input", str(tmp_path / "in")]
+    process = subprocess.Popen(
+        [*command, "--output", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    port = None
+    for line in process.stderr:
+        found = re.search(r"temporary one on http://127\.0\.0\.1:(\d+)/api", line)
+        if found:
+            port = int(found.group(1))
+            break
+    assert port is not None and server.is_healthy(port)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while server.is_healthy(port) or not server._port_free(port):
+        assert time.monotonic() < deadline, f"the temporary server on {port} outlived its run"
+        time.sleep(0.5)
