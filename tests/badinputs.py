@@ -1,6 +1,9 @@
-"""Write a folder of awkward but realistic inputs, built from real photos.
+"""The adversarial inputs the tests share, built from real photos.
 
-Returns what each file should become, so tests can check every outcome.
+`write_bad_inputs` writes a folder of awkward but realistic inputs and returns what each
+file should become, so tests can check every outcome. The other builders make the inputs
+of single probes: a small face on a huge canvas, a manifest that swallows every row, and
+file names / labels that would inject markup into a page.
 """
 
 from __future__ import annotations
@@ -114,3 +117,35 @@ def write_bad_inputs(raw: Path, photos: dict[str, Path]) -> dict[str, str]:
     # are flagged.
     put("hopper/subjects.csv", b"subject,gender\nhopper,female\n", "quarantine:belongs at")
     return expected
+
+
+# A file name and labels that would run in a browser if a page did not escape them.
+HOSTILE_PATH = 'ChatGPT/4o/anna/"><img src=x onerror=alert(9)>.png'
+HOSTILE_EXPRESSION = "<script>alert(8)</script>"
+HOSTILE_TOP1 = "<script>window.pwned=7</script>"
+
+
+def small_face_on_big_canvas(
+    photo: Path, target: Path, face_px: float, face_in_photo: float, side: int = 2048
+) -> Path:
+    """The photo shrunk so its face is ~face_px, pasted into a side x side grey JPEG."""
+    with Image.open(photo) as image:
+        scale = face_px / face_in_photo
+        small = image.convert("RGB").resize(
+            (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
+        )
+    canvas = Image.new("RGB", (side, side), (128, 128, 128))
+    canvas.paste(small, (side * 900 // 2048, side * 800 // 2048))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(target, "JPEG", quality=92)
+    return target
+
+
+def swallowing_manifest(raw: Path) -> Path:
+    """An image and a manifest.csv whose unterminated quote (line 2) swallows every row."""
+    image = raw / "g" / "v" / "s" / "happy.jpg"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes(b"not read: the manifest is broken")
+    manifest = raw / "manifest.csv"
+    manifest.write_text('path,generator,version,subject,expression\n"g/v/s/happy.jpg,g,v,s,happy\n')
+    return manifest

@@ -23,10 +23,11 @@ from conftest import missing_prerequisite
 from test_aggregate import DECLARED, make_scores
 
 from exprbench.validation import ValidationReport, validate_scores
+from tests.badinputs import HOSTILE_EXPRESSION, HOSTILE_PATH, HOSTILE_TOP1
 
-EVIL_PATH = 'ChatGPT/4o/anna/"><img src=x onerror=alert(9)>.png'
-EVIL_EXPRESSION = "<script>alert(8)</script>"
-EVIL_TOP1 = "<script>window.pwned=7</script>"
+EVIL_PATH = HOSTILE_PATH
+EVIL_EXPRESSION = HOSTILE_EXPRESSION
+EVIL_TOP1 = HOSTILE_TOP1
 MARKERS = ("alert(9)", "alert(8)", "pwned")
 INSTALL = "apt-get update && apt-get install -y --no-install-recommends chromium"
 

@@ -14,6 +14,7 @@ import pytest
 
 from exprbench.config import Layout
 from exprbench.settings import load_params, load_settings
+from tests.badinputs import swallowing_manifest
 from tests.conftest import SMALL_SET, build_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,11 +188,7 @@ def test_a_run_with_nothing_scorable_completes_with_a_report(tmp_path, prefect_s
     raw = tmp_path / "raw"
     raw.mkdir()
     if case != "empty folder":
-        (raw / "g" / "v" / "s").mkdir(parents=True)
-        (raw / "g" / "v" / "s" / "happy.jpg").write_bytes(b"not read: the manifest is broken")
-        (raw / "manifest.csv").write_text(
-            'path,generator,version,subject,expression\n"g/v/s/happy.jpg,g,v,s,happy\n'
-        )
+        swallowing_manifest(raw)
     result = _cli(["run", "--input", str(raw), "--output", str(tmp_path / "out")], prefect_server)
     assert result.returncode == 0, result.stderr[-3000:]
     html = (tmp_path / "out" / "report" / "index.html").read_text()

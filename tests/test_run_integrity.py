@@ -26,6 +26,7 @@ from exprbench import upscale as up
 from exprbench.config import Layout
 from exprbench.runlock import LOCK_NAME, RunLocked, RunRefused, check_separate, run_lock
 from exprbench.settings import load_params
+from tests.badinputs import small_face_on_big_canvas
 
 ROOT = Path(__file__).resolve().parent.parent
 SCORERS = ["faceapi", "dlib"]  # expression, age, gender and identity: enough for the checks
@@ -45,19 +46,6 @@ def _cli(args: list[str], api_url: str = "") -> subprocess.CompletedProcess:
         timeout=900,
         check=False,
     )
-
-
-def _small_face_on_big_canvas(photo: Path, target: Path, face_px: float, face_in_photo: float):
-    """The photo shrunk so its face is ~face_px, pasted into a 2048x2048 grey JPEG."""
-    with Image.open(photo) as image:
-        scale = face_px / face_in_photo
-        small = image.convert("RGB").resize(
-            (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
-        )
-    canvas = Image.new("RGB", (2048, 2048), (128, 128, 128))
-    canvas.paste(small, (900, 800))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(target, "JPEG", quality=92)
 
 
 def _params(tmp: Path, layout: Layout, **sections) -> Path:
@@ -148,7 +136,7 @@ def run(tmp_path_factory, photos, models, prefect_server):
         (raw / rel).write_bytes(photos[name].read_bytes())
     # grace_hopper's face measures 187 px: shrunk to ~52 px on a 2048x2048 canvas, x4
     # would make it 8192x8192, over ingest.max_pixels (40 M)
-    _small_face_on_big_canvas(photos["grace_hopper"], raw / "t/v1/hopper/happy.jpg", 52, 187)
+    small_face_on_big_canvas(photos["grace_hopper"], raw / "t/v1/hopper/happy.jpg", 52, 187)
     out = tmp / "out"
     layout = Layout.for_output(raw, out)
     params = _params(tmp, layout)
