@@ -37,11 +37,24 @@ COMPARED = ("path", "scorer", "face_found", "target_prob", "top1", "identity_dis
 
 
 def _command(raw: Path, out: Path, params: Path) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", "run", "--input", str(raw), "--output", str(out)]
+    run = [sys.executable, "-m", "flows.cli", "run", "--input", str(raw)]
+    return [*run, "--output", str(out), "--params", str(params)]
 
 
 def _env(api_url: str) -> dict[str, str]:
     return {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(ROOT)}
+
+
+def _run(command: list[str], api_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env=_env(api_url),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def _scores(out: Path) -> list[tuple]:
@@ -58,15 +71,7 @@ def setup(tmp_path_factory, photos, models, prefect_server):
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     reference = root / "reference"
-    done = subprocess.run(
-        [*_command(raw, reference, params_file), "--params", str(params_file)],
-        cwd=ROOT,
-        env=_env(prefect_server),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    done = _run(_command(raw, reference, params_file), prefect_server)
     assert done.returncode == 0, done.stderr[-3000:]
     return root, raw, params_file, _scores(reference)
 
@@ -77,7 +82,7 @@ def test_killed_inside_a_stage_the_rerun_completes_and_reuses_finished_work(
 ):
     root, raw, params_file, expected = setup
     out = root / f"killed-in-{stage}"
-    command = [*_command(raw, out, params_file), "--params", str(params_file)]
+    command = _command(raw, out, params_file)
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -100,15 +105,7 @@ def test_killed_inside_a_stage_the_rerun_completes_and_reuses_finished_work(
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
 
-    rerun = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=_env(prefect_server),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    rerun = _run(command, prefect_server)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     for name in ("interim/images.parquet", "interim/faces.parquet", "exprbench.duckdb"):
         assert (out / name).is_file(), name
