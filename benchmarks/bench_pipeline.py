@@ -1,77 +1,215 @@
-"""Benchmarks for BENCHMARKS.md: score-stage throughput and `dvc repro` wall times.
+"""Benchmarks for BENCHMARKS.md: score-stage cold/warm times and `dvc repro` wall times.
 
-Run from the project root with the project's venv:
+Run from the project root with the project's venv (after `exprbench fetch-models`):
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--skip-dvc]
+    .venv/bin/python benchmarks/bench_pipeline.py score [--runs 5]
+    .venv/bin/python benchmarks/bench_pipeline.py dvc [--runs 3]
 
-It builds the demo set in a temporary folder, so nothing under data/ is touched. The DVC
-part uses a running local Prefect server if there is one (`exprbench server start`), as
-`make demo` does, and says which it used.
+Both build the demo set (`exprbench fetch-demo`: 20 images, 19 with a face) in a
+temporary folder, so nothing under data/ is touched; model weights come from the user
+cache (`~/.cache/exprbench`, never downloaded here). Each prints markdown on stdout;
+progress goes to stderr.
+
+`score`: ingest, upscale and faces run once, in this process. Then, for the six default
+scorers together and for each scorer alone, a NEW Python process (this file,
+`score-child`) runs the score task with the per-image score cache emptied first:
+
+- images (results): images in the faces table; score results computed (cache misses:
+  one per image with a face and per-image scorer, one per face/neutral pair for stlpips);
+- cold, whole process: from spawning the process to the end of the first score call;
+- of which start + imports: interpreter start, `import flows` (offline settings), the
+  score task's module (Prefect and exprbench), every registered scorer's module
+  (`available_scorers()`: torch, onnxruntime, dlib; the same for every row) and parsing
+  params.yaml;
+- cold stage: the first `score` call alone: each scorer's cache identity (hashing its
+  code and weights), loading its models from the user cache, scoring every image,
+  writing scores.parquet; images/s is images over this;
+- warm stage: the same call again in that process, every result from the content cache
+  (the score cache on disk; nothing is computed, so no model is loaded);
+- process CPU: user + system seconds of the whole child (both calls), from the kernel's
+  accounting (`os.wait4`): less sensitive than wall time to other load on the machine;
+- peak RSS: the child's largest resident set, from the same accounting.
+
+The task function is called directly (`score.fn`): no Prefect flow run, no server. The
+OS file cache is not dropped, so weight files are likely read from memory. Runs are
+interleaved (all rows, then all rows again) and each cell is the median (min-max) of
+`--runs`.
+
+`dvc`: a temporary git + DVC repository with a copy of dvc.yaml, params.yaml and the code
+(the stages run that copy: PYTHONPATH), the demo set less one held-out image: full
+`dvc repro` from empty caches, a second `dvc repro` with nothing changed, and one after
+adding the held-out image; then each stage alone (`exprbench stage NAME`) with every
+per-image result cached, its fixed cost. Every command is a whole process timed from
+outside. Stage runs report to a Prefect server: PREFECT_API_URL if set, else the local
+one of `exprbench server start` if it is running (as `make demo` does), else a private
+server started for this benchmark (Prefect's `prefect_test_harness`); the output says
+which. `--runs` repeats the whole sequence in a fresh repository each time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
+from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (
+    ROOT,
+    demo_through_faces,
+    load,
+    load_note,
+    machine,
+    now,
+    run_child,
+    spread,
+)
+
 sys.path.insert(0, str(ROOT))
 
-import flows  # noqa: E402,F401 - offline settings
-from exprbench.config import Layout  # noqa: E402
-from exprbench.demo import build_demo  # noqa: E402
-from exprbench.settings import Settings, load_params  # noqa: E402
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def bench_score(tmp: Path) -> list[str]:
-    from tasks.faces import faces
-    from tasks.ingest import ingest
+# ---------------------------------------------------------------------------- score
+
+
+def score_child(raw: str, out: str, scorers: str, result_json: str) -> None:
+    """In a fresh process: imports, one cold and one warm score call, timestamps."""
+    imports_start = now()
+    import flows  # noqa: F401 - offline settings, as in every exprbench process
+    from exprbench.config import Layout
+    from exprbench.scorers import available_scorers
+    from exprbench.settings import Settings, load_params
     from tasks.score import score
-    from tasks.upscale import upscale
 
-    raw = tmp / "raw"
-    build_demo(raw)
+    available_scorers()  # imports every scorer module, as the stage does
     params = load_params(ROOT / "params.yaml")
-    layout = Layout.for_output(raw, tmp / "out")
-    for stage in (ingest, upscale, faces):
-        stage.fn(layout, Settings.from_params(params))
-    lines = []
-    for scorers in (params["score"]["scorers"], *([s] for s in params["score"]["scorers"])):
-        shutil.rmtree(layout.cache / "score", ignore_errors=True)
-        p = {**params, "score": {**params["score"], "scorers": list(scorers)}}
-        start = time.perf_counter()
-        result = score.fn(layout, Settings.from_params(p))
-        cold = time.perf_counter() - start
-        start = time.perf_counter()
-        score.fn(layout, Settings.from_params(p))
-        warm = time.perf_counter() - start
-        n = result.counts["images"]
-        lines.append(f"| {', '.join(scorers)} | {n} | {cold:.2f} | {n / cold:.1f} | {warm:.2f} |")
+    params["score"] = {**params["score"], "scorers": scorers.split(",")}
+    settings = Settings.from_params(params)
+    layout = Layout.for_output(Path(raw), Path(out))
+    imported = now()
+    cold = score.fn(layout, settings)
+    cold_done = now()
+    warm = score.fn(layout, settings)
+    warm_done = now()
+    Path(result_json).write_text(
+        json.dumps(
+            {
+                "main_started": imports_start,
+                "imported": imported,
+                "cold_done": cold_done,
+                "warm_done": warm_done,
+                "cold": cold.counts,
+                "warm": warm.counts,
+            }
+        )
+    )
+
+
+def bench_score(tmp: Path, runs: int) -> list[str]:
+    from exprbench.config import Layout
+    from exprbench.settings import load_settings
+
+    load_at_start = load()
+    raw, out = demo_through_faces(tmp, _log)
+    layout = Layout.for_output(raw, out)
+    settings = load_settings(ROOT / "params.yaml")
+    everything = tuple(settings.score.scorers)
+    rows = [everything, *((name,) for name in everything)]
+    figures: dict[tuple[str, ...], list[dict]] = {row: [] for row in rows}
+    for run in range(runs):
+        for scorers in rows:
+            _log(f"run {run + 1}/{runs}: {', '.join(scorers)}")
+            shutil.rmtree(layout.cache / "score", ignore_errors=True)
+            result_json = tmp / "child.json"
+            child_args = (",".join(scorers), str(result_json))
+            child = run_child(
+                [sys.executable, __file__, "score-child", str(raw), str(out), *child_args],
+                cwd=ROOT,
+                log=tmp / "children.log",
+            )
+            times = json.loads(result_json.read_text())
+            cold, warm = times["cold"], times["warm"]
+            if cold["cache_hits"] != 0 or warm["cache_misses"] != 0:
+                raise RuntimeError(f"{scorers}: cold run was not cold or warm not warm: {times}")
+            figures[scorers].append(
+                {
+                    "images": cold["images"],
+                    "results": cold["cache_misses"],
+                    "startup": times["main_started"] - child.started,
+                    "imports": times["imported"] - child.started,
+                    "cold_stage": times["cold_done"] - times["imported"],
+                    "cold_process": times["cold_done"] - child.started,
+                    "warm_stage": times["warm_done"] - times["cold_done"],
+                    "cpu": child.cpu_s,
+                    "rss": child.max_rss_mib,
+                }
+            )
+    lines = [
+        f"Machine: {machine()}; {load_note(load_at_start)}. Median (min-max) of {runs} "
+        "runs, each in a new process.",
+        "",
+        "| scorers | images (results) | cold: whole process s | of which start + imports s "
+        "| cold stage s | images/s (cold stage) | warm stage s | process CPU s "
+        "| peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scorers, runs_of in figures.items():
+        images = runs_of[0]["images"]
+
+        def cell(key: str, fmt: str = ".2f", runs_of: list[dict] = runs_of) -> str:
+            return spread([r[key] for r in runs_of], fmt)
+
+        rate = spread([images / r["cold_stage"] for r in runs_of], ".1f")
+        lines.append(
+            f"| {', '.join(scorers)} | {images} ({runs_of[0]['results']}) "
+            f"| {cell('cold_process')} | {cell('imports')} | {cell('cold_stage')} | {rate} "
+            f"| {cell('warm_stage')} | {cell('cpu', '.1f')} | {cell('rss', '.0f')} |"
+        )
+    startup = [r["startup"] for rs in figures.values() for r in rs]
+    lines += [
+        "",
+        f"Interpreter start (spawn to the child's first timed line): {spread(startup)} s, "
+        "part of start + imports. Process CPU: user + system seconds of the whole child "
+        "(cold and warm stage), less sensitive than wall time to other load.",
+    ]
     return lines
 
 
-def _dvc(repo: Path, env: dict) -> tuple[float, str]:
-    start = time.perf_counter()
-    result = subprocess.run(
-        ["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, check=False
-    )
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
-    return elapsed, result.stdout
+# ------------------------------------------------------------------------------ dvc
 
 
-def bench_dvc(tmp: Path) -> list[str]:
+def _prefect_api(stack: ExitStack) -> tuple[str, str]:
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"], "the server at $PREFECT_API_URL"
     from flows import server
 
-    repo = tmp / "repo"
+    if server.is_healthy():
+        return server.api_url(), "the local server of `exprbench server start`"
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    _log("starting a private Prefect server")
+    stack.enter_context(prefect_test_harness(server_startup_timeout=120))
+    return str(PREFECT_API_URL.value()), (
+        "a private Prefect server started for the benchmark (prefect_test_harness)"
+    )
+
+
+def _timed(cmd: list[str], repo: Path, env: dict) -> float:
+    return run_child(cmd, cwd=repo, env=env, log=repo.parent / "commands.log").wall_s
+
+
+def dvc_once(repo: Path, api_url: str) -> dict[str, float]:
+    from exprbench.demo import build_demo
+    from tasks import STAGES
+
     repo.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, repo / name)
@@ -80,67 +218,90 @@ def bench_dvc(tmp: Path) -> list[str]:
             ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__")
         )
     written = [p for p in build_demo(repo / "data" / "raw") if p.suffix != ".csv"]
-    held_out = next(p for p in written if p.name == "happy-6.jpg")
-    kept = held_out.with_name("held-out.bin")
+    held_out = next(p for p in written if p.stem == "happy-6")
+    kept = held_out.with_name("held-out.bin")  # not an image extension: ingest skips it
     held_out.rename(kept)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    using = "local server" if server.use_local_server_if_running() else "temporary server"
-    env.update({k: v for k, v in os.environ.items() if k == "PREFECT_API_URL"})
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHONPATH": str(repo),  # the stages run the repository's copy of the code
+        "PREFECT_API_URL": api_url,
+        "DVC_NO_ANALYTICS": "1",
+    }
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=repo, env=env, check=True)
-    full, _ = _dvc(repo, env)
-    noop, _ = _dvc(repo, env)
+        _timed(cmd, repo, env)
+    times = {"images": float(len(written) - 1)}
+    _log("dvc repro (full)")
+    times["full"] = _timed(["dvc", "repro"], repo, env)
+    _log("dvc repro (nothing changed)")
+    times["noop"] = _timed(["dvc", "repro"], repo, env)
     kept.rename(held_out)
     score_cache = repo / "data" / "cache" / "score"
     before = len(list(score_cache.rglob("*.json")))
-    added, _ = _dvc(repo, env)
-    new_results = len(list(score_cache.rglob("*.json"))) - before
-    stage_times = _stage_seconds(repo, env)
-    return [
-        f"| full `dvc repro`, demo set less one held-out image ({len(written) - 1} images), "
-        f"cold caches | {full:.1f} |",
-        f"| second `dvc repro`, nothing changed | {noop:.1f} |",
-        f"| `dvc repro` after adding one image ({new_results} new score results, one per "
-        f"scorer) | {added:.1f} ({100 * added / full:.0f}% of full) |",
-        f"\n(Prefect: {using})",
-        "\n| stage alone, nothing to compute (`exprbench stage NAME`) | wall s |\n|---|---|",
-        *(f"| {name} | {seconds:.1f} |" for name, seconds in stage_times.items()),
-    ]
-
-
-def _stage_seconds(repo: Path, env: dict) -> dict[str, float]:
-    """Fixed cost of each stage process: every per-image result is already cached."""
-    from tasks import STAGES
-
-    times = {}
+    _log("dvc repro (one image added)")
+    times["added"] = _timed(["dvc", "repro"], repo, env)
+    times["new_results"] = float(len(list(score_cache.rglob("*.json"))) - before)
     for name in STAGES:
-        start = time.perf_counter()
-        subprocess.run(
-            [str(Path(sys.executable).parent / "exprbench"), "stage", name],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            check=True,
-        )
-        times[name] = time.perf_counter() - start
+        _log(f"exprbench stage {name}")
+        times[f"stage:{name}"] = _timed([str(bin_dir / "exprbench"), "stage", name], repo, env)
     return times
 
 
+def bench_dvc(tmp: Path, runs: int) -> list[str]:
+    from tasks import STAGES
+
+    results = []
+    load_at_start = load()
+    with ExitStack() as stack:
+        api_url, using = _prefect_api(stack)
+        for run in range(runs):
+            _log(f"dvc run {run + 1}/{runs}")
+            results.append(dvc_once(tmp / f"run{run}" / "repo", api_url))
+
+    def cell(key: str) -> str:
+        return spread([r[key] for r in results], ".1f")
+
+    share = [100 * r["added"] / r["full"] for r in results]
+    stage_sums = [sum(r[f"stage:{name}"] for name in STAGES) for r in results]
+    images, new = int(results[0]["images"]), int(results[0]["new_results"])
+    return [
+        f"Machine: {machine()}; {load_note(load_at_start)}. Median (min-max) of {runs} "
+        f"runs, each in a fresh repository; Prefect: {using}.",
+        "",
+        "| run | wall s |",
+        "|---|---|",
+        f"| full `dvc repro`, demo set less one held-out image ({images} images), "
+        f"empty per-image caches | {cell('full')} |",
+        f"| second `dvc repro`, nothing changed | {cell('noop')} |",
+        f"| `dvc repro` after adding one image ({new} new score results, one per scorer) "
+        f"| {cell('added')}; {spread(share, '.0f')} % of full |",
+        "",
+        "| stage alone, nothing to compute (`exprbench stage NAME`) | wall s |",
+        "|---|---|",
+        *(f"| {name} | {cell(f'stage:{name}')} |" for name in STAGES),
+        f"| sum of the seven | {spread(stage_sums, '.1f')} |",
+    ]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--skip-dvc", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="part", required=True)
+    for name, default in (("score", 5), ("dvc", 3)):
+        part = sub.add_parser(name)
+        part.add_argument("--runs", type=int, default=default)
+    child = sub.add_parser("score-child", help="internal: one fresh-process score run")
+    for arg in ("raw", "out", "scorers", "result_json"):
+        child.add_argument(arg)
     args = parser.parse_args()
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        # model weights come from the user cache; per-image caches start empty
-        print("\n| scorers | images | cold s | images/s | warm (cached) s |\n|---|---|---|---|---|")
-        print("\n".join(bench_score(Path(tmp) / "score")))
-        if not args.skip_dvc:
-            print("\n| run | wall s |\n|---|---|")
-            print("\n".join(bench_dvc(Path(tmp) / "dvc")))
+    if args.part == "score-child":
+        score_child(args.raw, args.out, args.scorers, args.result_json)
+        return
+    import flows  # noqa: F401 - offline settings before Prefect is imported
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{args.part}-") as tmp:
+        bench = bench_score if args.part == "score" else bench_dvc
+        print("\n".join(bench(Path(tmp), args.runs)))
 
 
 if __name__ == "__main__":

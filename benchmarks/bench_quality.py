@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     with Image.open(fetch_photos()["grace_hopper"]) as image:
         photo = np.asarray(image.convert("RGB"))
     left, top, side = FACE_BOX
@@ -112,6 +113,10 @@ def main() -> None:
     print("| one-off load | ms |\n|---|---|")
     for name, ms in loads.items():
         print(f"| {name} | {ms:.0f} |")
+    print(
+        f"\n1-min load average {load_at_start:.1f} before the benchmark, "
+        f"{os.getloadavg()[0]:.1f} at its end (its own process included)."
+    )
 
 
 if __name__ == "__main__":

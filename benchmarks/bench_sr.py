@@ -20,6 +20,7 @@ smooth guesses; GAN models (Real-ESRGAN) score lower on it while looking sharper
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", help="subset of method names")
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     photo = fetch_photos(["grace_hopper"])["grace_hopper"]
     with Image.open(photo) as image:
         rgb = np.asarray(image.convert("RGB"))
@@ -128,6 +130,10 @@ def main() -> None:
                 f"{ssim(out, original):.3f} |"
             )
             sys.stdout.flush()
+    print(
+        f"\n1-min load average {load_at_start:.1f} before the benchmark, "
+        f"{os.getloadavg()[0]:.1f} at its end (its own process included)."
+    )
 
 
 if __name__ == "__main__":
