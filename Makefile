@@ -28,10 +28,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/exprbench fetch-demo --dest data/raw
 	$(BIN)/exprbench server start
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/exprbench plots-template
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/exprbench plots-template
+	$(BIN)/dvc repro
 	@echo "Report: file://$(CURDIR)/data/reports/index.html"
-	@echo "Prefect UI: http://127.0.0.1:4200  (stop it with: $(BIN)/exprbench server stop)"
+	@$(BIN)/exprbench server status | grep '^UI:'
+	@echo "(stop the Prefect server with: $(BIN)/exprbench server stop)"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

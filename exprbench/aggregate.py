@@ -28,6 +28,11 @@ one `<metric>_by_expression` table per plotted metric. Conventions every table f
   images where the spec says so (mean_target_prob), else over every image with a value
   (top1_accuracy includes neutral); n_missing_cells from `missing_cells` (the same for
   every scorer of a run).
+* Run intervals (`run_intervals`, long format): per scorer x generator x version, n, mean,
+  sd and 95% t-interval of every leaderboard entry (named by its leaderboard column and
+  computed with the same rules, so its mean equals the leaderboard's value) and of every
+  other study metric (named by its mean_<c>/share_<c>, over every image with a value).
+  The report shows them beside the leaderboard and ranks generators with them.
 * Files are read with `hive_partitioning=false`: every SCORES row carries its generator
   and version, so directory names are not needed (and cannot retype versions like '10').
 """
@@ -48,6 +53,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from exprbench.fileio import current_umask
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
@@ -197,14 +203,68 @@ _CELL_ORDER = "scorer, generator, version, subject_gender, expression_order"
 _CELL_FACTS = "n_subjects, n_missing, n_images, n_faces"
 
 
-def _leaderboard_item(spec: MetricSpec) -> str:
+def _leaderboard_value(spec: MetricSpec) -> tuple[str, str | None]:
+    """(value, condition or None) a leaderboard entry averages, on a `scored` row `s`."""
     board = spec.leaderboard
     assert board is not None
     value = f"abs(s.{spec.column})" if board.statistic == "mean_abs" else f"s.{spec.column}"
-    scope = (
-        "" if board.include_neutral else f" FILTER (WHERE s.expression <> {_sql_string(NEUTRAL)})"
-    )
-    return f"avg({value}){scope} AS {board.column}"
+    scope = None if board.include_neutral else f"s.expression <> {_sql_string(NEUTRAL)}"
+    return value, scope
+
+
+def _leaderboard_item(spec: MetricSpec) -> str:
+    assert spec.leaderboard is not None
+    value, scope = _leaderboard_value(spec)
+    where = "" if scope is None else f" FILTER (WHERE {scope})"
+    return f"avg({value}){where} AS {spec.leaderboard.column}"
+
+
+def run_statistics(specs: Sequence[MetricSpec]) -> list[tuple[str, MetricSpec]]:
+    """(statistic name, spec) of each row kind in `run_intervals`, in spec order.
+
+    A leaderboard entry under its leaderboard column; every other study metric (one with
+    a `table`) as its plain mean, `mean_<c>` or `share_<c>`.
+    """
+    named: list[tuple[str, MetricSpec]] = []
+    for spec in specs:
+        if spec.leaderboard is not None:
+            named.append((spec.leaderboard.column, spec))
+        elif spec.table is not None:
+            named.append((spec.mean_name, spec))
+    return named
+
+
+def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
+    """n, mean, sd and 95% interval per scorer x generator x version of each statistic."""
+    parts = []
+    for order, (name, spec) in enumerate(run_statistics(specs)):
+        if spec.leaderboard is not None:
+            value, scope = _leaderboard_value(spec)
+        else:
+            value, scope = f"s.{spec.column}", None
+        parts.append(
+            f"""SELECT s.scorer, s.generator, s.version, {_sql_string(spec.column)} AS metric,
+                   {_sql_string(name)} AS statistic, {order} AS statistic_order,
+                   count(v) AS n, avg(v) AS mean, stddev_samp(v) AS sd,
+                   avg(v) - ci_half(stddev_samp(v), count(v)) AS ci95_low,
+                   avg(v) + ci_half(stddev_samp(v), count(v)) AS ci95_high
+            FROM (SELECT s.*, ({value})::DOUBLE AS v FROM scored s
+                  {"" if scope is None else f"WHERE {scope}"}) s
+            GROUP BY s.scorer, s.generator, s.version HAVING count(v) > 0"""
+        )
+    if not parts:  # no study metric at all: an empty table with the same columns
+        parts.append(
+            """SELECT NULL::VARCHAR AS scorer, NULL::VARCHAR AS generator,
+                   NULL::VARCHAR AS version, NULL::VARCHAR AS metric,
+                   NULL::VARCHAR AS statistic, 0 AS statistic_order, 0::BIGINT AS n,
+                   NULL::DOUBLE AS mean, NULL::DOUBLE AS sd, NULL::DOUBLE AS ci95_low,
+                   NULL::DOUBLE AS ci95_high
+            WHERE false"""
+        )
+    union = "\n            UNION ALL\n            ".join(parts)
+    return f"""
+        SELECT * EXCLUDE (statistic_order) FROM ({union})
+        ORDER BY scorer, generator, version, statistic_order"""
 
 
 def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
@@ -299,6 +359,7 @@ def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
         LEFT JOIN missing m USING (generator, version)
         GROUP BY s.scorer, s.generator, s.version
         ORDER BY s.scorer, {rank}s.generator, s.version"""
+    queries["run_intervals"] = _run_intervals_sql(specs)
     # For plots: both genders pooled; cells without any value are absent.
     for spec in specs:
         if spec.plot:
@@ -376,11 +437,22 @@ def compute_tables(scores_glob: str) -> dict[str, pa.Table]:
         return _build(con, scores_glob)
 
 
-def build_tables(scores_glob: str, database: Path, csv_dir: Path) -> dict[str, pa.Table]:
+def build_tables(scores: str | Path, database: Path, csv_dir: Path) -> dict[str, pa.Table]:
     """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`.
 
-    Both are replaced atomically: built under temporary names beside them, then renamed.
+    `scores` is a glob of scores Parquet files (str), or exactly one file (Path): then only
+    that file is read, whatever else lies beside it. Both outputs are replaced atomically:
+    built under temporary names beside them, then renamed.
     """
+    if isinstance(scores, Path):
+        if not scores.is_file():
+            raise NoScoresError(f"{scores}: missing; run the score stage first")
+        if glob.has_magic(str(scores)):
+            raise ValueError(
+                f"{scores}: the path contains glob characters (*?[); DuckDB would read it "
+                "as a pattern. Move the scores to a path without them"
+            )
+    scores_glob = str(scores)
     database.parent.mkdir(parents=True, exist_ok=True)
     # A private folder beside the target: same filesystem for the rename, and room for
     # DuckDB's .wal file, which it may create next to the database while building.
@@ -405,6 +477,8 @@ def write_csvs(tables: Mapping[str, pa.Table], csv_dir: Path) -> list[Path]:
         for name, table in tables.items():
             # NULL is written as an empty field: a missing cell never reads back as 0.
             pacsv.write_csv(table, staging / f"{name}.csv")
+        # mkdtemp makes the folder 0700; the tables are meant to be shared like the files.
+        os.chmod(staging, 0o777 & ~current_umask())
         retired = None
         if csv_dir.exists():
             retired = csv_dir.with_name(f".{csv_dir.name}.old-{os.getpid()}")
@@ -425,6 +499,9 @@ def write_csvs(tables: Mapping[str, pa.Table], csv_dir: Path) -> list[Path]:
 _NOT_HEADLINE = frozenset(
     {"scorer", "scorer_version", "generator", "version", "n_faces", "n_subjects"}
 )
+
+
+_COUNTS = ("n_images", "n_no_face", "n_missing_cells")
 
 
 def _headline(leaderboard: pa.Table) -> list[str]:
@@ -470,3 +547,36 @@ def plot_frames(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
     leaderboard = tables["leaderboard"]
     keep = ["scorer", "generator", "version", *_headline(leaderboard)]
     return {**frames, "leaderboard": leaderboard.select(keep)}
+
+
+def headline_metrics(
+    tables: Mapping[str, pa.Table], scorer_order: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The DVC metrics: small and flat, so `dvc exp show` and `dvc metrics diff` stay legible.
+
+    For each leaderboard metric, the value of the first scorer in `scorer_order` that
+    measures it (the study's instrument, faceapi, by default), averaged over
+    generator/versions (each weighs the same, whatever its number of images); and the
+    image counts of that run. The per generator/version values are in `metrics_summary`.
+    """
+    board = tables["leaderboard"].to_pylist()
+    measured: dict[str, dict[str, list[float]]] = {}
+    for column in _headline(tables["leaderboard"]):
+        if column in _COUNTS:
+            continue
+        for scorer in scorer_order:
+            values = [r[column] for r in board if r["scorer"] == scorer and _finite(r[column])]
+            if values:
+                measured.setdefault(scorer, {})[column] = values
+                break
+    headline: dict[str, dict[str, Any]] = {
+        scorer: {c: round(sum(v) / len(v), 6) for c, v in columns.items()}
+        for scorer, columns in measured.items()
+    }
+    first = next((s for s in scorer_order if any(r["scorer"] == s for r in board)), None)
+    runs = [r for r in board if r["scorer"] == first]
+    headline["images"] = {
+        "n_runs": len(runs),
+        **{count: sum(int(r[count]) for r in runs) for count in _COUNTS},
+    }
+    return headline

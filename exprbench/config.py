@@ -62,5 +62,6 @@ class Layout:
     validation_dir = property(lambda self: self.reports / "validation")
     validation_json = property(lambda self: self.reports / "validation.json")
     report_html = property(lambda self: self.reports / "index.html")
-    metrics_json = property(lambda self: self.reports / "metrics.json")
+    metrics_json = property(lambda self: self.reports / "metrics.json")  # headline, DVC
+    leaderboard_json = property(lambda self: self.reports / "leaderboard.json")  # per run
     plots_dir = property(lambda self: self.reports / "plots")

@@ -21,7 +21,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from exprbench.demo_sources import PHOTOS, fetch_photos
+from exprbench.demo_sources import FETCH_DEMO, PHOTOS, fetch_photos
 from exprbench.fileio import atomic_write_bytes
 from exprbench.labels import EXPRESSIONS, canonical_gender
 from exprbench.packaged import PackagedFileError
@@ -257,7 +257,10 @@ def build_demo(raw_dir: Path) -> list[Path]:
         target = raw_dir.joinpath(*image.relpath.parts)
         data = sources[image.photo].read_bytes()
         if hashlib.sha256(data).hexdigest() != PHOTOS[image.photo].sha256:
-            raise PackagedFileError(f"{sources[image.photo]} changed since it was verified")
+            raise PackagedFileError(
+                f"{sources[image.photo]} changed since it was verified (another process "
+                f"rewrote exprbench's cache?); rerun `{FETCH_DEMO}`"
+            )
         _write_if_changed(target, data)
         written.append(target)
     folders = dict.fromkeys((image.generator, image.version) for image in DEMO_IMAGES)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from exprbench.packaged import PackagedFile, Registry, ensure_all
 
+# What a failed fetch tells the user to rerun (it fetches the photos, then arranges them).
+FETCH_DEMO = "exprbench fetch-demo"
+
 _SKI: tuple[Registry, str, str] = ("wheel", "scikit-image", "0.26.0")
 _MPL: tuple[Registry, str, str] = ("wheel", "matplotlib", "3.11.2")
 _FR: tuple[Registry, str, str] = ("sdist", "face_recognition", "1.3.0")
@@ -131,5 +134,5 @@ def fetch_photos(names: list[str] | None = None) -> dict[str, Path]:
     unknown = [n for n in chosen if n not in PHOTOS]
     if unknown:
         raise KeyError(f"unknown photos {unknown}; known: {', '.join(PHOTOS)}")
-    paths = ensure_all([PHOTOS[n] for n in chosen])
+    paths = ensure_all([PHOTOS[n] for n in chosen], rerun=FETCH_DEMO)
     return dict(zip(chosen, paths, strict=True))

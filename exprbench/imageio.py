@@ -6,9 +6,12 @@ bit-depth handling happen in exactly one place.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import stat
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,12 @@ from exprbench.imagecheck import check_rgb_image
 # Formats we accept; the extension alone is not trusted, the decoder decides.
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "MPO"})
 DEFAULT_MAX_PIXELS = 40_000_000
+# File-size bound derived from max_pixels: 8 bytes a pixel is an uncompressed 16-bit RGBA
+# PNG (the largest any supported format stores a pixel in), plus 16 MiB for metadata
+# (EXIF, ICC, XMP). A file over it cannot be a usable image and is refused unread.
+BYTES_PER_PIXEL_BOUND = 8
+METADATA_ALLOWANCE = 16 * 1024 * 1024
+_CHUNK = 1024 * 1024
 
 
 class ImageRejected(ValueError):
@@ -35,6 +44,7 @@ class ImageMeta:
     width: int  # after EXIF orientation
     height: int
     exif_orientation: int  # 1 when absent
+    frames: int = 1  # >1 for animated WebP/APNG; frame 1 is the one scored
 
 
 @dataclass(frozen=True)
@@ -45,11 +55,79 @@ class DecodedImage:
     format: str
     mode: str  # colour mode as stored
     exif_orientation: int  # 1 when absent
+    frames: int = 1
 
     @property
     def meta(self) -> ImageMeta:
         height, width = self.rgb.shape[:2]
-        return ImageMeta(self.format, self.mode, width, height, self.exif_orientation)
+        return ImageMeta(self.format, self.mode, width, height, self.exif_orientation, self.frames)
+
+
+def max_file_bytes(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The largest input file accepted for a given ingest.max_pixels (see BYTES_PER_PIXEL_BOUND)."""
+    return max_pixels * BYTES_PER_PIXEL_BOUND + METADATA_ALLOWANCE
+
+
+def _os_reason(error: OSError) -> str:
+    name = os.strerror(error.errno) if error.errno else str(error)
+    return f"cannot read file: {name} ({type(error).__name__}, errno {error.errno})"
+
+
+def _chunks(handle, limit: int) -> Iterator[bytes]:
+    total = 0
+    while chunk := handle.read(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise ImageRejected(
+                f"file grew past {limit} bytes while being read, over the size limit "
+                "(ingest.max_pixels)"
+            )
+        yield chunk
+
+
+def _open_checked(path: Path, max_pixels: int):
+    """Open a regular file and refuse it by size and header before anything is read in full."""
+    handle = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    try:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageRejected("not a regular file (device, pipe or socket)")
+        limit = max_file_bytes(max_pixels)
+        if info.st_size > limit:
+            raise ImageRejected(
+                f"file is {info.st_size} bytes, over the size limit of {limit} bytes derived "
+                f"from ingest.max_pixels={max_pixels} ({BYTES_PER_PIXEL_BOUND} bytes a pixel "
+                "plus metadata)"
+            )
+        if info.st_size > 0:
+            _check_header(handle, max_pixels)
+            handle.seek(0)
+        return handle
+    except BaseException:
+        handle.close()
+        raise
+
+
+def hash_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """sha256 of a file read in chunks, after the size and header checks; ImageRejected
+    (with the OS error for unreadable files) when the file cannot be an input image."""
+    try:
+        with _open_checked(Path(path), max_pixels) as handle:
+            digest = hashlib.sha256()
+            for chunk in _chunks(handle, max_file_bytes(max_pixels)):
+                digest.update(chunk)
+            return digest.hexdigest()
+    except OSError as error:
+        raise ImageRejected(_os_reason(error)) from None
+
+
+def read_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """A file's bytes, refused (ImageRejected) when unreadable, not regular, or too large."""
+    try:
+        with _open_checked(Path(path), max_pixels) as handle:
+            return b"".join(_chunks(handle, max_file_bytes(max_pixels)))
+    except OSError as error:
+        raise ImageRejected(_os_reason(error)) from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -70,32 +148,29 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, P, CMYK, YCbCr, 1, F: Pillow's conversions
 
 
-def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode and normalise one image; raises ImageRejected with a user-facing reason."""
-    if not data:
-        raise ImageRejected("empty file (0 bytes)")
+def _open_image(source, max_pixels: int) -> Image.Image:
+    """Pillow's lazy open (header only) plus the format and pixel-count checks."""
+    image = Image.open(source)
+    fmt = image.format or "unknown"
+    if fmt not in SUPPORTED_FORMATS:
+        raise ImageRejected(f"unsupported image format {fmt}; expected one of JPEG, PNG, WEBP")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"image is {width}x{height} = {width * height} pixels, over the "
+            f"ingest.max_pixels limit of {max_pixels} (possible decompression bomb)"
+        )
+    if width < 1 or height < 1:
+        raise ImageRejected(f"image has no pixels ({width}x{height})")
+    return image
+
+
+def _decoder_errors(action):
+    """Run `action`, turning decoder exceptions into ImageRejected with a reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format or "unknown"
-            if fmt not in SUPPORTED_FORMATS:
-                raise ImageRejected(
-                    f"unsupported image format {fmt}; expected one of JPEG, PNG, WEBP"
-                )
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    f"image is {width}x{height} = {width * height} pixels, over the "
-                    f"ingest.max_pixels limit of {max_pixels} (possible decompression bomb)"
-                )
-            if width < 1 or height < 1:
-                raise ImageRejected(f"image has no pixels ({width}x{height})")
-            mode = image.mode
-            orientation = int(image.getexif().get(0x0112, 1) or 1)
-            image.load()  # forces a full decode: truncated files fail here, not later
-            upright = ImageOps.exif_transpose(image)
-            rgb = np.asarray(_to_rgb(upright), dtype=np.uint8)
+            return action()
     except ImageRejected:
         raise
     except UnidentifiedImageError:
@@ -104,13 +179,39 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         raise ImageRejected(f"decompression bomb refused: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageRejected(f"corrupt or truncated image: {error}") from None
-    rgb = check_rgb_image(rgb, "decoded image", error=ImageRejected)
-    return DecodedImage(rgb, fmt, mode, orientation)
+
+
+def _check_header(handle, max_pixels: int) -> None:
+    _decoder_errors(lambda: _open_image(handle, max_pixels))
+
+
+def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode and normalise one image; raises ImageRejected with a user-facing reason.
+
+    Animated files (WebP, APNG) decode their first frame; `frames` says how many there were.
+    """
+    if not data:
+        raise ImageRejected("empty file (0 bytes)")
+
+    def decode() -> DecodedImage:
+        image = _open_image(io.BytesIO(data), max_pixels)
+        fmt = image.format or "unknown"
+        mode = image.mode
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        orientation = int(image.getexif().get(0x0112, 1) or 1)
+        image.load()  # forces a full decode: truncated files fail here, not later
+        upright = ImageOps.exif_transpose(image)
+        rgb = np.asarray(_to_rgb(upright), dtype=np.uint8)
+        return DecodedImage(rgb, fmt, mode, orientation, frames)
+
+    decoded = _decoder_errors(decode)
+    rgb = check_rgb_image(decoded.rgb, "decoded image", error=ImageRejected)
+    return DecodedImage(rgb, decoded.format, decoded.mode, decoded.exif_orientation, decoded.frames)
 
 
 def load_rgb(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a file and return its upright RGB pixels (see `decode_bytes`)."""
-    return decode_bytes(Path(path).read_bytes(), max_pixels=max_pixels).rgb
+    return decode_bytes(read_file(path, max_pixels=max_pixels), max_pixels=max_pixels).rgb
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

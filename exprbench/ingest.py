@@ -7,8 +7,11 @@ Every discovered file ends in exactly one of two lists: images (to score) or qua
 from __future__ import annotations
 
 import csv
+import os
+import posixpath
 import re
-from collections.abc import Callable, Iterable
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,62 +84,212 @@ def _unknown_label_reason(label: str) -> str:
     )
 
 
-def _iter_files(root: Path) -> Iterable[Path]:
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not any(
-            part.startswith(".") for part in path.relative_to(root).parts
-        ):
-            yield path
+def display_path(rel: str) -> str:
+    """`rel` as valid Unicode: bytes that are not UTF-8 (surrogate-escaped by the OS layer)
+    are shown as \\xNN, so the path can be stored in Parquet and printed in the report."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+def _is_utf8(rel: str) -> bool:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One path met while walking the input folder: a file to consider, or a problem."""
+
+    abs_path: Path
+    rel: str  # relative to the input root, POSIX, as the OS gave it
+    problem: str | None = None  # set: the path is quarantined with this reason
+    is_dir: bool = False  # a folder recorded (hidden, looping, outside) instead of entered
+
+
+def _link_problem(path: Path, real_root: Path) -> str | None:
+    """Why a symlink cannot be followed, or None when it resolves inside the input root."""
+    target = os.readlink(path)
+    try:
+        resolved = path.resolve(strict=True)
+    except RuntimeError:
+        return f"symlink loop ({path.name} -> {target})"
+    except OSError as error:
+        if error.errno == 40:  # ELOOP
+            return f"symlink loop ({path.name} -> {target})"
+        return f"dangling symlink (-> {target}, {os.strerror(error.errno or 0)})"
+    if not resolved.is_relative_to(real_root):
+        return f"symlink points outside the input folder (-> {target})"
+    return None
+
+
+def walk(root: Path) -> Iterator[Entry]:
+    """Every path under `root`, sorted, with one rule for links and hidden names:
+
+    - a name starting with '.' is quarantined as hidden (a hidden folder once, not entered);
+    - a symlink is followed when it resolves inside the input root, else quarantined
+      (dangling, loop, or outside); a folder reached twice (a link loop) is not re-entered;
+    - names that are not UTF-8, and anything but regular files and folders, are quarantined.
+    """
+    real_root = root.resolve()
+    seen: set[tuple[int, int]] = set()
+
+    def visit(folder: Path, rel_parts: tuple[str, ...]) -> Iterator[Entry]:
+        try:
+            info = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as error:
+            rel = "/".join(rel_parts) or "."
+            reason = f"folder cannot be read: {os.strerror(error.errno or 0)}"
+            yield Entry(folder, rel, reason, True)
+            return
+        seen.add((info.st_dev, info.st_ino))
+        for item in entries:
+            path = Path(item.path)
+            rel = "/".join((*rel_parts, item.name))
+            if item.name.startswith("."):
+                is_dir = item.is_dir(follow_symlinks=False)
+                kind = "folder (not searched)" if is_dir else "file"
+                yield Entry(path, rel, f"hidden {kind}: name starts with '.'", is_dir)
+                continue
+            if item.is_symlink():
+                problem = _link_problem(path, real_root)
+                if problem is not None:
+                    yield Entry(path, rel, problem)
+                    continue
+            try:
+                mode = path.stat().st_mode
+            except OSError as error:
+                yield Entry(path, rel, f"cannot stat: {os.strerror(error.errno or 0)}")
+                continue
+            if stat.S_ISDIR(mode):
+                target = path.stat()
+                if (target.st_dev, target.st_ino) in seen:
+                    yield Entry(
+                        path, rel, "symlink to a folder already searched (loop); not entered", True
+                    )
+                    continue
+                yield from visit(path, (*rel_parts, item.name))
+                seen.discard((target.st_dev, target.st_ino))
+            elif stat.S_ISREG(mode):
+                yield Entry(path, rel)
+            else:
+                yield Entry(path, rel, "not a regular file (device, pipe or socket)")
+
+    for entry in visit(root, ()):
+        if entry.problem is None and not _is_utf8(entry.rel):
+            entry = Entry(
+                entry.abs_path,
+                entry.rel,
+                "file or folder name is not valid UTF-8 (bytes shown as \\xNN); rename it",
+            )
+        yield entry
+
+
+def _rejected(entry: Entry) -> Rejected:
+    return Rejected(display_path(entry.rel), entry.problem or "")
+
+
+def _read_csv(path: Path, required: tuple[str, ...], name: str) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV with lower-cased headers, each with the line it starts on.
+
+    `name` is the file as shown in messages. Raises InputConfigError naming file and line
+    for missing columns, non-UTF-8 text and broken quoting (an unterminated quote would
+    otherwise swallow every later row).
+    """
+    line = 1
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
+            reader = csv.reader(handle, strict=True)
+            header = [h.strip().lower() for h in next(reader, [])]
             missing = [c for c in required if c not in header]
             if missing:
                 raise InputConfigError(
-                    f"{path}: missing column(s) {missing}; found {header or 'no header'}"
+                    f"{name}:1: missing column(s) {missing}; found {header or 'no header'}"
                 )
-            return [
-                {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
-                for row in reader
-            ]
+            rows = []
+            line = reader.line_num + 1
+            for values in reader:
+                if any(values):
+                    row = {k: v.strip() for k, v in zip(header, values, strict=False)}
+                    rows.append((line, {**dict.fromkeys(header, ""), **row}))
+                line = reader.line_num + 1
+            return rows
     except UnicodeDecodeError as error:
-        raise InputConfigError(f"{path}: not UTF-8 text ({error})") from None
+        raise InputConfigError(f"{name}: not UTF-8 text ({error})") from None
+    except csv.Error as error:
+        if "unexpected end of data" in str(error):
+            raise InputConfigError(
+                f"{name}:{line}: unterminated quote; the field opened on line {line} "
+                "runs to the end of the file"
+            ) from None
+        raise InputConfigError(f"{name}:{line}: malformed CSV ({error})") from None
+
+
+def _scope(rel_parts: tuple[str, ...]) -> tuple[str, str]:
+    padded = (*rel_parts[:2], "*", "*")
+    return padded[0], padded[1]
+
+
+@dataclass
+class Subjects:
+    """subjects.csv contents, plus the files that could not be used (quarantined)."""
+
+    table: dict[tuple[str, str, str], SubjectInfo] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+    # (generator, version, subject) folders, '*' for any, whose subjects.csv was quarantined
+    unusable: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+
+def load_subjects(root: Path) -> Subjects:
+    """Read every subjects.csv (see `read_subjects`); a bad file is quarantined, not fatal."""
+    found = Subjects()
+    for entry in walk(Path(root)):
+        if entry.problem is not None or Path(entry.rel).name != SUBJECTS_NAME:
+            continue
+        rel_parts = tuple(entry.rel.split("/")[:-1])
+        try:
+            found.table.update(_subjects_file(entry.abs_path, rel_parts, entry.rel))
+        except InputConfigError as error:
+            rel = display_path(entry.rel)
+            found.rejected.append(Rejected(rel, f"{error}; its subjects were not used"))
+            folder = (*rel_parts[:3], "*", "*", "*")
+            found.unusable[(folder[0], folder[1], folder[2])] = rel
+    return found
+
+
+def _subjects_file(
+    path: Path, rel_parts: tuple[str, ...], rel: str
+) -> dict[tuple[str, str, str], SubjectInfo]:
+    if len(rel_parts) not in (0, 2):
+        raise InputConfigError(
+            f"{rel}: subjects.csv belongs at the input root or in a <generator>/<version>/ folder"
+        )
+    scope = _scope(rel_parts)
+    table: dict[tuple[str, str, str], SubjectInfo] = {}
+    for line, row in _read_csv(path, ("subject", "gender"), rel):
+        if not row.get("subject"):
+            raise InputConfigError(f"{rel}:{line}: empty subject")
+        gender_text = row.get("gender") or None
+        # female/male synonyms are folded; any other value is the subject's gender as written
+        gender = canonical_gender(gender_text) or (gender_text.lower() if gender_text else None)
+        age = row.get("age") or row.get("age_group") or None
+        table[(*scope, row["subject"])] = SubjectInfo(gender, age, row.get("prompt") or None)
+    return table
 
 
 def read_subjects(root: Path) -> dict[tuple[str, str, str], SubjectInfo]:
     """subjects.csv files: the root one applies everywhere, a generator/version one overrides.
 
-    Returns {(generator, version, subject): info}; generator/version '*' mean 'any'.
+    Returns {(generator, version, subject): info}; generator/version '*' mean 'any'. Raises
+    InputConfigError for the first unusable file; ingest uses `load_subjects`, which
+    quarantines such a file and goes on.
     """
-    table: dict[tuple[str, str, str], SubjectInfo] = {}
-    for path in sorted(root.rglob(SUBJECTS_NAME)):
-        rel = path.parent.relative_to(root).parts
-        if len(rel) == 0:
-            scope = ("*", "*")
-        elif len(rel) == 2:
-            scope = (rel[0], rel[1])
-        else:
-            raise InputConfigError(
-                f"{path}: subjects.csv belongs at the input root or in a "
-                "<generator>/<version>/ folder"
-            )
-        for line, row in enumerate(_read_csv(path, ("subject", "gender")), start=2):
-            if not row.get("subject"):
-                raise InputConfigError(f"{path}:{line}: empty subject")
-            gender_text = row.get("gender") or None
-            gender = canonical_gender(gender_text)
-            if gender_text and gender is None:
-                raise InputConfigError(
-                    f"{path}:{line}: gender {gender_text!r} not understood; use female or male "
-                    "(or leave it empty)"
-                )
-            age = row.get("age") or row.get("age_group") or None
-            table[(*scope, row["subject"])] = SubjectInfo(gender, age, row.get("prompt") or None)
-    return table
+    found = load_subjects(root)
+    if found.rejected:
+        raise InputConfigError(found.rejected[0].reason)
+    return found.table
 
 
 def subject_info(
@@ -145,35 +298,79 @@ def subject_info(
     return subjects.get((generator, version, subject)) or subjects.get(("*", "*", subject))
 
 
+def _manifest_path(text: str, root: Path, real_root: Path) -> str | None:
+    """A manifest path normalised to the form discovery uses (relative, POSIX, no '.' or
+    '//'); absolute paths inside the input folder become relative. None: outside."""
+    text = text.replace("\\", "/")
+    if posixpath.isabs(text):
+        absolute = Path(text)
+        for base in (root.absolute(), real_root):
+            if absolute.is_relative_to(base):
+                text = absolute.relative_to(base).as_posix()
+                break
+        else:
+            return None
+    rel = posixpath.normpath(text)
+    if rel == "." or rel == ".." or rel.startswith("../"):
+        return None
+    return rel
+
+
 def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
-    manifest = root / MANIFEST_NAME
-    rows = _read_csv(manifest, ("path", "generator", "version", "subject", "expression"))
     found = Discovery()
-    listed: set[str] = set()
-    for line, row in enumerate(rows, start=2):
-        rel = row["path"].replace("\\", "/")
-        listed.add(rel)
+    real_root = root.resolve()
+    entries = list(walk(root))
+    try:
+        rows = _read_csv(
+            root / MANIFEST_NAME,
+            ("path", "generator", "version", "subject", "expression"),
+            MANIFEST_NAME,
+        )
+    except InputConfigError as error:
+        # The manifest itself is unusable: it is quarantined, and every image file with it
+        # (below, as not listed), so the run still completes and says why nothing scored.
+        found.n_discovered += 1
+        found.rejected.append(Rejected(MANIFEST_NAME, f"{error}; no row of it was used"))
+        rows = []
+    by_rel = {entry.rel: entry for entry in entries}
+    listed: dict[str, int] = {}
+    for line, row in rows:
         found.n_discovered += 1
         where = f"{MANIFEST_NAME}:{line}"
         if not all(row[k] for k in ("path", "generator", "version", "subject", "expression")):
-            found.rejected.append(Rejected(rel or where, f"{where}: empty required field"))
+            found.rejected.append(Rejected(where, f"{where}: empty required field"))
             continue
-        abs_path = (root / rel).resolve()
-        if not abs_path.is_relative_to(root.resolve()):
-            found.rejected.append(Rejected(rel, f"{where}: path points outside the input folder"))
+        rel = _manifest_path(row["path"], root, real_root)
+        if rel is None:
+            found.rejected.append(Rejected(where, f"{where}: path points outside the input folder"))
             continue
-        if not abs_path.is_file():
-            found.rejected.append(Rejected(rel, f"{where}: listed file does not exist"))
+        if rel in listed:
+            found.rejected.append(
+                Rejected(
+                    where,
+                    f"{where}: {display_path(rel)} is already listed on "
+                    f"{MANIFEST_NAME}:{listed[rel]}; each file is scored once, as first listed",
+                )
+            )
+            continue
+        listed[rel] = line
+        entry = by_rel.get(rel)
+        if entry is None:
+            entry = _listed_entry(root, rel, real_root)
+        if entry.problem is not None:
+            found.rejected.append(Rejected(display_path(rel), f"{where}: {entry.problem}"))
             continue
         label, expression, replicate = _parse_label(row["expression"])
         if row.get("replicate", "").isdigit():
             replicate = int(row["replicate"])
         if expression is None:
-            found.rejected.append(Rejected(rel, f"{where}: {_unknown_label_reason(label)}"))
+            found.rejected.append(
+                Rejected(display_path(rel), f"{where}: {_unknown_label_reason(label)}")
+            )
             continue
         found.candidates.append(
             Candidate(
-                abs_path,
+                entry.abs_path,
                 rel,
                 row["generator"],
                 row["version"],
@@ -183,18 +380,45 @@ def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
                 replicate,
             )
         )
-    for path in _iter_files(root):
-        rel = path.relative_to(root).as_posix()
-        if rel in listed or path.name in CONFIG_NAMES:
+    for entry in entries:
+        if entry.rel in listed or Path(entry.rel).name in CONFIG_NAMES:
             continue
-        if path.suffix.lower().lstrip(".") in extensions:
+        if entry.is_dir:
             found.n_discovered += 1
-            found.rejected.append(Rejected(rel, f"not listed in {MANIFEST_NAME}"))
+            found.rejected.append(_rejected(entry))
+        elif Path(entry.rel).suffix.lower().lstrip(".") in extensions:
+            found.n_discovered += 1
+            reason = f"not listed in {MANIFEST_NAME}"
+            if entry.problem is not None:
+                reason = f"{entry.problem}; {reason}"
+            found.rejected.append(Rejected(display_path(entry.rel), reason))
     return found
 
 
+def _listed_entry(root: Path, rel: str, real_root: Path) -> Entry:
+    """A manifest path the walk did not yield as a file (inside a hidden or looping folder,
+    missing, ...), judged by the same rules as the walk."""
+    path = root / rel
+    for depth in range(1, len(rel.split("/")) + 1):
+        part = root.joinpath(*rel.split("/")[:depth])
+        if part.is_symlink():
+            problem = _link_problem(part, real_root)
+            if problem is not None:
+                return Entry(path, rel, problem)
+    if not path.exists():
+        return Entry(path, rel, "listed file does not exist")
+    if not path.is_file():
+        return Entry(path, rel, "listed path is not a regular file")
+    if not _is_utf8(rel):
+        return Entry(path, rel, "file or folder name is not valid UTF-8; rename it")
+    return Entry(path, rel)  # e.g. a hidden file listed on purpose: the manifest is explicit
+
+
 def discover(root: Path, extensions: Iterable[str]) -> Discovery:
-    """Find input files under `root` by manifest.csv if present, else by folder layout."""
+    """Find input files under `root` by manifest.csv if present, else by folder layout.
+
+    Every path the walk meets counts as discovered and ends as a candidate or rejected.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"input folder {root} does not exist")
@@ -202,12 +426,16 @@ def discover(root: Path, extensions: Iterable[str]) -> Discovery:
     if (root / MANIFEST_NAME).is_file():
         return _from_manifest(root, exts)
     found = Discovery()
-    for path in _iter_files(root):
-        if path.name in CONFIG_NAMES:
+    for entry in walk(root):
+        path = Path(entry.rel)
+        if entry.problem is None and path.name in CONFIG_NAMES:
             continue
-        rel = path.relative_to(root).as_posix()
+        rel = entry.rel
         found.n_discovered += 1
-        parts = path.relative_to(root).parts
+        if entry.problem is not None:
+            found.rejected.append(_rejected(entry))
+            continue
+        parts = path.parts
         if path.suffix.lower().lstrip(".") not in exts:
             found.rejected.append(
                 Rejected(
@@ -225,7 +453,9 @@ def discover(root: Path, extensions: Iterable[str]) -> Discovery:
             found.rejected.append(Rejected(rel, _unknown_label_reason(label)))
             continue
         found.candidates.append(
-            Candidate(path, rel, parts[0], parts[1], parts[2], label, expression, replicate)
+            Candidate(
+                entry.abs_path, rel, parts[0], parts[1], parts[2], label, expression, replicate
+            )
         )
     return found
 
@@ -233,13 +463,17 @@ def discover(root: Path, extensions: Iterable[str]) -> Discovery:
 def image_rows(
     discovery: Discovery,
     subjects: dict[tuple[str, str, str], SubjectInfo],
-    inspect: Callable[[Candidate], tuple[str, ImageMeta | ImageRejected]],
+    inspect: Callable[[Candidate], tuple[str | None, ImageMeta | ImageRejected]],
+    unusable_subjects: dict[tuple[str, str, str], str] | None = None,
 ) -> tuple[list[dict], list[Rejected]]:
     """Turn candidates into IMAGES rows; undecodable files and duplicates go to quarantine.
 
-    `inspect` returns (sha256, decoded-or-rejection) for a candidate; it is injected so
-    callers can cache decoding by content.
+    `inspect` returns (sha256 or None when unread, decoded-or-rejection) for a candidate; it
+    is injected so callers can cache decoding by content. `unusable_subjects` maps the
+    (generator, version, subject) folder of each quarantined subjects.csv to its path, to flag the
+    images whose subject information it would have given.
     """
+    unusable = unusable_subjects or {}
     rows: list[dict] = []
     rejected = list(discovery.rejected)
     first_by_key: dict[tuple, str] = {}
@@ -248,7 +482,7 @@ def image_rows(
     order = lambda c: (c.generator, c.version, c.subject, c.expression, c.replicate, c.path)  # noqa: E731
     for cand in sorted(discovery.candidates, key=order):
         sha, result = inspect(cand)
-        if isinstance(result, ImageRejected):
+        if isinstance(result, ImageRejected) or sha is None:
             rejected.append(Rejected(cand.path, str(result), sha))
             continue
         cell = (cand.generator, cand.version, cand.subject, cand.expression)
@@ -275,6 +509,12 @@ def image_rows(
         info = subject_info(subjects, cand.generator, cand.version, cand.subject)
         if info is None and subjects:
             flags.append("subject not in subjects.csv")
+        g, v, s = cand.generator, cand.version, cand.subject
+        for scope in ((g, v, s), (g, v, "*"), (g, "*", "*"), ("*", "*", "*")):
+            if scope in unusable:
+                flags.append(f"{unusable[scope]} quarantined: subject info from it not used")
+        if result.frames > 1:
+            flags.append(f"animated {result.format}: scored frame 1 of {result.frames}")
         rows.append(
             {
                 "generator": cand.generator,

@@ -1,15 +1,29 @@
-"""One self-contained HTML report: leaderboard, study heatmaps, confusion, contact sheet.
+"""One self-contained HTML report: summary, leaderboard, study heatmaps, confusion, contact sheet.
 
 Everything is inline (CSS in the template, thumbnails as base64 JPEG data URIs), so the
 file opens offline and can be mailed as is. Jinja autoescaping covers every string that
 comes from users (file names, subjects, generators, notes); the only markup built here is
 colours and data URIs. What is drawn comes from the metric specs the scores carry
 (`exprbench.metrics.MetricSpec`): one heatmap per spec with a `heatmap`, the leaderboard's
-columns from each spec's `leaderboard`, captions from `caption`. Cell colours follow the
-specs too: a metric with a direction
-runs red (worse) to green (better) over its declared range; one without a direction
-(age drift) runs blue-white-red around 0 over the largest drift seen. A cell nobody
-produced is drawn hatched and labelled "missing", never as a value.
+columns from each spec's `leaderboard`, captions from `caption`, the summary's questions
+from the study tables the specs name. Nothing here names a metric.
+
+Reading a cell: its value, n (images with a value) and the 95% t-interval of the mean,
+clipped to the metric's declared [low, high] (the aggregate tables keep it unclipped; the
+cell's tooltip shows that). A cell with n below `min_n` (params `report.min_n`) is grey
+with the reason ("n=1 < 3") and never coloured. Colours follow the specs: a metric with
+a direction runs red (worse) to green (better) over the range of the coloured values the
+report shows (clamped to the declared range), so the ends are the worst and best seen; one
+without a direction (age drift) runs blue-white-red around 0 over the largest drift seen.
+Each section's legend states its scale's ends. A cell nobody produced is drawn hatched and
+labelled "missing", never as a value.
+
+The summary ranks generator/versions per study table (its headline metric: the first
+leaderboard entry with a direction, else the first directed metric) for the primary
+scorer (faceapi when it measured the metric, else the first scorer of the run that did),
+from the `run_intervals` table, and says whether the best and the runner-up differ: a
+Welch two-sample t-interval on the difference of their means, significant when it
+excludes 0.
 """
 
 from __future__ import annotations
@@ -18,7 +32,8 @@ import base64
 import io
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +46,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
 from exprbench.labels import EXPRESSIONS, NEUTRAL
-from exprbench.metrics import MetricSpec
-from exprbench.scorers.base import BUILTIN_METRICS
+from exprbench.metrics import MetricSpec, StudyTable
+from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
 
 if TYPE_CHECKING:
     from exprbench.validation import ValidationReport
@@ -41,16 +56,27 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
 THUMBNAIL_PX = 128
 THUMBNAIL_QUALITY = 80
+MIN_N = 3  # default of params `report.min_n`
+PRIMARY_SCORER = "faceapi"  # the study's instrument: the summary's scorer when it ran
 Row = dict[str, Any]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
+    if _missing(value):
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 # --------------------------------------------------------------------------- colours
 
 
-def _directed_colour(value: float, spec: MetricSpec) -> str:
-    t = (value - spec.low) / (spec.high - spec.low)
-    t = min(1.0, max(0.0, t if spec.higher_is_better else 1.0 - t))
-    return f"hsl({120 * t:.0f}, 65%, 78%)"
+def _directed_colour(t: float) -> str:
+    """t = 0 worst (red) .. 1 best (green)."""
+    return f"hsl({120 * min(1.0, max(0.0, t)):.0f}, 65%, 78%)"
 
 
 def _diverging_colour(value: float, extent: float) -> str:
@@ -59,22 +85,148 @@ def _diverging_colour(value: float, extent: float) -> str:
     return f"hsl({hue}, 70%, {97 - 27 * t:.0f}%)"
 
 
-def colour_for(value: float | None, spec: MetricSpec, extent: float) -> str | None:
-    """Background for a cell; `extent` scales metrics that have no direction."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
+@dataclass(frozen=True)
+class ColourScale:
+    """A metric's colours in one section of the report.
+
+    Directed (`higher_is_better` True/False): red at the worse end of [low, high], green
+    at the better one; values outside are clamped. Without a direction: blue (< 0) -
+    white (0) - red (> 0), full at +-`high`.
+    """
+
+    higher_is_better: bool | None
+    low: float
+    high: float
+    digits: int = 2
+    seen: int = 1  # how many values it was fitted to (0: the declared range, none coloured)
+
+    @classmethod
+    def observed(
+        cls,
+        values: Iterable[float | None],
+        higher_is_better: bool | None,
+        declared: tuple[float, float],
+        digits: int = 2,
+    ) -> ColourScale:
+        """Spanning the values seen (within the declared range), or that range if none."""
+        seen = [float(v) for v in values if v is not None and not math.isnan(v)]
+        low, high = declared
+        if higher_is_better is None:
+            bound = max(abs(low), abs(high))
+            extent = min(bound, max((abs(v) for v in seen), default=bound))
+            return cls(None, -extent, extent, digits, len(seen))
+        if seen:
+            low = min(max(min(seen), low), high)
+            high = max(min(max(seen), high), low)
+        return cls(higher_is_better, low, high, digits, len(seen))
+
+    def colour(self, value: float | None) -> str | None:
+        if _missing(value):
+            return None
+        assert value is not None
+        if self.higher_is_better is None:
+            return _diverging_colour(value, self.high)
+        if self.high <= self.low:  # every coloured value is the same: no better or worse
+            return _directed_colour(0.5)
+        t = (value - self.low) / (self.high - self.low)
+        return _directed_colour(t if self.higher_is_better else 1.0 - t)
+
+    def legend(self, nothing: str = "nothing coloured") -> list[tuple[str | None, str]]:
+        """(colour, label) swatches for the scale's ends (and middle); `nothing` when it
+        colours no value."""
+        if self.seen == 0:
+            return [(None, nothing)]
+        if self.higher_is_better is None:
+            extent = self.high
+            if extent <= 0:
+                return [(self.colour(0.0), "all coloured values 0")]
+            return [
+                (self.colour(-extent), f"{_fmt(-extent, self.digits)} (blue)"),
+                (self.colour(0.0), "0"),
+                (self.colour(extent), f"{_fmt(extent, self.digits, sign=True)} (red)"),
+            ]
+        if self.high <= self.low:
+            return [(self.colour(self.low), f"all coloured values {_fmt(self.low, self.digits)}")]
+        worst, best = (self.low, self.high) if self.higher_is_better else (self.high, self.low)
+        return [
+            (self.colour(worst), f"{_fmt(worst, self.digits)} worst seen"),
+            (self.colour(best), f"{_fmt(best, self.digits)} best seen"),
+        ]
+
+
+def colour_for(
+    value: float | None,
+    spec: MetricSpec,
+    extent: float,
+    domain: tuple[float, float] | None = None,
+) -> str | None:
+    """Background for a value of `spec`: over `domain` (default its declared range), or
+    for a metric without a direction blue-white-red around 0, full at +-`extent`."""
     if spec.higher_is_better is None:
-        return _diverging_colour(value, extent)
-    return _directed_colour(value, spec)
+        return ColourScale(None, -extent, extent).colour(value)
+    low, high = domain or (spec.low, spec.high)
+    return ColourScale(spec.higher_is_better, low, high).colour(value)
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def statistic_range(spec: MetricSpec, statistic: str) -> tuple[float, float]:
+    """The declared range of a statistic of `spec`: its own, or that of |value| for a
+    leaderboard mean_abs."""
+    board = spec.leaderboard
+    if board is not None and board.column == statistic and board.statistic == "mean_abs":
+        ends = (abs(spec.low), abs(spec.high))
+        low = 0.0 if spec.low <= 0 <= spec.high else min(ends)
+        return low, max(ends)
+    return spec.low, spec.high
+
+
+def statistic_direction(spec: MetricSpec, statistic: str) -> bool | None:
+    """higher_is_better of a statistic: the spec's; a mean |drift| of a metric without a
+    direction is better smaller (no drift)."""
+    board = spec.leaderboard
+    if spec.higher_is_better is not None:
+        return spec.higher_is_better
+    if board is not None and board.column == statistic and board.statistic == "mean_abs":
+        return False
+    return None
+
+
+def clipped(
+    low: float | None, high: float | None, bounds: tuple[float, float]
+) -> tuple[float, float] | None:
+    """A 95% interval clipped to the metric's declared range; None without an interval."""
+    if _missing(low) or _missing(high):
+        return None
+    assert low is not None and high is not None
+    return min(max(low, bounds[0]), bounds[1]), max(min(high, bounds[1]), bounds[0])
+
+
+def _interval_text(interval: tuple[float, float] | None, digits: int) -> str | None:
+    if interval is None:
+        return None
+    return f"[{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]"
+
+
+def _n_lines(
+    n: int | None, interval: tuple[float, float] | None, digits: int, min_n: int
+) -> tuple[bool, list[str]]:
+    """(whether the value counts, small lines under it): n (with the reason when below
+    min_n) and the interval."""
+    if n is None:
+        return False, ["n unknown"]
+    enough = n >= min_n
+    lines = [f"n={n}" if enough else f"n={n} < {min_n}"]
+    text = _interval_text(interval, digits)
+    if text is not None:
+        lines.append(text)
+    elif enough:
+        lines.append("no CI")
+    return enough, lines
 
 
 # --------------------------------------------------------------------------- heatmaps
-
-
-def _fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def _heatmap_text(spec: MetricSpec, delta: MetricSpec | None) -> Callable[[Row], str]:
@@ -97,7 +249,7 @@ def _cell_state(row: Row, value: Any) -> tuple[str, str]:
         if row["n_missing"] > 0:
             return "missing", f"missing ({row['n_missing']} of {row['n_subjects']})"
         return "empty", "no subjects" if row["n_subjects"] == 0 else "no images"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "novalue", "no face" if row["n_faces"] == 0 else "no value"
     return "", ""
 
@@ -106,12 +258,19 @@ def _ci_title(row: Row, spec: MetricSpec) -> str:
     stem = spec.column
     low, high = row.get(f"ci95_low_{stem}"), row.get(f"ci95_high_{stem}")
     parts = [f"n images={row['n_images']}", f"missing={row['n_missing']}"]
-    if low is not None and high is not None:
-        parts.append(f"95% CI [{_fmt(low)}, {_fmt(high)}]")
+    if not _missing(low) and not _missing(high):
+        parts.append(f"95% CI unclipped [{_fmt(low, spec.digits)}, {_fmt(high, spec.digits)}]")
     return "; ".join(parts)
 
 
-def _heatmap_section(spec: MetricSpec, by_column: Mapping[str, MetricSpec], rows: list[Row]) -> Row:
+def _counts(row: Row, spec: MetricSpec, min_n: int) -> bool:
+    n = row.get(f"n_{spec.column}")
+    return n is not None and n >= min_n
+
+
+def _heatmap_section(
+    spec: MetricSpec, by_column: Mapping[str, MetricSpec], rows: list[Row], min_n: int
+) -> Row:
     """One block per scorer x subject gender: rows generator/version, columns expressions."""
     heatmap = spec.heatmap
     assert heatmap is not None
@@ -119,8 +278,19 @@ def _heatmap_section(spec: MetricSpec, by_column: Mapping[str, MetricSpec], rows
     delta = by_column[heatmap.delta] if heatmap.delta else None
     text = _heatmap_text(spec, delta)
     colour_column = colour_spec.mean_name
-    values = [abs(r[colour_column]) for r in rows if r[colour_column] is not None]
-    extent = max(values, default=0.0)
+    coloured = [
+        r
+        for r in rows
+        if r.get(colour_column) is not None
+        and _counts(r, spec, min_n)
+        and _counts(r, colour_spec, min_n)
+    ]
+    scale = ColourScale.observed(
+        (r[colour_column] for r in coloured),
+        colour_spec.higher_is_better,
+        (colour_spec.low, colour_spec.high),
+        colour_spec.digits,
+    )
     # The table's own expressions: identity has no neutral column.
     expressions = [e for e in EXPRESSIONS if any(r["expression"] == e for r in rows)]
     grouped: dict[tuple[str, str], dict[tuple[str, str], dict[str, Row]]] = defaultdict(
@@ -138,23 +308,30 @@ def _heatmap_section(spec: MetricSpec, by_column: Mapping[str, MetricSpec], rows
                 row = cells.get(expression)
                 if row is None:  # not in the grid at all: treat as missing
                     line.append(
-                        {
-                            "cls": "missing",
-                            "text": "missing",
-                            "n": None,
-                            "colour": None,
-                            "title": "",
-                        }
+                        {"cls": "missing", "text": "missing", "lines": [], "colour": None}
+                        | {"title": ""}
                     )
                     continue
                 cls, label = _cell_state(row, row[spec.mean_name])
-                colour = colour_for(row[colour_column], colour_spec, extent)
+                if cls:
+                    line.append(
+                        {"cls": cls, "text": label, "lines": [], "colour": None}
+                        | {"title": _ci_title(row, spec)}
+                    )
+                    continue
+                interval = clipped(
+                    row.get(f"ci95_low_{spec.column}"),
+                    row.get(f"ci95_high_{spec.column}"),
+                    (spec.low, spec.high),
+                )
+                enough, lines = _n_lines(row.get(f"n_{spec.column}"), interval, spec.digits, min_n)
+                colour_ok = enough and _counts(row, colour_spec, min_n)
                 line.append(
                     {
-                        "cls": cls,
-                        "text": label or text(row),
-                        "n": row.get(f"n_{spec.column}"),
-                        "colour": None if cls else colour,
+                        "cls": "" if enough else "fewn",
+                        "text": text(row),
+                        "lines": lines,
+                        "colour": scale.colour(row[colour_column]) if colour_ok else None,
                         "title": _ci_title(row, spec),
                     }
                 )
@@ -165,6 +342,10 @@ def _heatmap_section(spec: MetricSpec, by_column: Mapping[str, MetricSpec], rows
         "note": heatmap.note or spec.description,
         "expressions": expressions,
         "blocks": blocks,
+        "scale": scale.legend(f"nothing coloured: no cell has n ≥ {min_n}"),
+        "colour_metric": colour_spec.column,
+        "declared": f"[{_fmt(spec.low, spec.digits)}, {_fmt(spec.high, spec.digits)}]",
+        "metric": spec.column,
     }
 
 
@@ -225,20 +406,48 @@ _LEADERBOARD_COUNTS: tuple[tuple[str, str], ...] = (
     ("n_missing_cells", "missing cells"),
 )
 
+RunKey = tuple[str, str, str, str]  # scorer, generator, version, statistic
+
 
 def leaderboard_columns(specs: Sequence[MetricSpec]) -> list[tuple[str, str, MetricSpec | None]]:
-    """(column, heading, spec for its colour or None) of the leaderboard, from the specs."""
+    """(column, heading, its metric's spec or None for a count) of the leaderboard."""
     columns: list[tuple[str, str, MetricSpec | None]] = [
         (spec.leaderboard.column, spec.leaderboard.heading, spec)
         for spec in specs
         if spec.leaderboard is not None
     ]
-    # A drift without a direction (|age Δ|) is shown uncoloured: no side of it is better.
-    columns = [(c, h, s if s and s.higher_is_better is not None else None) for c, h, s in columns]
     return columns + [(c, h, None) for c, h in _LEADERBOARD_COUNTS]
 
 
-def _leaderboard_blocks(board: list[Row], specs: Sequence[MetricSpec]) -> list[Row]:
+def _intervals_index(rows: Iterable[Row]) -> dict[RunKey, Row]:
+    return {(r["scorer"], r["generator"], r["version"], r["statistic"]): r for r in rows}
+
+
+def _leaderboard_blocks(
+    board: list[Row],
+    specs: Sequence[MetricSpec],
+    intervals: Mapping[RunKey, Row],
+    min_n: int,
+) -> tuple[list[Row], list[Row]]:
+    """(one block per scorer, the colour legend of each coloured column)."""
+
+    def n_of(row: Row, column: str) -> int | None:
+        found = intervals.get((row["scorer"], row["generator"], row["version"], column))
+        return None if found is None else found["n"]
+
+    scales: dict[str, ColourScale] = {}
+    legend = []
+    for column, heading, spec in leaderboard_columns(specs):
+        direction = None if spec is None else statistic_direction(spec, column)
+        if spec is None or direction is None:
+            continue
+        if all(r.get(column) is None for r in board):
+            continue
+        values = [r.get(column) for r in board if (n_of(r, column) or 0) >= min_n]
+        scale = ColourScale.observed(values, direction, statistic_range(spec, column), spec.digits)
+        scales[column] = scale
+        nothing = f"nothing coloured: no generator/version has n ≥ {min_n}"
+        legend.append({"heading": heading, "scale": scale.legend(nothing)})
     by_scorer: dict[str, list[Row]] = defaultdict(list)
     for row in board:
         by_scorer[row["scorer"]].append(row)
@@ -250,12 +459,31 @@ def _leaderboard_blocks(board: list[Row], specs: Sequence[MetricSpec]) -> list[R
         ]
         body = []
         for row in rows:
-            cells = []
+            cells: list[Row] = []
             for column, _, spec in columns:
                 value = row[column]
-                text = str(value) if isinstance(value, int) else _fmt(value)
-                colour = colour_for(value, spec, 0.0) if spec is not None else None
-                cells.append({"text": text, "colour": colour})
+                if spec is None:  # a count
+                    cells.append({"text": str(value), "cls": "", "lines": [], "colour": None})
+                    continue
+                if value is None:
+                    cells.append({"text": "–", "cls": "", "lines": [], "colour": None})
+                    continue
+                found = intervals.get((row["scorer"], row["generator"], row["version"], column))
+                interval = None
+                if found is not None:
+                    interval = clipped(
+                        found["ci95_low"], found["ci95_high"], statistic_range(spec, column)
+                    )
+                enough, lines = _n_lines(n_of(row, column), interval, spec.digits, min_n)
+                cell_scale = scales.get(column)
+                cells.append(
+                    {
+                        "text": _fmt(value, spec.digits),
+                        "cls": "" if enough else "fewn",
+                        "lines": lines,
+                        "colour": cell_scale.colour(value) if enough and cell_scale else None,
+                    }
+                )
             body.append(
                 {
                     "generator": row["generator"],
@@ -265,7 +493,223 @@ def _leaderboard_blocks(board: list[Row], specs: Sequence[MetricSpec]) -> list[R
                 }
             )
         blocks.append({"scorer": scorer, "headings": [c[1] for c in columns], "rows": body})
-    return blocks
+    return blocks, legend
+
+
+# --------------------------------------------------------------------------- summary
+
+SUMMARY_TEST = (
+    "Best vs runner-up: Welch's two-sample t-interval (unequal variances) on the "
+    "difference of their means, images as the unit; significant when the 95% interval "
+    "excludes 0. The same subjects and prompts recur across generators and replicates are "
+    "counted as images, so with few subjects read it as a first indication, not a proof."
+)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of the summary: a study table and its headline statistic."""
+
+    title: str
+    statistic: str  # leaderboard column or mean_<c>/share_<c>
+    heading: str
+    spec: MetricSpec
+    higher_is_better: bool
+
+
+def run_statistic(spec: MetricSpec) -> str:
+    """The name `run_intervals` gives a metric's per-run statistic: its leaderboard
+    column, else its plain mean (see `exprbench.aggregate.run_statistics`)."""
+    return spec.leaderboard.column if spec.leaderboard is not None else spec.mean_name
+
+
+def _study_tables(specs: Sequence[MetricSpec]) -> list[tuple[str, list[MetricSpec]]]:
+    """(title, metrics) of each study table the specs name, in their declared order.
+
+    The same order and titles as `exprbench.aggregate.tabled`/`study_table`; not imported
+    from there so that pages importing this module (the resolution study) do not depend
+    on the aggregate code.
+    """
+    declared = {table.name: table for table in STUDY_TABLES}
+    grouped: dict[str, list[MetricSpec]] = {}
+    for spec in specs:
+        if spec.table is not None:
+            grouped.setdefault(spec.table, []).append(spec)
+    tables = [
+        declared.get(name) or StudyTable(name, name.replace("_", " ").capitalize())
+        for name in grouped
+    ]
+    tables.sort(key=lambda table: (table.order, table.name))
+    return [(table.title, grouped[table.name]) for table in tables]
+
+
+def summary_questions(specs: Sequence[MetricSpec]) -> list[Question]:
+    """Per study table (in order), its headline: the ranked leaderboard entry, else the
+    first leaderboard entry with a direction, else the first directed metric with a
+    heatmap, else the first directed metric."""
+    questions = []
+    for title, metrics in _study_tables(specs):
+        candidates = []
+        for spec in metrics:
+            statistic = run_statistic(spec)
+            direction = statistic_direction(spec, statistic)
+            if direction is None:
+                continue
+            board = spec.leaderboard
+            priority = 0 if board and board.rank else 1 if board else 2 if spec.heatmap else 3
+            heading = board.heading if board else statistic.replace("_", " ")
+            candidates.append((priority, Question("", statistic, heading, spec, direction)))
+        if not candidates:
+            continue
+        best = min(candidates, key=lambda c: c[0])[1]
+        questions.append(
+            Question(
+                title,
+                best.statistic,
+                best.heading,
+                best.spec,
+                best.higher_is_better,
+            )
+        )
+    return questions
+
+
+def welch_interval(a: Row, b: Row) -> tuple[float, float, float] | None:
+    """(mean a - mean b, 95% low, high) by Welch's t; None when either has n < 2."""
+    if a["n"] < 2 or b["n"] < 2 or _missing(a["sd"]) or _missing(b["sd"]):
+        return None
+    diff = a["mean"] - b["mean"]
+    va, vb = a["sd"] ** 2 / a["n"], b["sd"] ** 2 / b["n"]
+    se2 = va + vb
+    if se2 <= 0:  # no spread within either: the difference is what it is
+        return diff, diff, diff
+    from scipy.stats import t  # only needed here; heavy to import at module level
+
+    df = se2**2 / (va**2 / (a["n"] - 1) + vb**2 / (b["n"] - 1))
+    half = float(t.ppf(0.975, df)) * math.sqrt(se2)
+    return diff, diff - half, diff + half
+
+
+def _scorer_order(scores: list[Row], run_info: Mapping[str, Any]) -> list[str]:
+    """The primary scorer first, then the run's order (run_info, then the scores')."""
+    order = [PRIMARY_SCORER, *map(str, dict(run_info.get("scorers") or {}))]
+    order += [str(row["scorer"]) for row in scores]
+    return list(dict.fromkeys(order))
+
+
+def _run_label(row: Row) -> str:
+    return f"{row['generator']} {row['version']}"
+
+
+def _summary(
+    questions: Sequence[Question],
+    interval_rows: list[Row],
+    scorer_order: Sequence[str],
+    min_n: int,
+) -> Row:
+    by_statistic: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    for row in interval_rows:
+        if row["n"]:
+            by_statistic[row["statistic"]][row["scorer"]].append(row)
+    items = []
+    unmeasured = []
+    for question in questions:
+        per_scorer = by_statistic.get(question.statistic, {})
+        if not per_scorer:
+            unmeasured.append(question.title)
+            continue
+        order = [*scorer_order, *sorted(per_scorer)]
+        scorer = next(s for s in order if s in per_scorer)
+        items.append(_answer(question, scorer, per_scorer, min_n))
+    return {
+        "items": items,
+        "unmeasured": unmeasured,
+        "min_n": min_n,
+        "primary": PRIMARY_SCORER,
+        "test": SUMMARY_TEST,
+        "empty": not interval_rows,
+    }
+
+
+def _ranked(rows: list[Row], question: Question, min_n: int) -> tuple[list[Row], list[Row]]:
+    """(eligible runs best first, runs left out for n < min_n)."""
+    eligible = [r for r in rows if r["n"] >= min_n and not _missing(r["mean"])]
+    sign = -1.0 if question.higher_is_better else 1.0
+    eligible.sort(key=lambda r: (sign * r["mean"], _run_label(r)))
+    return eligible, [r for r in rows if r not in eligible]
+
+
+def _verdict(
+    eligible: list[Row], describe: Callable[[Row], str], digits: int, min_n: int
+) -> tuple[str, bool | None]:
+    """(the sentence on best vs runner-up, significant or None when not testable)."""
+    if not eligible:
+        return f"No generator/version has n ≥ {min_n}: nothing to rank.", None
+    best = eligible[0]
+    if len(eligible) == 1:
+        return (
+            f"{_run_label(best)} ({describe(best)}) is the only generator/version with "
+            f"n ≥ {min_n}: nothing to compare it with."
+        ), None
+    second = eligible[1]
+    if best["mean"] == second["mean"]:
+        return (
+            f"{_run_label(best)} ({describe(best)}) and {_run_label(second)} "
+            f"({describe(second)}) tie for first place."
+        ), False
+    head = (
+        f"{_run_label(best)} is best ({describe(best)}), "
+        f"ahead of {_run_label(second)} ({describe(second)})"
+    )
+    welch = welch_interval(best, second)
+    if welch is None:
+        return f"{head}; no test possible (n < 2).", None
+    diff, low, high = welch
+    if low == high:  # every image of both runs has the same value
+        return (
+            f"{head}: difference {_fmt(diff, digits, sign=True)}; no test possible "
+            "(no spread within either run)."
+        ), None
+    difference = (
+        f"difference {_fmt(diff, digits, sign=True)}, 95% CI "
+        f"[{_fmt(low, digits, sign=True)}, {_fmt(high, digits, sign=True)}]"
+    )
+    if low > 0 or high < 0:
+        return f"{head}: {difference}, significant.", True
+    return (
+        f"{head}: {difference} includes 0, not significant: the two are not "
+        "distinguishable at this n."
+    ), False
+
+
+def _answer(
+    question: Question, scorer: str, per_scorer: Mapping[str, list[Row]], min_n: int
+) -> Row:
+    digits = question.spec.digits
+    bounds = statistic_range(question.spec, question.statistic)
+
+    def describe(row: Row) -> str:
+        interval = _interval_text(clipped(row["ci95_low"], row["ci95_high"], bounds), digits)
+        return f"{_fmt(row['mean'], digits)} {interval or 'no CI'}, n={row['n']}"
+
+    eligible, excluded = _ranked(per_scorer[scorer], question, min_n)
+    verdict, significant = _verdict(eligible, describe, digits, min_n)
+    others = []
+    for other, rows in sorted(per_scorer.items()):
+        if other != scorer:
+            top, _ = _ranked(rows, question, min_n)
+            others.append(f"{other}: {_run_label(top[0]) if top else f'none with n ≥ {min_n}'}")
+    return {
+        "title": question.title,
+        "heading": question.heading,
+        "direction": "higher is better" if question.higher_is_better else "lower is better",
+        "scorer": scorer,
+        "verdict": verdict,
+        "significant": significant,
+        "ranking": [f"{i}. {_run_label(r)} {describe(r)}" for i, r in enumerate(eligible, start=1)],
+        "excluded": [f"{_run_label(r)} (n={r['n']} < {min_n})" for r in excluded],
+        "others": others,
+    }
 
 
 # --------------------------------------------------------------------------- contact sheet
@@ -415,14 +859,18 @@ def render_report(
     validation: ValidationReport | None = None,
     thumb_px: int = THUMBNAIL_PX,
     specs: Sequence[MetricSpec] = BUILTIN_METRICS,
+    min_n: int = MIN_N,
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
 
     `thumbnails` maps a scores `path` to the crop or image to show; `validation_link` is
     the Data Docs index relative to `out_html`; `validation` adds the pass/fail line;
-    `specs` (the metrics the scores carry) decide the heatmaps, leaderboard columns and
-    captions.
+    `specs` (the metrics the scores carry) decide the heatmaps, leaderboard columns,
+    captions and the summary's questions; a value from fewer than `min_n` images is shown
+    grey and left out of colours and rankings.
     """
+    if min_n < 1:
+        raise ValueError(f"min_n must be at least 1; got {min_n}")
     by_column = {spec.column: spec for spec in specs}
     link = _check_relative(validation_link)
     scores = _records(scores_df.drop(columns=["descriptor"], errors="ignore"))
@@ -438,6 +886,12 @@ def render_report(
             for f in validation.failures
         ]
     )
+    leaderboard, leaderboard_legend = _leaderboard_blocks(
+        rows.get("leaderboard", []),
+        specs,
+        _intervals_index(rows.get("run_intervals", [])),
+        min_n,
+    )
     context = {
         "timestamp": str(
             run_info.get("timestamp") or datetime.now(UTC).isoformat(timespec="seconds")
@@ -446,9 +900,17 @@ def render_report(
         "scorers": _scorer_versions(scores, run_info),
         "extra_info": extra_info,
         "expressions": EXPRESSIONS,
-        "leaderboard": _leaderboard_blocks(rows.get("leaderboard", []), specs),
+        "summary": _summary(
+            summary_questions(specs),
+            rows.get("run_intervals", []),
+            _scorer_order(scores, run_info),
+            min_n,
+        ),
+        "leaderboard": leaderboard,
+        "leaderboard_legend": leaderboard_legend,
+        "min_n": min_n,
         "heatmaps": [
-            _heatmap_section(spec, by_column, rows.get(spec.table or "", []))
+            _heatmap_section(spec, by_column, rows.get(spec.table or "", []), min_n)
             for spec in specs
             if spec.heatmap is not None
         ],
@@ -459,6 +921,7 @@ def render_report(
         "quarantine": _records(quarantine_df),
         "validation_link": link,
         "validation_success": None if validation is None else validation.success,
+        "validation_note": None if validation is None else validation.note,
         "validation_failures": failures,
         "n_images": len({row["path"] for row in scores}),
     }

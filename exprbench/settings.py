@@ -88,6 +88,11 @@ class ValidateSettings:
 @dataclass(frozen=True)
 class ReportSettings:
     thumb_px: int
+    min_n: int  # fewer images than this: a value is shown grey, never coloured or ranked
+
+    def __post_init__(self) -> None:
+        if self.min_n < 1:
+            raise ParamsError(f"params: report.min_n must be at least 1; got {self.min_n}")
 
 
 @dataclass(frozen=True)

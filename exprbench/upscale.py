@@ -70,15 +70,20 @@ if set(get_args(UpscaleMethod)) != {"none", *METHODS}:
     )
 
 
-def describe(method: str, factor: int) -> str:
+def describe(method: str, factor: int, capped_from: int | None = None) -> str:
     """How the upscaled pixels were made, for tables and the report."""
+    cap = (
+        f"; capped from x{capped_from}: larger would exceed ingest.max_pixels"
+        if capped_from
+        else ""
+    )
     if method == "none" or factor == 1:
-        return "not upscaled"
+        return f"not upscaled{cap}"
     if method in SR_METHOD_NAMES:
         from exprbench import sr
 
-        return sr.describe(method, factor)
-    return f"{method} x{factor} (Pillow {method} resampling)"
+        return sr.describe(method, factor) + cap
+    return f"{method} x{factor} (Pillow {method} resampling){cap}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class UpscaleDecision:
     factor: int  # 1 when not applied
     measured_px: int
     measured_on: str  # 'face' | 'image'
+    capped_from: int | None = None  # the factor wanted, when max_pixels forced a smaller one
 
 
 def decide(
@@ -121,6 +127,24 @@ def decide(
         return UpscaleDecision(method, int(factor), measured_px, measured_on)
     chosen = next((f for f in ALLOWED_FACTORS if measured_px * f >= min_face_px), max_factor)
     return UpscaleDecision(method, min(chosen, max_factor), measured_px, measured_on)
+
+
+def cap(decision: UpscaleDecision, height: int, width: int, max_pixels: int) -> UpscaleDecision:
+    """The decision with its factor lowered (to the largest allowed factor, or 1) so that the
+    upscaled image has at most `max_pixels` pixels, the same limit every stage reads
+    images under (ingest.max_pixels); `capped_from` records the factor wanted."""
+    factor = decision.factor
+    if factor == 1 or height * width * factor * factor <= max_pixels:
+        return decision
+    fits = [f for f in (1, *ALLOWED_FACTORS) if f < factor and height * width * f * f <= max_pixels]
+    allowed = max(fits, default=1)
+    return UpscaleDecision(
+        decision.method if allowed > 1 else "none",
+        allowed,
+        decision.measured_px,
+        decision.measured_on,
+        capped_from=factor,
+    )
 
 
 def measure(detector: FaceDetector, rgb: np.ndarray, detect_upsample: int) -> tuple[int, str]:

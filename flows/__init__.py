@@ -13,6 +13,8 @@ for _key, _value in {
     # the 20 s default times out on two loaded cores
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "DVC_NO_ANALYTICS": "1",
+    # onnxruntime's usage events (stored, then uploaded to Microsoft); read at its import
+    "ORT_DISABLE_TELEMETRY": "1",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }.items():
     os.environ.setdefault(_key, _value)

@@ -8,6 +8,7 @@ without internet. This template inlines the same libraries from their pinned npm
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from exprbench.assets import VEGA_LIBRARIES
@@ -36,7 +37,7 @@ def configure(repo: Path) -> Path:
     """Build the template inside `repo` and point DVC's plots.html_template at it."""
     target = build_template(repo / ".dvc" / TEMPLATE_NAME)
     subprocess.run(
-        ["dvc", "config", "--local", "plots.html_template", TEMPLATE_NAME],
+        [sys.executable, "-m", "dvc", "config", "--local", "plots.html_template", TEMPLATE_NAME],
         cwd=repo,
         check=True,
     )

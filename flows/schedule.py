@@ -9,6 +9,8 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.stages import run_tags
+
 
 @flow(name="exprbench-scheduled-repro", log_prints=True)
 def scheduled_repro(project: str) -> str:
@@ -30,6 +32,30 @@ def scheduled_repro(project: str) -> str:
     return result.stdout[-4000:]
 
 
-def serve_repro(cron: str, project: Path) -> None:
-    """Serve the flow as deployment 'exprbench-nightly' on `cron` until interrupted."""
-    scheduled_repro.serve(name="exprbench-nightly", cron=cron, parameters={"project": str(project)})
+DEPLOYMENT = "exprbench-scheduled-repro/exprbench-nightly"
+
+
+def serve_repro(cron: str, project: Path, timezone: str = "UTC") -> None:
+    """Serve the flow as deployment DEPLOYMENT on `cron` (in `timezone`) until interrupted.
+
+    The deployment shows in the Prefect UI under Deployments; runs happen only while this
+    process is up (it is the worker).
+    """
+    from prefect.schedules import Cron
+
+    scheduled_repro.serve(
+        name=DEPLOYMENT.split("/", 1)[1],
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters={"project": str(project)},
+        tags=run_tags(project),  # the versions are tagged on each stage's own runs
+    )
+
+
+def trigger() -> str:
+    """Ask the served deployment for one run now; returns the flow run's id."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(DEPLOYMENT, timeout=0, as_subflow=False)
+    assert isinstance(run, FlowRun)  # called outside an event loop: the sync variant
+    return str(run.id)

@@ -1,27 +1,36 @@
-"""A persistent local Prefect server on 127.0.0.1, so stage runs show in the UI and each
-process skips the 10-18 s start of Prefect's temporary server."""
+"""Each checkout's own Prefect server on 127.0.0.1, so its stage runs show in the UI (and
+only its runs: two checkouts never share a server or a database) and each process skips
+the 10-18 s start of Prefect's temporary server.
+
+The server's state (SQLite database, log, port and pid) lives in the checkout, under
+`.exprbench/prefect/` (git-ignored). `start` takes the first free port from 4200 up unless
+one is given; every `exprbench` command of the checkout then reads the port from
+`server.json` and uses that server, never whatever else answers on 127.0.0.1:4200.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from exprbench.packaged import cache_home
-
 DEFAULT_PORT = 4200
+PORT_RANGE = 100  # start looks for a free port in DEFAULT_PORT .. DEFAULT_PORT + 99
+CHECKOUT = Path(__file__).resolve().parent.parent  # the checkout whose code is running
 
 
-def api_url(port: int = DEFAULT_PORT) -> str:
+def api_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/api"
 
 
-def is_healthy(port: int = DEFAULT_PORT, timeout: float = 0.5) -> bool:
+def is_healthy(port: int, timeout: float = 0.5) -> bool:
     try:
         with urllib.request.urlopen(f"{api_url(port)}/health", timeout=timeout) as response:
             return response.status == 200 and json.loads(response.read() or b"false") is True
@@ -29,27 +38,84 @@ def is_healthy(port: int = DEFAULT_PORT, timeout: float = 0.5) -> bool:
         return False
 
 
-def use_local_server_if_running(port: int = DEFAULT_PORT) -> bool:
-    """Point this process at a running local server unless PREFECT_API_URL is already set."""
+@dataclass(frozen=True)
+class ServerRecord:
+    """What `start` wrote: the checkout's server."""
+
+    port: int
+    pid: int
+    checkout: str
+
+    @property
+    def url(self) -> str:
+        return api_url(self.port)
+
+
+def state_dir(checkout: Path = CHECKOUT) -> Path:
+    return checkout / ".exprbench" / "prefect"
+
+
+def record(checkout: Path = CHECKOUT) -> ServerRecord | None:
+    """The checkout's server as last started (None: never started, or stopped)."""
+    try:
+        return ServerRecord(**json.loads((state_dir(checkout) / "server.json").read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def running(checkout: Path = CHECKOUT) -> ServerRecord | None:
+    """The checkout's server if it is up and healthy."""
+    found = record(checkout)
+    return found if found is not None and is_healthy(found.port) else None
+
+
+def use_checkout_server(checkout: Path = CHECKOUT) -> str | None:
+    """Point this process at the checkout's running server, unless PREFECT_API_URL is set.
+
+    Returns the API URL in use, or None (Prefect then starts a temporary server).
+    """
     if os.environ.get("PREFECT_API_URL"):
-        return True
-    if is_healthy(port):
-        os.environ["PREFECT_API_URL"] = api_url(port)
-        return True
-    return False
+        return os.environ["PREFECT_API_URL"]
+    found = running(checkout)
+    if found is None:
+        return None
+    os.environ["PREFECT_API_URL"] = found.url
+    return found.url
 
 
-def _state_dir() -> Path:
-    path = cache_home() / "prefect-server"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def start(port: int = DEFAULT_PORT, timeout: float = 120.0) -> str:
-    """Start `prefect server start` in the background (own session) and wait until healthy."""
-    if is_healthy(port):
-        return api_url(port)
-    state = _state_dir()
+def _free_port() -> int:
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + PORT_RANGE):
+        if _port_free(port):
+            return port
+    raise RuntimeError(
+        f"no free port in {DEFAULT_PORT}-{DEFAULT_PORT + PORT_RANGE - 1} on 127.0.0.1; "
+        "stop a server (`exprbench server stop` in its checkout) or pass --port"
+    )
+
+
+def start(
+    port: int | None = None, timeout: float = 120.0, checkout: Path = CHECKOUT
+) -> ServerRecord:
+    """Start the checkout's `prefect server` in the background (own session) and wait
+    until it is healthy; a server already running for the checkout is reused."""
+    found = running(checkout)
+    if found is not None and port in (None, found.port):
+        return found
+    if found is not None:
+        stop(checkout)
+    if port is None:
+        port = _free_port()
+    elif not _port_free(port):
+        raise RuntimeError(
+            f"port {port} on 127.0.0.1 is taken by another process; pick another --port"
+        )
+    state = state_dir(checkout)
+    state.mkdir(parents=True, exist_ok=True)
     log = open(state / "server.log", "ab")  # noqa: SIM115 - handed to the child process
     env = {
         **os.environ,
@@ -58,25 +124,17 @@ def start(port: int = DEFAULT_PORT, timeout: float = 120.0) -> str:
         "DO_NOT_TRACK": "1",
     }
     env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "prefect", "server", "start"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=env,
         start_new_session=True,
     )
-    (state / "server.pid").write_text(str(process.pid))
+    started = ServerRecord(port, process.pid, str(checkout))
+    (state / "server.json").write_text(json.dumps(asdict(started)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -84,30 +142,103 @@ def start(port: int = DEFAULT_PORT, timeout: float = 120.0) -> str:
                 f"Prefect server exited with {process.returncode}; see {state / 'server.log'}"
             )
         if is_healthy(port):
-            return api_url(port)
+            return started
         time.sleep(1)
     raise TimeoutError(
         f"Prefect server not healthy after {timeout:.0f} s; see {state / 'server.log'}"
     )
 
 
-def stop() -> bool:
-    pid_file = _state_dir() / "server.pid"
-    if not pid_file.exists():
+def stop(checkout: Path = CHECKOUT) -> bool:
+    """Stop the checkout's server; False when none was running."""
+    found = record(checkout)
+    if found is None:
         return False
-    pid = int(pid_file.read_text())
+    (state_dir(checkout) / "server.json").unlink(missing_ok=True)
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(found.pid, signal.SIGTERM)
     except ProcessLookupError:
-        pid_file.unlink(missing_ok=True)
         return False
     for _ in range(30):
         try:
-            os.kill(pid, 0)
+            os.kill(found.pid, 0)
         except ProcessLookupError:
-            break
+            return True
         time.sleep(0.5)
-    else:
-        os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+    os.killpg(found.pid, signal.SIGKILL)
     return True
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the parent dies, even by
+    SIGKILL (Linux prctl PR_SET_PDEATHSIG), so no server outlives a killed run."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+def start_temporary(timeout: float = 120.0) -> str:
+    """A temporary Prefect API server for this process only (what Prefect's ephemeral mode
+    starts, the same uvicorn app), bound to 127.0.0.1, ended when this process exits or is
+    killed. Sets PREFECT_API_URL for this process and returns it."""
+    import atexit
+    import importlib.util
+
+    # Prefect reads PREFECT_API_URL when it is imported: find it without importing it.
+    spec = importlib.util.find_spec("prefect")
+    assert spec is not None and spec.origin is not None, "prefect is not installed"
+    port = _free_port_from(8000)
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    app = ("--app-dir", str(Path(spec.origin).parent.parent), "--factory")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *app,
+            "prefect.server.api.server:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+            "--lifespan",
+            "on",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+
+    def stop_it() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    atexit.register(stop_it)
+    deadline = time.monotonic() + timeout
+    while not is_healthy(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_it()
+            raise RuntimeError(
+                f"the temporary Prefect server on 127.0.0.1:{port} did not start "
+                f"(exit {process.returncode}); start one with `exprbench server start`"
+            )
+        time.sleep(0.2)
+    os.environ["PREFECT_API_URL"] = api_url(port)
+    return os.environ["PREFECT_API_URL"]
+
+
+def _free_port_from(first: int) -> int:
+    return next(port for port in range(first, first + 1000) if _port_free(port))

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 
-from prefect import flow
+from prefect import flow, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from exprbench.config import Layout
@@ -18,6 +21,42 @@ from exprbench.settings import Settings
 from tasks import STAGES as STAGE_ORDER
 from tasks import STUDIES
 from tasks.common import StageResult
+
+MAX_VERSION_TAGS = 50
+
+
+def run_tags(
+    checkout: Path, layout: Layout | None = None, extensions: Sequence[str] = ()
+) -> list[str]:
+    """Tags of a flow run, to filter runs in the UI: the project, the checkout, and each
+    generator/version evaluated (from the images table once ingest wrote one, else from
+    the input folder's layout)."""
+    found = ["exprbench", f"checkout:{checkout.resolve().name}"]
+    if layout is None:
+        return found
+    if layout.images.is_file():
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(layout.images, columns=["generator", "version"]).to_pylist()
+    else:
+        from exprbench.ingest import InputConfigError, discover
+
+        try:
+            found_files = discover(layout.input_dir, extensions)
+        except (InputConfigError, OSError):
+            return found  # ingest will report the problem
+        rows = [{"generator": c.generator, "version": c.version} for c in found_files.candidates]
+    versions = sorted({f"{row['generator']}/{row['version']}" for row in rows})
+    return found + versions[:MAX_VERSION_TAGS]
+
+
+@contextmanager
+def tagged(layout: Layout, extensions: Sequence[str]) -> Iterator[None]:
+    """Flow runs started inside carry `run_tags` for this checkout and layout."""
+    from flows.server import CHECKOUT
+
+    with tags(*run_tags(CHECKOUT, layout, extensions)):
+        yield
 
 
 def publish(result: StageResult) -> StageResult:

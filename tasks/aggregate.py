@@ -7,6 +7,7 @@ from prefect.cache_policies import NONE
 
 from exprbench.aggregate import build_tables
 from exprbench.config import Layout
+from exprbench.runlock import require_validation_passed
 from exprbench.schema import read_scores
 from exprbench.settings import Settings
 from tasks.common import StageResult
@@ -14,8 +15,10 @@ from tasks.common import StageResult
 
 @task(name="aggregate", cache_policy=NONE)
 def aggregate(layout: Layout, settings: Settings) -> StageResult:
+    require_validation_passed(layout.validation_json, "aggregate")
     read_scores(layout.scores)  # schema check with a clear message before any SQL
-    tables = build_tables(str(layout.scores_dir / "*.parquet"), layout.database, layout.tables)
+    # exactly the file the score stage wrote (and validate checked), never a stray beside it
+    tables = build_tables(layout.scores, layout.database, layout.tables)
     result = StageResult("aggregate", {name: table.num_rows for name, table in tables.items()})
     result.counts["database"] = str(layout.database)
     result.rows = tables["leaderboard"].to_pylist()

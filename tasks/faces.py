@@ -18,6 +18,7 @@ from tasks.common import StageResult, materialise, progress
 @task(name="faces", cache_policy=NONE)
 def faces(layout: Layout, settings: Settings) -> StageResult:
     options = settings.faces
+    max_pixels = settings.ingest.max_pixels  # upscale keeps its images within this too
     identity = [
         code_digest("exprbench.faces", "exprbench.align"),
         weight_digests("dlib-landmarks"),
@@ -35,7 +36,7 @@ def faces(layout: Layout, settings: Settings) -> StageResult:
                 from exprbench.faces import FaceDetector
 
                 detector = FaceDetector()
-            rgb = load_rgb(layout.resolve(image["work_path"]))
+            rgb = load_rgb(layout.resolve(image["work_path"]), max_pixels=max_pixels)
             record, crop = detect_record(
                 detector,
                 rgb,

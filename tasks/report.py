@@ -17,11 +17,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 import exprbench
-from exprbench.aggregate import metrics_summary, plot_frames
+from exprbench.aggregate import headline_metrics, metrics_summary
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
 from exprbench.metrics import MetricSpec
 from exprbench.report import render_report
+from exprbench.runlock import require_validation_passed
 from exprbench.schema import FACES, QUARANTINE, read_scores, read_table
 from exprbench.settings import Settings
 from exprbench.validation.run import ValidationReport
@@ -35,29 +36,32 @@ def _load_tables(layout: Layout) -> dict:
 
 
 def write_plot_data(tables: dict, specs: Sequence[MetricSpec], plots_dir: Path) -> None:
-    """One CSV per plotted metric and scorer: its leaderboard value per generator/version.
+    """One CSV per plotted metric and scorer: its leaderboard value per generator/version,
+    with n and the 95% interval (from the `run_intervals` table).
 
-    Every file has the same columns (generator_version, value, n_images, metric), so
-    dvc.yaml declares the folder once and a newly plotted metric needs no edit there.
+    Every file has the same columns (generator_version, value, n, ci95_low, ci95_high,
+    metric), so dvc.yaml declares the folder once and a newly plotted metric needs no edit.
     """
     plots_dir.mkdir(parents=True, exist_ok=True)
     for old in plots_dir.glob("*.csv"):
         old.unlink()
-    leaderboard = plot_frames(tables)["leaderboard"].to_pylist()
+    runs = tables["run_intervals"].to_pylist()
     for spec in specs:
         if not spec.plot or spec.leaderboard is None:
             continue
-        column = spec.leaderboard.column
-        for scorer in sorted({row["scorer"] for row in leaderboard}):
+        statistic = spec.leaderboard.column
+        for scorer in sorted({row["scorer"] for row in runs}):
             rows = [
                 {
                     "generator_version": f"{r['generator']} {r['version']}",
-                    "value": r[column],
-                    "n_images": r["n_images"],
-                    "metric": column,
+                    "value": r["mean"],
+                    "n": r["n"],
+                    "ci95_low": r["ci95_low"],
+                    "ci95_high": r["ci95_high"],
+                    "metric": statistic,
                 }
-                for r in leaderboard
-                if r["scorer"] == scorer and r.get(column) is not None
+                for r in runs
+                if r["scorer"] == scorer and r["statistic"] == statistic
             ]
             if rows:
                 path = plots_dir / f"{spec.column}_{scorer}.csv"
@@ -72,6 +76,7 @@ def _params_hash(*sections: Any) -> str:
 
 @task(name="report", cache_policy=NONE)
 def report(layout: Layout, settings: Settings) -> StageResult:
+    require_validation_passed(layout.validation_json, "report")
     thumb_px = settings.report.thumb_px
     tables = _load_tables(layout)
     scores_table, specs = read_scores(layout.scores)
@@ -115,9 +120,13 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         validation=validation,
         thumb_px=thumb_px,
         specs=specs,
+        min_n=settings.report.min_n,
     )
-    metrics = metrics_summary(tables)
-    atomic_write_bytes(layout.metrics_json, json.dumps(metrics, indent=2, sort_keys=True).encode())
+    for path, content in (
+        (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
+        (layout.leaderboard_json, metrics_summary(tables)),
+    ):
+        atomic_write_bytes(path, json.dumps(content, indent=2, sort_keys=True).encode())
     write_plot_data(tables, specs, layout.plots_dir)
     return StageResult(
         "report",

@@ -19,10 +19,14 @@ from exprbench.scoring import output_to_dict, score_rows
 from exprbench.settings import Settings
 from tasks.common import StageResult, progress
 
+# read by tasks/validate.py (the same literal: validate must not import the scorers)
+THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
+
 
 @task(name="score", cache_policy=NONE)
 def score(layout: Layout, settings: Settings) -> StageResult:
     options = settings.score
+    max_pixels = settings.ingest.max_pixels  # upscale keeps its images within this too
     classes = {name: get_scorer_class(name) for name in options.scorers}  # unknown names fail
     identities = {
         name: cls.cache_identity(options.options_for(name)) for name, cls in classes.items()
@@ -45,7 +49,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         path = upscaled[face_row["path"]]["work_path"]
         if path not in loaded:
             loaded.clear()
-            loaded[path] = load_rgb(layout.resolve(path))
+            loaded[path] = load_rgb(layout.resolve(path), max_pixels=max_pixels)
         return loaded[path]
 
     def run(name: str, face_row: Mapping[str, Any]) -> dict:
@@ -85,6 +89,13 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     schema = scores_schema(
         [spec for cls in classes.values() for spec in cls.metrics()],
         {name: cls.filled_columns() for name, cls in classes.items()},
+    )
+    # validate checks same_identity against the threshold it was computed with
+    schema = schema.with_metadata(
+        {
+            **(schema.metadata or {}),
+            THRESHOLD_METADATA_KEY: str(options.same_identity_threshold).encode(),
+        }
     )
     write_rows(rows, layout.scores, schema)
     result = StageResult(

@@ -20,6 +20,8 @@ from tasks.common import StageResult, materialise, progress
 @task(name="upscale", cache_policy=NONE)
 def upscale(layout: Layout, settings: Settings) -> StageResult:
     options = settings.upscale
+    # images are read, and upscaled images capped, under the limit ingest accepted them with
+    max_pixels = settings.ingest.max_pixels
     rules: dict[str, Any] = {
         "method": options.method,
         "min_face_px": options.min_face_px,
@@ -34,6 +36,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
         weight_digests("dlib-landmarks", *method_weights),
         rules,
         options.detect_upsample,
+        max_pixels,
     ]
     images = read_table(layout.images, IMAGES).to_pylist()
     cache = ContentCache(layout.cache, "upscale")
@@ -44,17 +47,21 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
 
         def compute(image: dict = image) -> dict:
             nonlocal detector
-            rgb = load_rgb(layout.input_dir / image["path"])
+            rgb = load_rgb(layout.input_dir / image["path"], max_pixels=max_pixels)
             if detector is None:
                 from exprbench.faces import FaceDetector
 
                 detector = FaceDetector()
             measured_px, measured_on = up.measure(detector, rgb, options.detect_upsample)
-            decision = up.decide(measured_px, measured_on, **rules)
+            height, width = rgb.shape[:2]
+            decision = up.cap(
+                up.decide(measured_px, measured_on, **rules), height, width, max_pixels
+            )
             work = up.apply(rgb, decision)
             return {
                 "method": decision.method,
                 "factor": decision.factor,
+                "capped_from": decision.capped_from,
                 "measured_px": measured_px,
                 "measured_on": measured_on,
                 "height": work.shape[0],
@@ -75,7 +82,9 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
                 "work_sha256": work_sha,
                 "upscale_method": record["method"],
                 "upscale_factor": record["factor"],
-                "upscale_detail": up.describe(record["method"], record["factor"]),
+                "upscale_detail": up.describe(
+                    record["method"], record["factor"], record.get("capped_from")
+                ),
                 "measured_px": record["measured_px"],
                 "measured_on": record["measured_on"],
                 "width": record["width"],
@@ -89,6 +98,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
         {
             "images": len(rows),
             "upscaled": n_up,
+            "capped": sum(1 for r in rows if "capped from" in r["upscale_detail"]),
             "method": rules["method"],
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -16,9 +18,51 @@ class ValidationFailed(RuntimeError):
     """The scores broke expectations; the message names them and the offending rows."""
 
 
+def remove_stale_outputs(layout: Layout) -> list[str]:
+    """Delete the report, tables and database built from earlier scores: after a failed
+    validation nothing that looks current may sit beside the failing scores. Returns what
+    was removed."""
+    removed = []
+    for path in (
+        layout.report_html,
+        layout.metrics_json,
+        layout.leaderboard_json,
+        layout.plots_dir,
+        layout.database,
+        layout.database.with_name(layout.database.name + ".wal"),
+        layout.tables,
+    ):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path))
+    return removed
+
+
+def _nothing_to_validate(layout: Layout) -> StageResult:
+    from datetime import UTC, datetime
+
+    from exprbench.validation.run import ValidationReport
+
+    report = ValidationReport(
+        success=True,
+        n_rows=0,
+        checks=[],
+        failures=[],
+        validated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        note="nothing to validate: no image was accepted (the quarantine lists every file and why)",
+    )
+    atomic_write_bytes(layout.validation_json, report.to_json().encode())
+    return StageResult("validate", {"rows": 0, "expectations": 0, "note": str(report.note)})
+
+
 @task(name="validate", cache_policy=NONE)
 def validate(layout: Layout, settings: Settings) -> StageResult:
     from exprbench.validation.run import validate_scores  # GX takes seconds to import
+    from exprbench.validation.suite import THRESHOLD_ATTR
 
     table, specs = read_scores(layout.scores)
     declared = declared_columns(table.schema)
@@ -26,8 +70,16 @@ def validate(layout: Layout, settings: Settings) -> StageResult:
         raise SchemaMismatchError(
             f"{layout.scores}: no record of what each scorer declares; rerun the score stage"
         )
+    if table.num_rows == 0:
+        # No image was accepted: a run with nothing to score completes, and says so.
+        return _nothing_to_validate(layout)
+    frame = table.to_pandas()
+    # written by tasks/score.py: the score.same_identity_threshold same_identity came from
+    threshold = (table.schema.metadata or {}).get(b"exprbench.same_identity_threshold")
+    if threshold is not None:
+        frame.attrs[THRESHOLD_ATTR] = float(threshold)
     report = validate_scores(
-        table.to_pandas(),
+        frame,
         declared,
         layout.validation_dir,
         specs=specs,
@@ -50,8 +102,15 @@ def validate(layout: Layout, settings: Settings) -> StageResult:
         for f in report.failures
     ]
     if not report.success:
+        removed = remove_stale_outputs(layout)
         raise ValidationFailed(
             f"validation failed; report stopped. Data Docs: {report.docs_index}\n"
             + report.summary_markdown()
+            + (
+                "\nRemoved what the previous, passed run left and these scores make stale: "
+                + ", ".join(removed)
+                if removed
+                else ""
+            )
         )
     return result

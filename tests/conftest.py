@@ -2,12 +2,27 @@
 
 Both are fetched once into the user cache (`$EXPRBENCH_HOME`, default ~/.cache/exprbench)
 by `exprbench fetch-models` / `exprbench fetch-demo` or on first use here.
+
+Missing prerequisites (Node.js, a harness's npm packages, a reference package installed
+with pip, a dev dependency, a weight file): every check goes through
+`missing_prerequisite`, which fails the test when `CI` is set (CI must not pass a check it
+never ran) and skips it locally, with the same message saying what is missing and how to
+provide it.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -70,15 +85,42 @@ SMALL_SET = {
 }
 
 
+# ---------------------------------------------------------------- prerequisites
+
+
+def in_ci() -> bool:
+    """True when the `CI` environment variable is set to anything but '', 0, false or no."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing_prerequisite(message: str) -> NoReturn:
+    """A check cannot run because `message` is missing: fail under CI, skip locally."""
+    if in_ci():
+        pytest.fail(f"missing prerequisite (CI: a failure, not a skip): {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def require(condition: bool | Callable[[], object], message: str) -> None:
+    """Call `missing_prerequisite(message)` unless `condition` (or condition()) is truthy."""
+    if not (condition() if callable(condition) else condition):
+        missing_prerequisite(message)
+
+
+def import_or_missing(module: str, how: str) -> ModuleType:
+    """`importlib.import_module(module)`, or a missing prerequisite saying `how` to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        missing_prerequisite(f"Python module {module!r} is not importable ({error}); {how}")
+
+
 def pip_target(name: str, *specs: str) -> Path:
     """Install reference packages `specs` (no dependencies) once into a cached folder.
 
-    Tests compare our ports with the original packages this way; they skip with pip's
-    message when the registry cannot be reached.
+    Tests compare our ports with the original packages this way. If pip cannot install
+    them (registry unreachable, version gone), that is a missing prerequisite with pip's
+    message: a failure under CI, a skip locally.
     """
-    import subprocess
-    import sys
-
     from exprbench.packaged import cache_home
 
     target = cache_home() / "test-references" / name
@@ -88,9 +130,71 @@ def pip_target(name: str, *specs: str) -> Path:
         cmd += ["--target", str(target), *specs]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
         if result.returncode != 0:
-            pytest.skip(
-                f"reference {' '.join(specs)} could not be installed with pip "
-                f"(registry unreachable?): {result.stderr.strip()[-500:]}"
+            missing_prerequisite(
+                f"reference package(s) {' '.join(specs)} could not be installed with "
+                f"`pip install --no-deps --target {target}` (the package registry must be "
+                f"reachable through pip once; later runs reuse the folder): "
+                f"{result.stderr.strip()[-500:]}"
             )
         done.write_text(" ".join(specs) + "\n")
     return target
+
+
+PARITY_DIR = Path(__file__).parent / "parity"
+
+
+def npm_harness(directory: Path = PARITY_DIR) -> Path:
+    """`directory`'s node_modules, installed with `npm ci` from its package-lock.json.
+
+    `npm ci` runs when node_modules is missing or older than the lockfile (npm ci leaves
+    node_modules/.package-lock.json behind), so any test that needs the harness gets the
+    pinned packages whichever test runs first. No node, no npm or a failed `npm ci` is a
+    missing prerequisite.
+    """
+    how = "install Node.js 20 with npm (tests run `npm ci` in the harness folder themselves)"
+    require(shutil.which("node") is not None, f"Node.js (`node`) is not on PATH: {how}")
+    require(shutil.which("npm") is not None, f"`npm` is not on PATH: {how}")
+    modules = directory / "node_modules"
+    stamp = modules / ".package-lock.json"
+    lock = directory / "package-lock.json"
+    if not stamp.is_file() or stamp.stat().st_mtime < lock.stat().st_mtime:
+        result = subprocess.run(
+            [shutil.which("npm") or "npm", "ci", "--no-audit", "--no-fund"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if result.returncode != 0:
+            missing_prerequisite(
+                f"`npm ci` failed in {directory} (it installs the versions pinned in "
+                f"package-lock.json; the npm registry must be reachable once): "
+                f"{result.stderr.strip()[-1500:]}"
+            )
+    return modules
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def artifacts_dir() -> Path:
+    """Where port checks write their measured differences: $EXPRBENCH_TEST_ARTIFACTS,
+    default tests/.artifacts (gitignored; .ci/run prints what is there)."""
+    env = os.environ.get("EXPRBENCH_TEST_ARTIFACTS")
+    return Path(env) if env else Path(__file__).parent / ".artifacts"
+
+
+def record_artifact(name: str, key: str, value: Any) -> Path:
+    """Store `value` under `key` in `<artifacts_dir>/<name>.json` (other keys are kept)."""
+    path = artifacts_dir() / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[key] = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **value}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path

@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import import_or_missing
 
 from exprbench.aggregate import (
     TABLE_NAMES,
@@ -335,7 +336,7 @@ def test_database_and_csv_hold_every_table(built) -> None:
 
 
 def test_t_interval_beyond_the_table_uses_the_expansion() -> None:
-    stats = pytest.importorskip("scipy.stats")
+    stats = import_or_missing("scipy.stats", "scipy is a dependency: pip install -e '.[dev]'")
     with duckdb.connect() as con:
         macro = next(sql for sql in _setup_sql("unused") if "MACRO t975" in sql)
         con.execute(macro)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -37,7 +40,7 @@ def repo(tmp_path_factory, photos, models, prefect_server):
     repo = tmp_path_factory.mktemp("dvcrepo")
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, repo / name)
-    for package in ("exprbench", "tasks", "flows"):
+    for package in ("bin", "exprbench", "tasks", "flows"):
         shutil.copytree(
             ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -190,6 +193,55 @@ def test_experiment_sweep_and_resolution_study(repo):
     assert page.is_file() and "esrgan-slim" in page.read_text()
 
 
+def _metrics(entry: dict) -> dict:
+    found = _find(entry, lambda d: "data/reports/metrics.json" in d)
+    assert found, json.dumps(entry)[:2000]
+    return found[0]["data/reports/metrics.json"]["data"]
+
+
+def test_experiment_records_metrics_that_differ_and_keeps_params_readable(repo):
+    """`dvc exp run -S` on the project's params.yaml: the experiment's headline metrics are
+    in `dvc exp show --json` beside the committed baseline's, they differ where the change
+    matters, and params.yaml keeps its layout and comments (one line changes)."""
+    repo, env = repo
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    _repro(repo, env)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    _run(["git", "add", "-A"], repo, env)
+    _run([*git, "commit", "-qm", "baseline with metrics"], repo, env)
+    head = _run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    before = (repo / "params.yaml").read_text().splitlines()
+    _run(
+        ["dvc", "exp", "run", "-n", "strict", "-S", "score.same_identity_threshold=0.1"], repo, env
+    )
+    after = (repo / "params.yaml").read_text().splitlines()
+    changed = [line for line in difflib.unified_diff(before, after, n=0, lineterm="")][2:]
+    changed = [line for line in changed if not line.startswith("@@")]
+    assert len(changed) == 2 and "same_identity_threshold: 0.1" in changed[1], changed
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+    baseline = _find(shown, lambda d: d.get("rev") == head and "data" in d)
+    strict = _find(shown, lambda d: d.get("name") == "strict")
+    assert baseline and strict, json.dumps(shown)[:2000]
+    base_metrics, strict_metrics = _metrics(baseline[0]), _metrics(strict[0])
+    # identity distances of ~0.4 are "the same person" at 0.6, not at 0.1
+    assert base_metrics["faceapi"]["share_same_identity"] > 0
+    assert strict_metrics["faceapi"]["share_same_identity"] == 0
+    # what the threshold does not touch stays put
+    assert (
+        strict_metrics["faceapi"]["mean_target_prob"] == base_metrics["faceapi"]["mean_target_prob"]
+    )
+    assert strict_metrics["images"] == base_metrics["images"]
+    wide = _run(["dvc", "exp", "show", "--only-changed", "--no-pager"], repo, env).stdout
+    assert max(map(len, wide.splitlines())) <= 200, wide
+    # the workspace now holds the experiment: the diffs against the committed baseline
+    metrics_diff = _run(["dvc", "metrics", "diff"], repo, env).stdout
+    assert "share_same_identity" in metrics_diff and "mean_target_prob" not in metrics_diff
+    assert "same_identity_threshold" in _run(["dvc", "params", "diff"], repo, env).stdout
+    _run(["dvc", "plots", "diff", "-o", "plots_diff"], repo, env)
+    assert (repo / "plots_diff" / "index.html").is_file()
+    (repo / "params.yaml").write_text("\n".join(before) + "\n")
+
+
 def _find(node, match) -> list[dict]:
     """Every dict inside a JSON document for which match(dict) holds."""
     found = []
@@ -210,3 +262,52 @@ def test_scheduled_rerun_flow_runs_dvc_repro(repo, prefect_server):
     repo, _ = repo
     output = scheduled_repro(str(repo))  # a real flow run on the test server
     assert "didn't change" in output or "Running stage" in output
+
+
+def test_served_deployment_runs_dvc_repro_when_triggered(repo, prefect_server):
+    """README's schedule commands: `exprbench schedule` serves the deployment (and must stay
+    up: it runs the flow runs), `exprbench schedule --trigger` asks it for a run now."""
+    from prefect.client.orchestration import get_client
+
+    from flows.schedule import DEPLOYMENT
+
+    repo, env = repo
+    cli = [sys.executable, "-m", "flows.cli"]
+    serving = subprocess.Popen(
+        [*cli, "schedule", "--project", str(repo), "--timezone", "Europe/Madrid"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    deployment = client.read_deployment_by_name(DEPLOYMENT)
+                    break
+                except Exception:
+                    assert serving.poll() is None, serving.stdout.read() if serving.stdout else ""
+                    assert time.monotonic() < deadline, "the deployment never appeared"
+                    time.sleep(2)
+            assert "exprbench" in deployment.tags
+            assert [s.schedule.timezone for s in deployment.schedules] == ["Europe/Madrid"]
+            triggered = _run([*cli, "schedule", "--trigger"], repo, env).stdout
+            run_id = re.search(r"flow run (\S+) of deployment", triggered).group(1)
+            deadline = time.monotonic() + 300
+            state = client.read_flow_run(run_id).state
+            while state is None or not state.is_final():
+                assert time.monotonic() < deadline, f"the triggered run stayed {state}"
+                time.sleep(2)
+                state = client.read_flow_run(run_id).state
+            assert state.is_completed(), state
+    finally:
+        os.killpg(serving.pid, signal.SIGTERM)
+        try:
+            serving.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serving.pid, signal.SIGKILL)
+            serving.wait()

@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +27,6 @@ import yaml
 from exprbench.fingerprint import closure_files, code_digest, module_closure
 from exprbench.scorers import available_scorers, get_scorer_class
 from exprbench.settings import Settings
-from tests.conftest import load_rgb_array
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = {ROOT / "dvc.yaml": ROOT, ROOT / "studies" / "dvc.yaml": ROOT}
@@ -42,8 +44,8 @@ def _stages() -> list[tuple[str, dict]]:
 
 
 def _task_module(stage: dict) -> str:
-    match = re.fullmatch(r"exprbench stage (\w+)", stage["cmd"])
-    assert match, f"stage command {stage['cmd']!r} is not `exprbench stage NAME`"
+    match = re.fullmatch(r"bin/exprbench stage (\w+)", stage["cmd"])
+    assert match, f"stage command {stage['cmd']!r} is not `bin/exprbench stage NAME`"
     return f"tasks.{match.group(1)}"
 
 
@@ -161,35 +163,55 @@ def test_cache_identity_covers_options_and_weights(monkeypatch) -> None:
     assert fer.code_version() != version
 
 
+# Run in a fresh process: models loaded earlier in the test session are cached in memory,
+# and a scorer would then load nothing we could see.
+_RECORD_LOADS = """
+import json, sys
+import numpy as np
+from PIL import Image
+import exprbench.weights as weights
+from exprbench.align import align
+from exprbench.faces import FaceDetector, choose_primary
+from exprbench.scorers import PairScorer, available_scorers
+
+image = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
+face = choose_primary(FaceDetector().detect(image))
+crop = align(image, face, "similarity", 256).image
+loaded, original = [], weights.ensure
+
+def recording_ensure(item, *args, **kwargs):
+    loaded.extend(k for k, v in weights.WEIGHTS.items() if v == item)
+    return original(item, *args, **kwargs)
+
+weights.ensure = recording_ensure
+found = {}
+for name, cls in available_scorers().items():
+    loaded.clear()
+    scorer = cls()
+    scorer.compare(crop, crop) if isinstance(scorer, PairScorer) else scorer.score(image, face)
+    found[name] = sorted(set(loaded))
+print(json.dumps(found))
+"""
+
+
 def test_declared_weights_are_the_ones_loaded(models, photos) -> None:
     """A scorer loads only weight files it declares (they key its cache identity)."""
-    import exprbench.weights as weights
-    from exprbench.align import align
-    from exprbench.faces import FaceDetector, choose_primary
-    from exprbench.scorers import PairScorer
-
-    image = load_rgb_array(photos["grace_hopper"])
-    face = choose_primary(FaceDetector().detect(image))
-    assert face is not None
-    crop = align(image, face, "similarity", 256).image
-    loaded: list[str] = []
-    original = weights.ensure
-
-    def recording_ensure(item, *args, **kwargs):
-        loaded.extend(k for k, v in weights.WEIGHTS.items() if v == item)
-        return original(item, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(weights, "ensure", recording_ensure)
-        for name, cls in available_scorers().items():
-            loaded.clear()
-            scorer = cls()
-            if isinstance(scorer, PairScorer):
-                scorer.compare(crop, crop)
-            else:
-                scorer.score(image, face)
-            assert loaded, f"{name} loaded no weights through exprbench.weights"
-            assert set(loaded) <= set(cls.weights), (name, sorted(set(loaded) - set(cls.weights)))
+    result = subprocess.run(
+        [sys.executable, "-c", _RECORD_LOADS, str(photos["grace_hopper"])],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(loaded) == set(available_scorers())
+    for name, keys in loaded.items():
+        declared = set(get_scorer_class(name).weights)
+        assert keys, f"{name} loaded no weights through exprbench.weights"
+        assert set(keys) <= declared, (name, sorted(set(keys) - declared))
 
 
 def _grouped(files: set[Path]) -> list[str]:

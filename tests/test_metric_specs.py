@@ -128,7 +128,8 @@ def test_a_new_scorer_s_metric_reaches_every_artefact(
     section = re.search(r"<h2[^>]*>Mouth opening</h2>(.*?)<h2", html, re.S)
     assert section, "no heatmap section for the new metric"
     assert "<h3>mouth_probe &middot;" in section.group(1) and "n=" in section.group(1)
+    # the DVC headline metrics (its only scorer measures it) and the per-run leaderboard
     metrics = json.loads(layout.metrics_json.read_text())
-    assert any(
-        "mean_mouth_open" in by_scorer.get("mouth_probe", {}) for by_scorer in metrics.values()
-    )
+    assert metrics["mouth_probe"]["mean_mouth_open"] > 0
+    by_run = json.loads(layout.leaderboard_json.read_text())
+    assert all("mean_mouth_open" in by_scorer["mouth_probe"] for by_scorer in by_run.values())

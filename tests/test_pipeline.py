@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from exprbench.config import Layout
 from exprbench.settings import load_params, load_settings
+from tests.badinputs import swallowing_manifest
 from tests.conftest import SMALL_SET, build_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +97,8 @@ def test_quality_columns_reach_the_tables_and_report(pipeline_run):
     assert perceptual[0] >= 2  # obama and franck have a neutral and one other expression
     html = layout.report_html.read_text()
     for title in ("Image quality (BRISQUE)", "Perceptual distance (ST-LPIPS, VGG)"):
-        section = html.split(title, 1)[1].split("<h2", 1)[0]
+        # the section under its heading (the title also appears in the nav bar)
+        section = re.split(rf"<h2[^>]*>{re.escape(title)}</h2>", html)[1].split("<h2", 1)[0]
         assert "No scorer produced this measure" not in section, title
         assert "<td" in section, title
 
@@ -178,3 +181,17 @@ def test_bad_inputs_run_to_the_report(tmp_path, photos, models, prefect_server):
     html = layout.report_html.read_text()
     assert "ünï cødé/neutral.jpg" in html  # unicode names survive into the report
     assert "hopper/happy.jpg" in html and "truncated" in html  # the quarantine list
+
+
+@pytest.mark.parametrize("case", ["empty folder", "manifest swallowing every row"])
+def test_a_run_with_nothing_scorable_completes_with_a_report(tmp_path, prefect_server, case):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    if case != "empty folder":
+        swallowing_manifest(raw)
+    result = _cli(["run", "--input", str(raw), "--output", str(tmp_path / "out")], prefect_server)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "nothing to validate: no image was accepted" in html
+    if case != "empty folder":
+        assert "manifest.csv:2" in html  # the quarantine names the line

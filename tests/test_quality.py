@@ -1,8 +1,9 @@
 """Quality metrics (exprbench.quality) against their reference packages, on real photos.
 
 References are installed on first use with `pip install --no-deps --target` into
-exprbench's user cache (`<cache>/test-references/`), so later runs are offline; a test
-skips with the pip error when the registry cannot be reached. The numpy-2 fixes applied to
+exprbench's user cache (`<cache>/test-references/`), so later runs are offline; if pip
+cannot install them, the test skips locally and fails under CI with pip's error
+(conftest.missing_prerequisite). The numpy-2 fixes applied to
 them here are the smallest that let them run, each named below.
 
 - PIQE: `pypiqe` 1.2 as is (given BGR, since it converts with COLOR_BGR2GRAY).
@@ -40,7 +41,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_rgb_array, pip_target
+from conftest import load_rgb_array, missing_prerequisite, pip_target
 from PIL import Image
 
 import exprbench.quality
@@ -85,8 +86,9 @@ def quality_weights() -> None:
     try:
         fetch_models(keys)
     except PackagedFileError as error:
-        pytest.skip(
-            f"quality parameter files could not be fetched (registry unreachable?): {error}"
+        missing_prerequisite(
+            f"quality parameter files could not be fetched (run `exprbench fetch-models`; "
+            f"the package registries must be reachable once): {error}"
         )
 
 

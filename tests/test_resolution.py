@@ -13,7 +13,7 @@ from exprbench.geometry import Face
 from exprbench.labels import EXPRESSIONS
 from exprbench.resolution.page import _table as study_table
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, ScorerFoundNoFaceError
-from tests.conftest import load_rgb_array
+from tests.conftest import import_or_missing, load_rgb_array
 
 FAST_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "lanczos+unsharp", "esrgan-slim")
 SIZES = (48, 24)
@@ -246,7 +246,9 @@ def test_bad_arguments_are_named(faces, kwargs, message):
 
 
 def test_psnr_and_ssim_match_scikit_image(studies):
-    metrics = pytest.importorskip("skimage.metrics")
+    metrics = import_or_missing(
+        "skimage.metrics", "scikit-image is a dev dependency: pip install -e '.[dev]'"
+    )
     rng = np.random.default_rng(7)
     study = studies["obama"]
     noise = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)

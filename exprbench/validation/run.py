@@ -8,6 +8,8 @@ writes offline Data Docs (`exprbench.validation.docs`).
 
 from __future__ import annotations
 
+import copy
+import html
 import json
 import math
 from collections.abc import Collection, Mapping, Sequence
@@ -22,7 +24,9 @@ import pandas as pd
 from exprbench.metrics import MetricSpec
 
 if TYPE_CHECKING:
-    from great_expectations.checkpoint.actions import ValidationAction
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
 from exprbench.scorers.base import BUILTIN_METRICS
 from exprbench.validation.docs import DocsMode, make_data_docs_offline
 from exprbench.validation.suite import (
@@ -64,6 +68,7 @@ class ValidationReport:
     docs_index: Path | None = None
     docs_page: Path | None = None
     docs_mode: DocsMode | None = None
+    note: str | None = None  # why nothing was checked (no image accepted)
 
     def summary_markdown(self) -> str:
         status = "PASSED" if self.success else "FAILED"
@@ -192,9 +197,11 @@ def _run_gx(
     # Imported here: importing GX takes seconds and most callers never validate.
     import great_expectations as gx
     import great_expectations.expectations as gxe
-    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
     from great_expectations.expectations.row_conditions import Column
 
     context = gx.get_context(mode="ephemeral")
@@ -219,7 +226,6 @@ def _run_gx(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="scores", data=batch, suite=suite)
     )
-    actions: list[ValidationAction] = []
     if docs_dir is not None:
         docs_dir.mkdir(parents=True, exist_ok=True)
         context.add_data_docs_site(
@@ -238,13 +244,13 @@ def _run_gx(
                 },
             ),
         )
-        # site_names: the ephemeral context also has a temp-dir 'local_site'; skip it.
-        actions.append(UpdateDataDocsAction(name="data_docs", site_names=[SITE_NAME]))
+    # No UpdateDataDocsAction: the docs are built below from an HTML-escaped copy of the
+    # results, since GX puts unexpected values (paths, labels) into the pages unescaped.
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
             name="scores",
             validation_definitions=[definition],
-            actions=actions,
+            actions=[],
             result_format={
                 "result_format": "COMPLETE",
                 "unexpected_index_column_names": list(ROW_ID_COLUMNS),
@@ -270,11 +276,48 @@ def _run_gx(
                 else None,
             }
         if docs_dir is not None:
+            context.validation_results_store.set(identifier, _escaped_for_docs(validation))
+            # site_names: the ephemeral context also has a temp-dir 'local_site'; skip it.
+            context.build_data_docs(
+                site_names=[SITE_NAME],
+                # GX's annotation wants one kind per list; its builders take both.
+                resource_identifiers=cast(
+                    Any, [identifier, ExpectationSuiteIdentifier(name=SUITE_NAME)]
+                ),
+            )
             urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME)
             url = (urls[0].get("site_url") if urls else None) or ""
             if url.startswith("file://"):
                 page = Path(url.removeprefix("file://"))
     return results, page
+
+
+def _html_escaped(value: Any) -> Any:
+    """Every string in `value` (nested dicts/lists, keys too) HTML-escaped."""
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {_html_escaped(k): _html_escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_html_escaped(v) for v in value)
+    return value
+
+
+def _escaped_for_docs(validation: ExpectationSuiteValidationResult) -> Any:
+    """A copy of `validation` whose data-derived strings are HTML-escaped, for Data Docs.
+
+    GX's table renderer writes unexpected values and index columns (path, scorer) into the
+    page as raw HTML; a file name or label from the data must not become markup there.
+    Only `result` and exception messages carry data; the expectations' own kwargs are ours
+    and GX escapes them already.
+    """
+    escaped = copy.deepcopy(validation)
+    for result in escaped.results:
+        result.result = _html_escaped(dict(result.result or {}))
+        info = result.exception_info
+        if info:
+            result.exception_info = _html_escaped(dict(info))
+    return escaped
 
 
 def _failure(check: Check, outcome: Mapping[str, Any], max_rows: int) -> FailedCheck:

@@ -34,6 +34,14 @@ TARGET_TOLERANCE = 1e-6
 # Derived columns added to a copy of the frame; prefixed so they cannot clash with SCORES.
 SUM_COLUMN = "chk_p_sum"
 TARGET_GAP_COLUMN = "chk_target_gap"
+# Relations between columns: each derived column holds, on an offending row, a sentence
+# saying what is inconsistent, and is null elsewhere (checked with ExpectColumnValuesToBeNull).
+NO_FACE_FILLED_COLUMN = "chk_filled_without_face"
+TOP1_COLUMN = "chk_top1_not_argmax"
+SAME_IDENTITY_COLUMN = "chk_same_identity_inconsistent"
+# The score stage records score.same_identity_threshold here (DataFrame.attrs, from the
+# scores table's schema metadata); without it the check asks that one threshold exists.
+THRESHOLD_ATTR = "same_identity_threshold"
 _NEEDS_PREFIX = "chk_needs_"
 
 
@@ -112,8 +120,7 @@ def build_checks(
     vocab = {
         "expression": EXPRESSIONS,
         "top1": EXPRESSIONS,
-        "gender": GENDERS,
-        "subject_gender": GENDERS,
+        "gender": GENDERS,  # the predicted gender; subject_gender is data (any label)
         "scorer": tuple(sorted(declared)),
     }
     ranges = [
@@ -179,7 +186,87 @@ def build_checks(
             f"target_prob must equal p_<expression> (derived column {TARGET_GAP_COLUMN})",
         ),
         *not_null,
+        Check(
+            "no_values_without_face",
+            "ExpectColumnValuesToBeNull",
+            {"column": NO_FACE_FILLED_COLUMN},
+            "a row with face_found = false carries no metric or output value (every stored "
+            f"metric and raw output; derived column {NO_FACE_FILLED_COLUMN} names those filled)",
+        ),
+        Check(
+            "top1_is_argmax",
+            "ExpectColumnValuesToBeNull",
+            {"column": TOP1_COLUMN},
+            f"top1 must be the expression with the highest p_* (ties within "
+            f"{TARGET_TOLERANCE:g} allowed; derived column {TOP1_COLUMN})",
+        ),
+        Check(
+            "same_identity_matches_distance",
+            "ExpectColumnValuesToBeNull",
+            {"column": SAME_IDENTITY_COLUMN},
+            "same_identity must equal identity_distance < score.same_identity_threshold (as "
+            "recorded by the score stage; if none is recorded, one threshold must separate the "
+            f"same from the different; derived column {SAME_IDENTITY_COLUMN})",
+        ),
     ]
+
+
+def _value_columns(frame: pd.DataFrame, specs: Sequence[MetricSpec]) -> list[str]:
+    """Every stored metric and raw output column present in `frame`."""
+    columns = [spec.column for spec in specs if spec.stored]
+    columns += [c for extra in OUTPUT_EXTRA_COLUMNS.values() for c in extra]
+    return [c for c in dict.fromkeys(columns) if c in frame.columns]
+
+
+def _filled_without_face(frame: pd.DataFrame, specs: Sequence[MetricSpec]) -> pd.Series:
+    no_face = ~frame["face_found"].fillna(False).astype(bool)
+    filled = frame[_value_columns(frame, specs)].notna()
+    out = pd.Series(None, index=frame.index, dtype=object)
+    for index in frame.index[no_face & filled.any(axis=1)]:
+        out[index] = ", ".join(filled.columns[filled.loc[index]])
+    return out
+
+
+def _top1_not_argmax(frame: pd.DataFrame, probs: pd.DataFrame) -> pd.Series:
+    out = pd.Series(None, index=frame.index, dtype=object)
+    if "top1" not in frame.columns:
+        return out
+    complete = probs.notna().all(axis=1) & frame["top1"].isin(EXPRESSIONS)
+    for index in frame.index[complete]:
+        row = probs.loc[index]
+        top1 = frame.at[index, "top1"]
+        best = str(row.idxmax()).removeprefix("p_")
+        if row[f"p_{top1}"] < row.max() - TARGET_TOLERANCE:
+            out[index] = f"top1 {top1} (p {row[f'p_{top1}']:.4f}) but p_{best} is {row.max():.4f}"
+    return out
+
+
+def _same_identity_inconsistent(frame: pd.DataFrame) -> pd.Series:
+    out = pd.Series(None, index=frame.index, dtype=object)
+    if not {"same_identity", "identity_distance"} <= set(frame.columns):
+        return out
+    distance = frame["identity_distance"].astype("float64")
+    both = distance.notna() & frame["same_identity"].notna()
+    same = frame["same_identity"].where(both, False).astype(bool)
+    threshold = frame.attrs.get(THRESHOLD_ATTR)
+    if threshold is not None:
+        bad = both & (same != (distance < float(threshold)))
+        for index in frame.index[bad]:
+            out[index] = (
+                f"identity_distance {distance[index]:.4f} with same_identity "
+                f"{bool(same[index])}, threshold {float(threshold):g}"
+            )
+        return out
+    different = distance[both & ~same]
+    if different.empty:
+        return out
+    lowest = float(different.min())  # a 'same' row must lie below every 'different' one
+    for index in frame.index[both & same & (distance >= lowest)]:
+        out[index] = (
+            f"identity_distance {distance[index]:.4f} with same_identity true, but a row at "
+            f"distance {lowest:.4f} is not the same identity"
+        )
+    return out
 
 
 def with_derived_columns(
@@ -198,6 +285,9 @@ def with_derived_columns(
         rows = frame["expression"] == expression
         target_p[rows] = probs.loc[rows, f"p_{expression}"]
     frame[TARGET_GAP_COLUMN] = (frame["target_prob"].astype("float64") - target_p).abs()
+    frame[NO_FACE_FILLED_COLUMN] = _filled_without_face(frame, specs)
+    frame[TOP1_COLUMN] = _top1_not_argmax(frame, probs)
+    frame[SAME_IDENTITY_COLUMN] = _same_identity_inconsistent(frame)
     face = frame["face_found"].fillna(False).astype(bool)
     with_note = frame["note"].notna()
     neutral = frame["expression"] == NEUTRAL
