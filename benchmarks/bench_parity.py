@@ -1,102 +1,90 @@
 """face-api.js parity as it is tested: the cases of tests/test_faceapi_parity.py and the
 largest differences that test measured, as a markdown table for BENCHMARKS.md.
 
-Run from the project root with the project's venv (needs Node.js; the test installs the
-harness's packages with `npm ci` in tests/parity when they are missing):
+Run from the project root with the project's venv (needs Node.js and npm; the test
+installs the harness's packages with `npm ci` in tests/parity when they are missing):
 
     .venv/bin/python benchmarks/bench_parity.py
 
-It runs `python -m pytest -s tests/test_faceapi_parity.py` in a new process and reads the
-"max differences" line each of its two tests prints (SSD MobileNetV1, then
-TinyFaceDetector: the worst case over every face of every case of that test). The cases
-and tolerances are read from the test module itself, and the faces per case are counted
-by running exprbench.faceapi on the same pixels the test prepares (the test requires the
-same count from face-api.js, so these are the faces compared).
+It runs `python -m pytest tests/test_faceapi_parity.py` in a new process with
+EXPRBENCH_TEST_ARTIFACTS pointing at a temporary folder, and reads the record the test
+writes there (`faceapi_parity.json`: per detector chain, the cases, the faces compared and
+the worst difference per quantity with the face it occurred on). Nothing is counted or
+measured here: the table is the test's own record.
 """
 
 from __future__ import annotations
 
-import ast
-import re
+import json
+import os
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import ROOT
-
-sys.path.insert(0, str(ROOT))
-
+ROOT = Path(__file__).resolve().parent.parent
 PARITY_TEST = "tests/test_faceapi_parity.py"
-KEYS = ("box", "landmarks", "expressions", "age", "gender_probability", "descriptor")
-HEADERS = ("box px", "landmarks px", "expression prob", "age years", "gender prob", "descr. L2")
+CHAINS = {"ssd": "SSD MobileNetV1", "tiny": "TinyFaceDetector"}
+COLUMNS = {
+    "box": "box px",
+    "landmarks": "landmarks px",
+    "expressions": "expression prob",
+    "age": "age years",
+    "gender_probability": "gender prob",
+    "descriptor": "descriptor L2",
+}
 
 
-def measured() -> tuple[list[dict[str, float]], str]:
-    """The test's printed worst differences per test, and its summary line."""
+def run_test(artifacts: Path) -> tuple[dict, str]:
+    """The test's record per chain, and pytest's summary line."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", PARITY_TEST],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", PARITY_TEST],
         cwd=ROOT,
+        env={**os.environ, "EXPRBENCH_TEST_ARTIFACTS": str(artifacts)},
         capture_output=True,
         text=True,
         check=False,
     )
-    if result.returncode != 0:
-        raise SystemExit(f"the parity test failed:\n{result.stdout[-4000:]}{result.stderr}")
-    found = re.findall(r"max differences: (\{[^}]*\})", result.stdout)
-    worst = [{k: float(v) for k, v in ast.literal_eval(text).items()} for text in found]
-    summary = result.stdout.strip().splitlines()[-1].strip("= ")
-    return worst, summary
-
-
-def coverage(cases: list[tuple[str, float]], detector: str, root: Path) -> tuple[str, int]:
-    """'photo@scale (faces), ...' and the number of faces compared."""
-    from exprbench.demo_sources import fetch_photos
-    from exprbench.faceapi import FaceApi, FaceApiOptions
-    from tests.test_faceapi_parity import prepare
-
-    prepared = prepare(fetch_photos(sorted({n for n, _ in cases})), cases, root)
-    api = FaceApi(FaceApiOptions(detector=detector))
-    counts = {label: len(api.detect_all(rgb)) for _, rgb, label in prepared}
-    return ", ".join(f"{label} ({n})" for label, n in counts.items()), sum(counts.values())
+    summary = result.stdout.strip().splitlines()[-1].strip("= ") if result.stdout else ""
+    if result.returncode != 0 or "skipped" in summary:
+        raise SystemExit(f"the parity test did not pass:\n{result.stdout[-4000:]}{result.stderr}")
+    record = json.loads((artifacts / "faceapi_parity.json").read_text())
+    return record, summary
 
 
 def main() -> None:
-    from tests.test_faceapi_parity import SSD_CASES, TINY_CASES, TOLERANCE
-
-    worst, summary = measured()
-    if len(worst) != 2:
-        raise SystemExit(f"expected two 'max differences' lines from the test, got {worst}")
-    lines = [
-        "| detector | cases | photos (faces found) | faces | " + " | ".join(HEADERS) + " |",
-        "|---|---|---|---|" + "---|" * len(KEYS),
-    ]
-    totals = Counter()
     with tempfile.TemporaryDirectory(prefix="bench-parity-") as tmp:
-        for (name, detector, cases), diffs in zip(
-            (
-                ("SSD MobileNetV1", "ssd", SSD_CASES),
-                ("TinyFaceDetector", "tiny", TINY_CASES),
-            ),
-            worst,
-            strict=True,
-        ):
-            photos, faces = coverage(cases, detector, Path(tmp))
-            totals["cases"] += len(cases)
-            totals["faces"] += faces
-            cells = " | ".join(f"{diffs[k]:.2g}" for k in KEYS)
-            lines.append(f"| {name} | {len(cases)} | {photos} | {faces} | {cells} |")
-    tolerances = " | ".join(f"{TOLERANCE[k]:g}" for k in KEYS)
-    lines.append(f"| tolerance | | | | {tolerances} |")
-    distinct = len({n for n, _ in SSD_CASES + TINY_CASES})
-    print(
-        f"`tests/test_faceapi_parity.py`: {totals['cases']} cases ({len(SSD_CASES)} SSD, "
-        f"{len(TINY_CASES)} Tiny) from {distinct} distinct photos, {totals['faces']} faces "
-        f"compared; pytest: {summary}. A photo@scale below 1 is a downscaled copy. Each "
-        "cell is the largest difference over every face of that detector's cases.\n"
+        record, summary = run_test(Path(tmp))
+    missing = [chain for chain in CHAINS if chain not in record]
+    if missing:
+        raise SystemExit(f"the test recorded no result for {missing}: {sorted(record)}")
+    lines = [
+        "| detector | cases | faces compared | " + " | ".join(COLUMNS.values()) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
+    ]
+    for chain, name in CHAINS.items():
+        entry = record[chain]
+        cells = " | ".join(
+            f"{entry['worst'][k]['value']:.2g} ({entry['worst'][k]['case']})" for k in COLUMNS
+        )
+        lines.append(f"| {name} | {len(entry['cases'])} | {entry['faces_compared']} | {cells} |")
+    tolerance = record["ssd"]["worst"]
+    lines.append(
+        "| tolerance | | | " + " | ".join(f"{tolerance[k]['tolerance']:g}" for k in COLUMNS) + " |"
     )
+    cases = sum(len(record[chain]["cases"]) for chain in CHAINS)
+    photos = {label.split("@")[0] for chain in CHAINS for label in record[chain]["cases"]}
+    print(
+        f"`{PARITY_TEST}` ({summary}): {cases} cases, "
+        + ", ".join(f"{len(record[c]['cases'])} {CHAINS[c]}" for c in CHAINS)
+        + f", from {len(photos)} distinct photos; "
+        + f"{sum(record[c]['faces_compared'] for c in CHAINS)} faces compared. "
+        "Each cell: the largest difference over every face of that detector's cases, and "
+        "where it occurred (photo@scale, face index).\n"
+    )
+    for chain, name in CHAINS.items():
+        print(f"- {name} cases: {', '.join(record[chain]['cases'])}")
+    print()
     print("\n".join(lines))
 
 

@@ -37,12 +37,13 @@ interleaved (all rows, then all rows again) and each cell is the median (min-max
 `--runs`.
 
 `dvc`: a temporary git + DVC repository with a copy of dvc.yaml, params.yaml and the code
-(the stages run that copy: PYTHONPATH), the demo set less one held-out image: full
-`dvc repro` from empty caches, a second `dvc repro` with nothing changed, and one after
-adding the held-out image; then each stage alone (`exprbench stage NAME`) with every
-per-image result cached, its fixed cost. Every command is a whole process timed from
-outside. Stage runs report to a running Prefect server, as with `make demo` (a server
-process beside the stages, no temporary in-process one): the one at PREFECT_API_URL if
+(bin/, exprbench/, tasks/, flows/; the stages run that copy), the demo set less one
+held-out image: full `dvc repro` from empty caches, a second `dvc repro` with nothing
+changed, and one after adding the held-out image; then each stage alone
+(`bin/exprbench stage NAME`, dvc.yaml's stage command) with every per-image result
+cached, its fixed cost. Every command is a whole process timed from outside. Stage runs
+report to a running Prefect server, as with `make demo` (a server process beside the
+stages, no temporary in-process one): the one at PREFECT_API_URL if
 that is set, otherwise a private server started for this benchmark with an empty
 database (Prefect's `prefect_test_harness`); the output says which. `--runs` repeats the
 whole sequence in a fresh repository each time.
@@ -213,7 +214,7 @@ def dvc_once(repo: Path, api_url: str) -> dict[str, float]:
     repo.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, repo / name)
-    for package in ("exprbench", "tasks", "flows"):
+    for package in ("bin", "exprbench", "tasks", "flows"):
         shutil.copytree(
             ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -243,8 +244,8 @@ def dvc_once(repo: Path, api_url: str) -> dict[str, float]:
     times["added"] = _timed(["dvc", "repro"], repo, env)
     times["new_results"] = float(len(list(score_cache.rglob("*.json"))) - before)
     for name in STAGES:
-        _log(f"exprbench stage {name}")
-        times[f"stage:{name}"] = _timed([str(bin_dir / "exprbench"), "stage", name], repo, env)
+        _log(f"bin/exprbench stage {name}")
+        times[f"stage:{name}"] = _timed(["bin/exprbench", "stage", name], repo, env)
     return times
 
 
@@ -277,7 +278,7 @@ def bench_dvc(tmp: Path, runs: int) -> list[str]:
         f"| `dvc repro` after adding one image ({new} new score results, one per scorer) "
         f"| {cell('added')}; {spread(share, '.0f')} % of full |",
         "",
-        "| stage alone, nothing to compute (`exprbench stage NAME`) | wall s |",
+        "| stage alone, nothing to compute (`bin/exprbench stage NAME`) | wall s |",
         "|---|---|",
         *(f"| {name} | {cell(f'stage:{name}')} |" for name in STAGES),
         f"| sum of the seven | {spread(stage_sums, '.1f')} |",
