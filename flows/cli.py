@@ -125,8 +125,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from exprbench.settings import load_settings
     from exprbench.single import score_image
 
-    min_score = load_settings(_params_path(None)).faces.min_score
-    scorer = get_scorer_class(args.scorer)()
+    settings = load_settings(_params_path(None))
+    min_score = settings.faces.min_score
+    scorer = get_scorer_class(args.scorer)(settings.score.options_for(args.scorer))
     detector = None
     if args.scorer != "faceapi":
         from exprbench.faces import FaceDetector
