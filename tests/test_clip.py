@@ -141,7 +141,7 @@ def test_face_square_is_centred_and_filled_outside_the_image():
     image = np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)
     crop = face_square(image, (10, 5, 10, 8), margin=0.25, fill=(1, 2, 3))
     assert crop.shape == (15, 15, 3)  # longer side 10 x 1.5
-    np.testing.assert_array_equal(crop, image[1:16, 8:23])  # centre (15, 9)
+    np.testing.assert_array_equal(crop, image[2:17, 8:23])  # centre (15, 9), corner (7.5, 1.5)
     edge = face_square(image, (0, 0, 10, 10), margin=0.5, fill=(1, 2, 3))
     assert edge.shape == (20, 20, 3)
     np.testing.assert_array_equal(edge[:5, :5], np.broadcast_to([1, 2, 3], (5, 5, 3)))
@@ -272,6 +272,12 @@ def _broken(tiny_clip: Path, tmp_path: Path, case: str) -> Path:
     elif case == "truncated-weights":
         data = (folder / "model.safetensors").read_bytes()
         (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif case == "missing-tensor":  # transformers would initialise it randomly
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(folder / "model.safetensors")
+        del tensors["visual_projection.weight"]
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     elif case == "other-architecture":
         config = json.loads((folder / "config.json").read_text())
         config["vision_config"]["hidden_size"] = 48
@@ -288,6 +294,7 @@ def _broken(tiny_clip: Path, tmp_path: Path, case: str) -> Path:
         ("no-tokenizer", "has no tokenizer (vocab.json + merges.txt or tokenizer.json)"),
         ("truncated-weights", "could not be loaded"),
         ("other-architecture", "could not be loaded"),
+        ("missing-tensor", "weights do not fit its config.json: {'missing_keys': ['visual_proj"),
     ],
 )
 def test_incomplete_weight_folders_are_named(tiny_clip, tmp_path, case, says):
@@ -387,7 +394,8 @@ CHILD = textwrap.dedent(
 
     scorer = ClipScorer({"weights": sys.argv[1]})
     ClipScorer.cache_identity({"weights": sys.argv[1]})
-    face = Face((40.0, 40.0, 60.0, 60.0), 1.0, np.zeros((5, 2), np.float32), np.zeros((68, 2), np.float32))
+    points = np.zeros((5, 2), np.float32), np.zeros((68, 2), np.float32)
+    face = Face((40.0, 40.0, 60.0, 60.0), 1.0, *points)
     out = scorer.score(np.full((160, 160, 3), 128, np.uint8), face)
     assert abs(sum(out.probabilities.values()) - 1) < 1e-9
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -240,7 +241,8 @@ def face_square(
     image = check_rgb_image(image, "clip face_square")
     x, y, w, h = (float(v) for v in box)
     side = max(1, round(max(w, h) * (1 + 2 * margin)))
-    left, top = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
+    # half-up rounding (not Python's half-to-even) of the top-left corner
+    left, top = math.floor(x + w / 2 - side / 2 + 0.5), math.floor(y + h / 2 - side / 2 + 0.5)
     out = np.empty((side, side, 3), dtype=np.uint8)
     out[:] = np.asarray(fill, dtype=np.uint8)
     rows, cols = image.shape[:2]
@@ -411,9 +413,11 @@ def load_clip(folder: Path) -> tuple[Any, Any]:
 
     hf_logging.disable_progress_bar()
     try:
-        model, info = CLIPModel.from_pretrained(
+        # with output_loading_info, (model, info); its stubs only know the model
+        loaded: Any = CLIPModel.from_pretrained(
             folder, local_files_only=True, dtype=torch.float32, output_loading_info=True
         )
+        model, info = loaded
         tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as error:  # transformers/safetensors raise many kinds; all mean "unusable"
         raise _unavailable(
