@@ -1,8 +1,9 @@
-"""The CLIP zero-shot scorer, on a small CLIP with RANDOM weights built here.
+"""The CLIP zero-shot scorer, on a small CLIP with RANDOM weights built in the test.
 
 No package reachable here ships CLIP weights, so every test builds a tiny `CLIPModel`
-(transformers, seeded random initialisation) and a tiny byte-level BPE vocabulary, saves
-them in the documented Hugging Face folder layout and points the real scorer at it. The
+(transformers, seeded random initialisation) and a tiny byte-level BPE vocabulary
+(`tests/random_clip.py`), saved in the documented Hugging Face folder layout, and points
+the real scorer at it. The
 random model's probabilities are NEVER results: these tests check the code path (the
 folder checks and their messages, preprocessing against transformers' CLIP image
 processor, the logits against transformers' own CLIP forward, prompt ensembling, the
@@ -40,72 +41,15 @@ from exprbench.scorers.clip_zero_shot import (
 )
 from exprbench.settings import ParamsError
 from flows.cli import main
+from tests.random_clip import write_random_clip
 
 REPO = Path(__file__).resolve().parents[1]
 FACE_PHOTOS = ("obama", "grace_hopper", "astronaut", "franck_01829")
-RANDOM_NOTE = "RANDOM WEIGHTS: built by tests/test_clip.py; its outputs are never results.\n"
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character map (byte-level BPE alphabet)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    printable += range(ord("®"), ord("ÿ") + 1)
-    codes = list(printable)
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, codes), strict=True))
-
-
-def write_tiny_clip(folder: Path, seed: int, image_size: int = 64) -> Path:
-    """A tiny randomly initialised CLIP + tokenizer in the Hugging Face folder layout."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel
-
-    chars = list(_bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({f"{c}</w>": len(chars) + i for i, c in enumerate(chars)})
-    merges = ["h a", "ha p", "p y</w>", "f a", "c e</w>", "fa ce</w>"]
-    for merge in merges:
-        vocab["".join(merge.split())] = len(vocab)
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    eos = vocab["<|endoftext|>"]
-    text = {
-        "vocab_size": len(vocab),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "max_position_embeddings": 77,
-        "bos_token_id": vocab["<|startoftext|>"],
-        "eos_token_id": eos,
-        "pad_token_id": eos,
-    }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": image_size,
-        "patch_size": 16,
-    }
-    torch.manual_seed(seed)
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
-    CLIPModel(config).save_pretrained(folder)
-    (folder / "RANDOM_WEIGHTS.txt").write_text(RANDOM_NOTE)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-random-clip", seed=0)
+    return write_random_clip(tmp_path_factory.mktemp("clip") / "tiny-random-clip", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +179,7 @@ def test_cache_identity_hashes_the_weight_files_not_their_path(tiny_clip, tmp_pa
     assert ClipScorer.cache_identity(dict(options)) == identity
     copy = shutil.copytree(tiny_clip, tmp_path / "elsewhere")
     assert ClipScorer.cache_identity({"weights": str(copy)}) == identity  # same bytes
-    retrained = write_tiny_clip(tmp_path / "other-seed", seed=1)
+    retrained = write_random_clip(tmp_path / "other-seed", seed=1)
     assert ClipScorer.cache_identity({"weights": str(retrained)}) != identity
     # a changed tokenizer file alone changes it too
     merges = copy / "merges.txt"
