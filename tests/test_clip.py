@@ -199,6 +199,20 @@ def test_cache_identity_hashes_the_weight_files_not_their_path(tiny_clip, tmp_pa
     assert _sha256_by_stat.cache_info().hits == hits + 2
 
 
+def test_pytorch_model_bin_folder_loads_the_same_model(tiny_clip, tmp_path):
+    """The other documented weight file: a state dict saved with torch.save."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(shutil.copytree(tiny_clip, tmp_path / "bin"))
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    from_bin = ClipScorer({"weights": str(folder)})
+    reference = ClipScorer({"weights": str(tiny_clip)})
+    torch.testing.assert_close(from_bin.class_embeddings, reference.class_embeddings)
+    assert from_bin.logit_scale == reference.logit_scale
+
+
 # ---------------------------------------------------------------- missing / bad weights
 
 
