@@ -8,7 +8,7 @@ No package reachable here ships CLIP weights, so the model is transformers' CLIP
 default (the shape of OpenAI's ViT-B/32: 88M vision + 63M text parameters) initialised
 randomly and saved as a Hugging Face folder (tests/random_clip.py). Its outputs are never
 results; the timing is the architecture's cost, which real ViT-B/32 weights share. The
-random model's tokenizer splits prompts into characters (~4x the tokens of CLIP's real
+random model's tokenizer splits prompts into characters (~3x the tokens of CLIP's real
 vocabulary), so the one-off text encoding in "load" is an upper bound.
 
 Each run is a fresh process on one real face (obama, face_recognition's test photo):
@@ -47,6 +47,8 @@ CHILD = textwrap.dedent(
     t1 = time.perf_counter()
     from exprbench.scorers.clip_zero_shot import ClipScorer
     import torch, transformers
+    if sys.argv[3] != "default":
+        torch.set_num_threads(int(sys.argv[3]))
     t2 = time.perf_counter()
     ClipScorer.cache_identity({"weights": sys.argv[1]})
     t3 = time.perf_counter()
@@ -75,6 +77,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="fresh processes (default 3)")
     parser.add_argument("--repeats", type=int, default=10, help="warm calls per run")
+    parser.add_argument(
+        "--threads",
+        nargs="+",
+        default=["default", "1"],
+        help="torch intra-op threads to compare (default: torch's default, then 1)",
+    )
     args = parser.parse_args()
     from tests.random_clip import write_random_clip
 
@@ -82,33 +90,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_random_clip(Path(tmp) / "vit-b-32-random", seed=0, size="vit-b-32")
         size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
-        runs = []
+        runs: dict[str, list[dict]] = {threads: [] for threads in args.threads}
         for _ in range(args.runs):
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD, str(folder), str(args.repeats)],
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=ROOT,
-            )
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    first = runs[0]
+            for threads in args.threads:  # interleaved: the machine's load hits both alike
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(folder), str(args.repeats), threads],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=ROOT,
+                )
+                runs[threads].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    first = runs[args.threads[0]][0]
     print(
         "CLIP ViT-B/32 architecture cost, RANDOM weights (never results); "
         f"folder {size_mb:.0f} MB\n"
-        f"CPU: {machine()}; torch {first['torch']} ({first['threads']} threads), "
-        f"transformers {first['transformers']}; {len(runs)} fresh processes, median (min-max)\n"
+        f"CPU: {machine()}; torch {first['torch']}, transformers {first['transformers']}; "
+        f"{args.runs} fresh processes per row, median (min-max)\n"
     )
     print(
-        "| import s | hash s | load s | first face (cold) s | per face warm ms "
-        "| per face, batch of 8 ms |"
+        "| torch threads | import s | hash s | load s | first face (cold) s "
+        "| per face warm ms | per face, batch of 8 ms |"
     )
-    print("|---|---|---|---|---|---|")
-    cell = lambda key, scale=1.0, fmt=".2f": spread([r[key] * scale for r in runs], fmt)  # noqa: E731
-    print(
-        f"| {cell('import')} | {cell('hash')} | {cell('load')} | {cell('first')} | "
-        f"{cell('warm', 1000, '.0f')} | {cell('batch8', 1000, '.0f')} |"
-    )
+    print("|---|---|---|---|---|---|---|")
+    for threads, rows in runs.items():
+
+        def cell(key: str, scale: float = 1.0, fmt: str = ".2f", rows: list = rows) -> str:
+            return spread([r[key] * scale for r in rows], fmt)
+
+        name = f"{rows[0]['threads']} (torch default)" if threads == "default" else threads
+        print(
+            f"| {name} | {cell('import')} | {cell('hash')} | {cell('load')} | {cell('first')} "
+            f"| {cell('warm', 1000, '.0f')} | {cell('batch8', 1000, '.0f')} |"
+        )
     print(f"\n{load_note(at_start)}")
 
 
