@@ -11,6 +11,8 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
+from exprbench.fileio import atomic_target
+
 T = TypeVar("T")
 
 
@@ -52,6 +54,6 @@ def materialise(cache, blob_sha: str, suffix: str, target_dir) -> str:
     name = f"{blob_sha}.{suffix}"
     target = Path(target_dir) / name
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cache.blob_path(blob_sha, suffix), target)
+        with atomic_target(target) as tmp:  # a reader never sees a half-copied file
+            shutil.copyfile(cache.blob_path(blob_sha, suffix), tmp)
     return name
