@@ -428,20 +428,23 @@ def read_generation_metadata(data: bytes) -> GenerationMeta:
 def _read_pillow(
     meta: GenerationMeta, data: bytes, exif_raw: bytes | None, texts: dict[str, str], notes: list
 ) -> None:
-    """EXIF and XMP through Pillow (headers only, no pixel decoding)."""
+    """EXIF and XMP: a PNG's from its own chunks (read above), other formats' through
+    Pillow (headers only, no pixel decoding)."""
     from PIL import Image
 
+    xmp: str | bytes | None = texts.get("XML:com.adobe.xmp")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            exif = image.getexif()
-            if exif_raw is not None and not exif:
-                exif = Image.Exif()
+        if data.startswith(PNG_SIGNATURE):
+            exif = Image.Exif()
+            if exif_raw is not None:
                 exif.load(exif_raw)
-            xmp = image.info.get("xmp") or texts.get("XML:com.adobe.xmp")
-            _read_exif(meta, exif)
+        else:
+            with Image.open(io.BytesIO(data)) as image:
+                exif = image.getexif()
+                xmp = xmp or image.info.get("xmp")
+        _read_exif(meta, exif)
     except Exception as error:
         notes.append(f"EXIF could not be read ({type(error).__name__}: {str(error)[:80]})")
-        return
     if xmp:
         _read_xmp(meta, xmp, notes)
 
