@@ -27,7 +27,7 @@ from exprbench.ingest import (
     load_subjects,
 )
 from exprbench.schema import IMAGES, QUARANTINE, write_rows
-from exprbench.settings import Settings
+from exprbench.settings import IngestSettings, Settings
 from tasks.common import StageResult, materialise, progress_bar
 
 
@@ -89,12 +89,14 @@ def _describer(cache: ContentCache, max_pixels: int):
     return describe
 
 
-def _cut_sheets(found: Discovery, layout: Layout, cache: ContentCache, settings: Settings) -> int:
+def _cut_sheets(
+    found: Discovery, layout: Layout, cache: ContentCache, options: IngestSettings
+) -> int:
     """Cut every declared sheet into cell images under interim/cells (content-addressed,
     copied atomically) and replace it by its cells; a sheet that cannot be cut as declared
     is quarantined with the reason. Returns the number of cells."""
-    max_pixels = settings.ingest.max_pixels
-    tolerance = settings.ingest.sheet_uniform_std
+    max_pixels = options.max_pixels
+    tolerance = options.sheet_uniform_std
     code = [code_digest("exprbench.sheets"), code_digest("exprbench.imageio")]
     n_cells = 0
     for decl in found.sheets:
@@ -148,7 +150,7 @@ def ingest(layout: Layout, settings: Settings) -> StageResult:
     found.n_discovered += len(subjects.rejected)
     cache = ContentCache(layout.cache, "ingest")
     layout.cells_dir.mkdir(parents=True, exist_ok=True)  # a DVC output, even when empty
-    n_cells = _cut_sheets(found, layout, cache, settings)
+    n_cells = _cut_sheets(found, layout, cache, settings.ingest)
     inspect = _inspector(cache, settings.ingest.max_pixels)
     describe = _describer(cache, settings.ingest.max_pixels)
     with progress_bar("ingest", len(found.candidates)) as bar:
