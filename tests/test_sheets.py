@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageOps
 
@@ -268,3 +270,43 @@ def test_manifest_rows_can_declare_sheets(tmp_path, photos):
         (2, 2, "fear"),
     ]
     assert read_table(layout.quarantine, QUARANTINE).num_rows == 0
+
+
+@pytest.mark.slow
+def test_a_sheet_runs_through_the_whole_pipeline_to_the_report(
+    tmp_path, photos, models, prefect_server
+):
+    """Cut cells are read by upscale, faces and score like any image, and the report's
+    contact sheet shows each cell with its provenance and the sheet's metadata."""
+    from dataclasses import replace
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from flows.stages import pipeline
+
+    raw = tmp_path / "raw"
+    grid, _ = tile(_faces(photos, 4, (160, 200)), 2, gutter=12, border=20)
+    info = PngInfo()
+    info.add_text("parameters", "photo of a man, smiling\nSteps: 20, Seed: 7, Model: sdxl")
+    (raw / "sdgen" / "xl" / "joe").mkdir(parents=True)
+    Image.fromarray(grid).save(raw / "sdgen/xl/joe/grid.png", pnginfo=info)
+    (raw / "sdgen/xl/joe/neutral.jpg").write_bytes(photos["grace_hopper"].read_bytes())
+    (raw / "sheets.csv").write_text(
+        "file,rows,columns,labels\nsdgen/xl/joe/grid.png,2,2,happy sad skip happy\n"
+    )
+    settings = Settings.from_params(
+        load_params(Path(__file__).resolve().parent.parent / "params.yaml")
+    )
+    settings = replace(settings, score=replace(settings.score, scorers=("faceapi",)))
+    layout = Layout.for_output(raw, tmp_path / "out")
+    pipeline(layout, settings)
+    scored = pq.read_table(layout.scores).to_pandas()
+    cells = sorted(p for p in scored.path.unique() if "#" in p)
+    assert cells == [f"sdgen/xl/joe/grid.png#r{r}c{c}" for r, c in ((1, 1), (1, 2), (2, 2))]
+    assert scored[scored.path.isin(cells)].face_found.all()
+    html = layout.report_html.read_text()
+    assert "cell r1c2 of sheet sdgen/xl/joe/grid.png" in html and "cut by gutter" in html
+    notes = " ".join(re.findall(r"cell r[^<]*", html))
+    assert "metadata: Stable Diffusion web UI sdxl (png:parameters)" in notes
+    assert "LABEL CONFLICT: metadata names generator" in notes  # 'sdgen' is not in its name
+    assert "metadata prompt asks for happy; label says sad" in notes
