@@ -32,6 +32,7 @@ from exprbench.labels import canonical_expression
 
 MAX_CHUNK_BYTES = 1 << 20  # a metadata chunk (text, XMP, EXIF) larger than this is skipped
 MAX_TEXT_CHARS = 4000  # prompts and names are cut to this length in the images table
+MAX_SETTINGS_CHARS = 8000  # of the web UI's 'Steps: ...' line
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NS = {
     "x": "adobe:ns:meta/",
@@ -184,7 +185,8 @@ def parse_sd_parameters(text: str) -> dict[str, str]:
             line = line[len("Negative prompt:") :]
         target.append(line)
     found = {"prompt": "\n".join(prompt).strip(), "negative prompt": "\n".join(negative).strip()}
-    settings = " ".join(lines[settings_at:])
+    # capped: the pattern backtracks, and real settings lines are a few hundred characters
+    settings = " ".join(lines[settings_at:])[:MAX_SETTINGS_CHARS]
     for key, value in _SD_SETTING.findall(settings):
         value = value.strip()
         if value.startswith('"') and value.endswith('"'):
@@ -215,6 +217,8 @@ def _read_sd(meta: GenerationMeta, text: str) -> None:
     meta._set("model", model, source)
     meta._set("prompt", found.get("prompt"), source)
     meta._set("seed", _as_int(found.get("Seed")), source)
+    if meta.seed is None:
+        meta._detail("seed", found.get("Seed"), source)  # not a 64-bit integer: kept as text
     for key in ("negative prompt", "Steps", "Sampler", "CFG scale", "Size"):
         meta._detail(key.lower(), found.get(key), source)
 
@@ -256,7 +260,9 @@ def _read_comfy(meta: GenerationMeta, graph: Any, notes: list[str]) -> None:
             meta._set("model", values.get("ckpt_name"), source)
         if "Sampler" in kind:
             seed = values.get("seed", values.get("noise_seed"))
-            meta._set("seed", seed if isinstance(seed, int) else None, source)
+            meta._set("seed", _as_int(seed) if isinstance(seed, int) else None, source)
+            if meta.seed is None:
+                meta._detail("seed", seed, source)  # ComfyUI seeds go up to 2**64 - 1
             meta._set("prompt", text_of(values.get("positive")), source)
             meta._detail("negative prompt", text_of(values.get("negative")), source)
             for key in ("steps", "cfg", "sampler_name", "scheduler"):

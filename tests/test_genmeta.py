@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -159,6 +160,18 @@ def test_hostile_metadata_becomes_notes_never_a_crash(photos):
     ):
         assert words in notes, f"{words!r} not in {notes}"
     assert meta.generator is None and meta.prompt == "caf\ufffd \ufffd\ufffd"
+    # a seed past 64 bits (ComfyUI allows 2**64 - 1) and a settings line built to backtrack
+    graph = json.loads(json.dumps(COMFY_GRAPH))
+    graph["3"]["inputs"]["seed"] = 2**64 - 1
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    big = read_generation_metadata(_png(_face(photos), info))
+    assert big.seed is None and big.details["seed"] == str(2**64 - 1)
+    info = PngInfo()
+    info.add_text("parameters", "x\nSteps: " + "a" * (MAX_CHUNK_BYTES - 100))
+    started = time.perf_counter()
+    assert read_generation_metadata(_png(_face(photos), info)).prompt == "x"
+    assert time.perf_counter() - started < 5
     # a file cut short inside a chunk, and one that is not an image at all
     assert "runs past the end" in " ".join(read_generation_metadata(png[:60]).notes)
     garbage = read_generation_metadata(b"jumb c2pa " + b"\x00" * 100)
