@@ -392,6 +392,15 @@ def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
         if rel is None:
             found.rejected.append(Rejected(where, f"{where}: path points outside the input folder"))
             continue
+        if rel in declared:
+            found.rejected.append(
+                Rejected(
+                    where,
+                    f"{where}: {display_path(rel)} is declared as an image sheet on "
+                    f"{declared[rel]}; its cells are scored, not the whole sheet",
+                )
+            )
+            continue
         if rel in listed:
             found.rejected.append(
                 Rejected(
@@ -430,7 +439,7 @@ def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
                 replicate,
             )
         )
-    declared |= _sheet_rows(found, root, sheet_rows, entries)
+    declared = _sheet_rows(found, root, sheet_rows, entries, declared)
     for entry in entries:
         if entry.rel in listed or entry.rel in declared or Path(entry.rel).name in CONFIG_NAMES:
             continue
@@ -529,12 +538,16 @@ def _declaration(
 
 
 def _sheet_rows(
-    found: Discovery, root: Path, rows: Iterable[tuple[str, dict[str, str]]], entries: list[Entry]
-) -> set[str]:
-    """Add each declared sheet (or its rejection) to `found`; return the declared files."""
+    found: Discovery,
+    root: Path,
+    rows: Iterable[tuple[str, dict[str, str]]],
+    entries: list[Entry],
+    declared: dict[str, str],
+) -> dict[str, str]:
+    """Add each declared sheet (or its rejection) to `found`; return `declared` (each
+    declared file and where it was first declared) with these rows' files added."""
     real_root = root.resolve()
     by_rel = {entry.rel: entry for entry in entries}
-    declared: dict[str, str] = {}
     for where, row in rows:
         found.n_discovered += 1
         rel, result = _declaration(row, where, root, real_root, by_rel)
@@ -550,10 +563,10 @@ def _sheet_rows(
             found.sheets.append(result)
         else:
             found.rejected.append(result)
-    return set(declared)
+    return declared
 
 
-def _read_sheets_csv(found: Discovery, root: Path, entries: list[Entry]) -> set[str]:
+def _read_sheets_csv(found: Discovery, root: Path, entries: list[Entry]) -> dict[str, str]:
     """Declarations from sheets.csv at the input root; a misplaced or unreadable sheets.csv
     is quarantined (its files are then judged like any other file)."""
     for entry in entries:
@@ -569,14 +582,15 @@ def _read_sheets_csv(found: Discovery, root: Path, entries: list[Entry]) -> set[
                 )
             )
     if not (root / SHEETS_NAME).is_file():
-        return set()
+        return {}
     try:
         rows = _read_csv(root / SHEETS_NAME, ("file", "rows", "columns", "labels"), SHEETS_NAME)
     except InputConfigError as error:
         found.n_discovered += 1
         found.rejected.append(Rejected(SHEETS_NAME, f"{error}; no sheet of it was cut"))
-        return set()
-    return _sheet_rows(found, root, ((f"{SHEETS_NAME}:{line}", row) for line, row in rows), entries)
+        return {}
+    numbered = ((f"{SHEETS_NAME}:{line}", row) for line, row in rows)
+    return _sheet_rows(found, root, numbered, entries, {})
 
 
 def discover(root: Path, extensions: Iterable[str]) -> Discovery:

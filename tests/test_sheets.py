@@ -257,19 +257,31 @@ def test_manifest_rows_can_declare_sheets(tmp_path, photos):
     raw = tmp_path / "raw"
     grid, _ = tile(_faces(photos, 4, (120, 150)), 2, gutter=10)
     _save(raw / "batch/grid-0001.png", grid)
+    _save(raw / "batch/grid-0002.png", grid[:, ::-1])
     (raw / "manifest.csv").write_text(
         "path,generator,version,subject,expression,rows,columns\n"
         "batch/grid-0001.png,mj,7,eve,happy;sad;skip;fear,2,2\n"
+        "batch/grid-0002.png,mj,7,eve,happy,,\n"  # declared as a sheet in sheets.csv too
+        "batch/grid-0001.png,mj,7,eve,happy happy happy happy,2,2\n"
+    )
+    (raw / "sheets.csv").write_text(
+        "file,rows,columns,labels,generator,version,subject\n"
+        "batch/grid-0002.png,2,2,skip skip skip angry,mj,7,eve\n"
     )
     layout = Layout.for_output(raw, tmp_path / "out")
     ingest.fn(layout, PARAMS)
-    rows = read_table(layout.images, IMAGES).to_pylist()
+    reasons = {
+        r["path"]: r["reason"] for r in read_table(layout.quarantine, QUARANTINE).to_pylist()
+    }
+    assert "declared as an image sheet on sheets.csv:2" in reasons["manifest.csv:3"]
+    assert "already declared on manifest.csv:2" in reasons["manifest.csv:4"]
+    assert len(reasons) == 2
+    rows = [r for r in read_table(layout.images, IMAGES).to_pylist() if "0001" in r["path"]]
     assert sorted((r["sheet_row"], r["sheet_column"], r["expression"]) for r in rows) == [
         (1, 1, "happy"),
         (1, 2, "sad"),
         (2, 2, "fear"),
     ]
-    assert read_table(layout.quarantine, QUARANTINE).num_rows == 0
 
 
 @pytest.mark.slow
