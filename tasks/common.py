@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from exprbench.fileio import atomic_target
+from exprbench.fileio import current_umask
 
 T = TypeVar("T")
 
@@ -54,6 +56,18 @@ def materialise(cache, blob_sha: str, suffix: str, target_dir) -> str:
     name = f"{blob_sha}.{suffix}"
     target = Path(target_dir) / name
     if not target.exists():
-        with atomic_target(target) as tmp:  # a reader never sees a half-copied file
+        # copied beside the target and renamed: a killed copy never leaves a partial file
+        # under the final name (which would then be trusted by `exists` on every rerun)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+        )
+        os.close(fd)
+        try:
             shutil.copyfile(cache.blob_path(blob_sha, suffix), tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return name

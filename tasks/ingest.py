@@ -149,10 +149,13 @@ def ingest(layout: Layout, settings: Settings) -> StageResult:
     found.rejected.extend(subjects.rejected)
     found.n_discovered += len(subjects.rejected)
     cache = ContentCache(layout.cache, "ingest")
+    # one cache per kind of work, so each count below says what was (re)done
+    sheet_cache = ContentCache(layout.cache, "sheets")
+    meta_cache = ContentCache(layout.cache, "genmeta")
     layout.cells_dir.mkdir(parents=True, exist_ok=True)  # a DVC output, even when empty
-    n_cells = _cut_sheets(found, layout, cache, settings.ingest)
+    n_cells = _cut_sheets(found, layout, sheet_cache, settings.ingest)
     inspect = _inspector(cache, settings.ingest.max_pixels)
-    describe = _describer(cache, settings.ingest.max_pixels)
+    describe = _describer(meta_cache, settings.ingest.max_pixels)
     with progress_bar("ingest", len(found.candidates)) as bar:
         rows, rejected = image_rows(
             found,
@@ -187,6 +190,8 @@ def ingest(layout: Layout, settings: Settings) -> StageResult:
             "label_conflicts": sum(1 for r in rows if r["label_conflict"]),
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,
+            "sheet_cache_misses": sheet_cache.misses,
+            "metadata_cache_misses": meta_cache.misses,
         },
     )
     result.rows = [{"path": r.path, "reason": r.reason} for r in rejected]

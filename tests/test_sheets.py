@@ -249,7 +249,8 @@ def test_ingest_cuts_declared_sheets_and_quarantines_bad_declarations(tmp_path, 
 
     # a rerun cuts nothing again: every sheet comes from the content cache
     again = ingest.fn(layout, PARAMS)
-    assert again.counts["cache_misses"] == 0
+    assert again.counts["cache_misses"] == 0 and again.counts["sheet_cache_misses"] == 0
+    assert again.counts["metadata_cache_misses"] == 0
     assert {r["path"]: r for r in read_table(layout.images, IMAGES).to_pylist()} == images
 
 
