@@ -54,6 +54,7 @@ class Layout:
 
     images = property(lambda self: self.interim / "images.parquet")
     quarantine = property(lambda self: self.interim / "quarantine.parquet")
+    cells_dir = property(lambda self: self.interim / "cells")  # cut from image sheets
     upscale_table = property(lambda self: self.interim / "upscale.parquet")
     upscaled_dir = property(lambda self: self.interim / "upscaled")
     faces_table = property(lambda self: self.interim / "faces.parquet")

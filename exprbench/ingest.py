@@ -7,20 +7,25 @@ Every discovered file ends in exactly one of two lists: images (to score) or qua
 from __future__ import annotations
 
 import csv
+import json
 import os
 import posixpath
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from exprbench.genmeta import GenerationMeta, reconcile
 from exprbench.imageio import ImageMeta, ImageRejected
 from exprbench.labels import EXPRESSIONS, canonical_expression, canonical_gender
 
 MANIFEST_NAME = "manifest.csv"
 SUBJECTS_NAME = "subjects.csv"
-CONFIG_NAMES = frozenset({MANIFEST_NAME, SUBJECTS_NAME})
+SHEETS_NAME = "sheets.csv"
+CONFIG_NAMES = frozenset({MANIFEST_NAME, SUBJECTS_NAME, SHEETS_NAME})
+SKIP = "skip"  # a sheet cell that is not an input (a blank, a tile of another prompt)
+MAX_SHEET_SIDE = 16  # rows or columns of a sheet
 _STEM = re.compile(r"^(?P<label>.+?)(?:-(?P<n>\d+))?$")
 _LAYOUT_HINT = "<generator>/<version>/<subject>/<expression>[-<n>].<ext>"
 
@@ -41,6 +46,42 @@ class Candidate:
     label: str
     expression: str
     replicate: int
+    sheet: SheetCell | None = None  # set for a cell cut from an image sheet
+
+    @property
+    def source(self) -> str:
+        """Where later stages read the image: 'input:<path>' or 'interim:cells/<file>'."""
+        if self.sheet is not None:
+            return f"interim:cells/{self.abs_path.name}"
+        return f"input:{self.path}"
+
+
+@dataclass(frozen=True)
+class SheetCell:
+    """Provenance of a cell cut from an image sheet (see exprbench.sheets)."""
+
+    sheet_abs_path: Path
+    sheet_path: str
+    sheet_sha256: str
+    row: int
+    column: int
+    method: str  # how the cell was found: gutter | even (+frame)
+
+
+@dataclass(frozen=True)
+class SheetDecl:
+    """One declared image sheet: a row of sheets.csv, or a manifest row with rows/columns."""
+
+    abs_path: Path
+    path: str  # relative to the input root, POSIX
+    where: str  # '<file>:<line>' of the declaration, for messages
+    rows: int
+    columns: int
+    labels: tuple[str, ...]  # as written, reading order; 'skip' for unused cells
+    expressions: tuple[str | None, ...]  # canonical, None for 'skip'
+    generator: str  # '' when neither the declaration nor the folder gives it
+    version: str
+    subject: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +103,7 @@ class Discovery:
     candidates: list[Candidate] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     n_discovered: int = 0
+    sheets: list[SheetDecl] = field(default_factory=list)  # cut into candidates by ingest
 
 
 def _parse_label(stem: str) -> tuple[str, str | None, int]:
@@ -334,15 +376,30 @@ def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
         rows = []
     by_rel = {entry.rel: entry for entry in entries}
     listed: dict[str, int] = {}
+    declared = _read_sheets_csv(found, root, entries)
+    sheet_rows: list[tuple[str, dict[str, str]]] = []
     for line, row in rows:
-        found.n_discovered += 1
         where = f"{MANIFEST_NAME}:{line}"
-        if not all(row[k] for k in ("path", "generator", "version", "subject", "expression")):
+        if row.get("rows") or row.get("columns"):
+            sheet_rows.append((where, row))  # an image sheet: cut into cells by ingest
+            continue
+        found.n_discovered += 1
+        # generator, version and expression may be left empty for the file's metadata to fill
+        if not all(row[k] for k in ("path", "subject")):
             found.rejected.append(Rejected(where, f"{where}: empty required field"))
             continue
         rel = _manifest_path(row["path"], root, real_root)
         if rel is None:
             found.rejected.append(Rejected(where, f"{where}: path points outside the input folder"))
+            continue
+        if rel in declared:
+            found.rejected.append(
+                Rejected(
+                    where,
+                    f"{where}: {display_path(rel)} is declared as an image sheet on "
+                    f"{declared[rel]}; its cells are scored, not the whole sheet",
+                )
+            )
             continue
         if rel in listed:
             found.rejected.append(
@@ -360,7 +417,9 @@ def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
         if entry.problem is not None:
             found.rejected.append(Rejected(display_path(rel), f"{where}: {entry.problem}"))
             continue
-        label, expression, replicate = _parse_label(row["expression"])
+        label, expression, replicate = (
+            _parse_label(row["expression"]) if row["expression"] else ("", "", 1)
+        )
         if row.get("replicate", "").isdigit():
             replicate = int(row["replicate"])
         if expression is None:
@@ -380,8 +439,9 @@ def _from_manifest(root: Path, extensions: frozenset[str]) -> Discovery:
                 replicate,
             )
         )
+    declared = _sheet_rows(found, root, sheet_rows, entries, declared)
     for entry in entries:
-        if entry.rel in listed or Path(entry.rel).name in CONFIG_NAMES:
+        if entry.rel in listed or entry.rel in declared or Path(entry.rel).name in CONFIG_NAMES:
             continue
         if entry.is_dir:
             found.n_discovered += 1
@@ -414,6 +474,125 @@ def _listed_entry(root: Path, rel: str, real_root: Path) -> Entry:
     return Entry(path, rel)  # e.g. a hidden file listed on purpose: the manifest is explicit
 
 
+_LABEL_SPLIT = re.compile(r"[;|,\s]+")
+
+
+def _declaration(
+    row: dict[str, str], where: str, root: Path, real_root: Path, by_rel: dict[str, Entry]
+) -> tuple[str | None, SheetDecl | Rejected]:
+    """A sheet declaration row checked (file, grid, labels, subject), or why it is unusable.
+
+    Returns the declared file's relative path (None when it has none) with the result.
+    """
+    rel = _manifest_path(row.get("file") or row.get("path") or "", root, real_root)
+    if not (row.get("file") or row.get("path")):
+        return None, Rejected(where, f"{where}: empty file")
+    if rel is None:
+        return None, Rejected(where, f"{where}: path points outside the input folder")
+    shown = display_path(rel)
+
+    def bad(reason: str) -> tuple[str, Rejected]:
+        return rel, Rejected(shown, f"{where}: sheet quarantined: {reason}")
+
+    entry = by_rel.get(rel) or _listed_entry(root, rel, real_root)
+    if entry.problem is not None:
+        return bad(entry.problem.replace("listed file", "sheet file"))
+    grid = (row.get("rows", ""), row.get("columns", ""))
+    if not all(v.isdigit() and 1 <= int(v) <= MAX_SHEET_SIDE for v in grid):
+        return bad(f"rows and columns must be whole numbers 1-{MAX_SHEET_SIDE}; got {grid}")
+    rows, columns = int(grid[0]), int(grid[1])
+    text = row.get("labels") or row.get("expression") or ""
+    labels = tuple(label for label in _LABEL_SPLIT.split(text) if label)
+    if len(labels) != rows * columns:
+        return bad(
+            f"{len(labels)} labels for a {rows} x {columns} sheet ({rows * columns} cells); "
+            f"give one label per cell in reading order, '{SKIP}' for a cell to leave out"
+        )
+    expressions = tuple(
+        None if label.lower() == SKIP else _parse_label(label)[1] for label in labels
+    )
+    unknown = [
+        f"{label!r} (cell {i // columns + 1},{i % columns + 1})"
+        for i, (label, expression) in enumerate(zip(labels, expressions, strict=True))
+        if expression is None and label.lower() != SKIP
+    ]
+    if unknown:
+        return bad(
+            f"unknown label(s) {', '.join(unknown)}; expected one of {', '.join(EXPRESSIONS)}, "
+            f"a common synonym, or '{SKIP}'"
+        )
+    if all(expression is None for expression in expressions):
+        return bad(f"every cell is '{SKIP}': nothing to score")
+    parts = rel.split("/")
+    folder = parts[:3] if len(parts) == 4 else ["", "", ""]
+    generator, version, subject = (
+        row.get(key) or default
+        for key, default in zip(("generator", "version", "subject"), folder, strict=True)
+    )
+    if not subject:
+        return bad(f"no subject: fill the subject column or place the sheet as {_LAYOUT_HINT}")
+    decl = SheetDecl(
+        entry.abs_path, rel, where, rows, columns, labels, expressions, generator, version, subject
+    )
+    return rel, decl
+
+
+def _sheet_rows(
+    found: Discovery,
+    root: Path,
+    rows: Iterable[tuple[str, dict[str, str]]],
+    entries: list[Entry],
+    declared: dict[str, str],
+) -> dict[str, str]:
+    """Add each declared sheet (or its rejection) to `found`; return `declared` (each
+    declared file and where it was first declared) with these rows' files added."""
+    real_root = root.resolve()
+    by_rel = {entry.rel: entry for entry in entries}
+    for where, row in rows:
+        found.n_discovered += 1
+        rel, result = _declaration(row, where, root, real_root, by_rel)
+        if rel is not None and rel in declared:
+            result = Rejected(
+                where,
+                f"{where}: {display_path(rel)} is already declared on {declared[rel]}; "
+                "each sheet is cut once, as first declared",
+            )
+        elif rel is not None:
+            declared[rel] = where
+        if isinstance(result, SheetDecl):
+            found.sheets.append(result)
+        else:
+            found.rejected.append(result)
+    return declared
+
+
+def _read_sheets_csv(found: Discovery, root: Path, entries: list[Entry]) -> dict[str, str]:
+    """Declarations from sheets.csv at the input root; a misplaced or unreadable sheets.csv
+    is quarantined (its files are then judged like any other file)."""
+    for entry in entries:
+        if (
+            entry.problem is None
+            and Path(entry.rel).name == SHEETS_NAME
+            and entry.rel != SHEETS_NAME
+        ):
+            found.n_discovered += 1
+            found.rejected.append(
+                Rejected(
+                    display_path(entry.rel), f"{SHEETS_NAME} belongs at the input root; not read"
+                )
+            )
+    if not (root / SHEETS_NAME).is_file():
+        return {}
+    try:
+        rows = _read_csv(root / SHEETS_NAME, ("file", "rows", "columns", "labels"), SHEETS_NAME)
+    except InputConfigError as error:
+        found.n_discovered += 1
+        found.rejected.append(Rejected(SHEETS_NAME, f"{error}; no sheet of it was cut"))
+        return {}
+    numbered = ((f"{SHEETS_NAME}:{line}", row) for line, row in rows)
+    return _sheet_rows(found, root, numbered, entries, {})
+
+
 def discover(root: Path, extensions: Iterable[str]) -> Discovery:
     """Find input files under `root` by manifest.csv if present, else by folder layout.
 
@@ -426,9 +605,11 @@ def discover(root: Path, extensions: Iterable[str]) -> Discovery:
     if (root / MANIFEST_NAME).is_file():
         return _from_manifest(root, exts)
     found = Discovery()
-    for entry in walk(root):
+    entries = list(walk(root))
+    declared = _read_sheets_csv(found, root, entries)
+    for entry in entries:
         path = Path(entry.rel)
-        if entry.problem is None and path.name in CONFIG_NAMES:
+        if entry.rel in declared or (entry.problem is None and path.name in CONFIG_NAMES):
             continue
         rel = entry.rel
         found.n_discovered += 1
@@ -460,34 +641,100 @@ def discover(root: Path, extensions: Iterable[str]) -> Discovery:
     return found
 
 
+def add_sheet_cells(
+    found: Discovery,
+    decl: SheetDecl,
+    sheet_sha256: str,
+    cells: Iterable[tuple[int, int, str, Path]],
+) -> int:
+    """Replace a declared sheet (one discovered file) by its cells: (row, column, cut method,
+    the cut cell's file) for each non-skip cell. Cells of one expression are numbered as
+    replicates after those already found for the same generator/version/subject.
+    Returns the number of cells added."""
+    used: dict[tuple[str, str, str, str], int] = {}
+    for cand in found.candidates:
+        key = (cand.generator, cand.version, cand.subject, cand.expression)
+        used[key] = max(used.get(key, 0), cand.replicate)
+    added = 0
+    for row, column, method, path in cells:
+        index = (row - 1) * decl.columns + column - 1
+        expression = decl.expressions[index]
+        if expression is None:
+            continue
+        key = (decl.generator, decl.version, decl.subject, expression)
+        used[key] = used.get(key, 0) + 1
+        sheet = SheetCell(decl.abs_path, decl.path, sheet_sha256, row, column, method)
+        found.candidates.append(
+            Candidate(
+                path,
+                f"{decl.path}#r{row}c{column}",
+                decl.generator,
+                decl.version,
+                decl.subject,
+                decl.labels[index],
+                expression,
+                used[key],
+                sheet,
+            )
+        )
+        added += 1
+    found.n_discovered += added - 1
+    return added
+
+
+def _missing_labels(cand: Candidate) -> str | None:
+    missing = [k for k in ("generator", "version", "expression") if not getattr(cand, k)]
+    if not missing:
+        return None
+    return (
+        f"no {'/'.join(missing)}: the manifest or sheet declaration leaves "
+        f"{'it' if len(missing) == 1 else 'them'} empty and the file's generation metadata "
+        "does not give it"
+    )
+
+
 def image_rows(
     discovery: Discovery,
     subjects: dict[tuple[str, str, str], SubjectInfo],
     inspect: Callable[[Candidate], tuple[str | None, ImageMeta | ImageRejected]],
     unusable_subjects: dict[tuple[str, str, str], str] | None = None,
+    describe: Callable[[Candidate, str], GenerationMeta] | None = None,
 ) -> tuple[list[dict], list[Rejected]]:
     """Turn candidates into IMAGES rows; undecodable files and duplicates go to quarantine.
 
     `inspect` returns (sha256 or None when unread, decoded-or-rejection) for a candidate; it
     is injected so callers can cache decoding by content. `unusable_subjects` maps the
     (generator, version, subject) folder of each quarantined subjects.csv to its path, to flag the
-    images whose subject information it would have given.
+    images whose subject information it would have given. `describe` gives a readable
+    image's generation metadata (exprbench.genmeta), which fills labels left empty and is
+    compared with the given ones (conflicts are flagged, not resolved).
     """
     unusable = unusable_subjects or {}
     rows: list[dict] = []
     rejected = list(discovery.rejected)
     first_by_key: dict[tuple, str] = {}
     first_by_sha: dict[str, tuple[str, tuple]] = {}
-    # Lowest replicate first, so 'happy.jpg' is the original and 'happy-2.jpg' its copy.
-    order = lambda c: (c.generator, c.version, c.subject, c.expression, c.replicate, c.path)  # noqa: E731
-    for cand in sorted(discovery.candidates, key=order):
+    ready: list[tuple[Candidate, str, ImageMeta, GenerationMeta | None, list[str], list[str]]] = []
+    for cand in sorted(discovery.candidates, key=lambda c: c.path):
         sha, result = inspect(cand)
         if isinstance(result, ImageRejected) or sha is None:
             rejected.append(Rejected(cand.path, str(result), sha))
             continue
+        meta = describe(cand, sha) if describe is not None else None
+        (g, v, e), filled, conflicts = reconcile(
+            cand.generator, cand.version, cand.expression, meta
+        )
+        cand = replace(cand, generator=g, version=v, expression=e)
+        if (missing := _missing_labels(cand)) is not None:
+            rejected.append(Rejected(cand.path, missing, sha))
+            continue
+        ready.append((cand, sha, result, meta, filled, conflicts))
+    # Lowest replicate first, so 'happy.jpg' is the original and 'happy-2.jpg' its copy.
+    order = lambda c: (c.generator, c.version, c.subject, c.expression, c.replicate, c.path)  # noqa: E731
+    for cand, sha, result, meta, filled, conflicts in sorted(ready, key=lambda r: order(r[0])):
         cell = (cand.generator, cand.version, cand.subject, cand.expression)
         key = (*cell, cand.replicate)
-        flags: list[str] = []
+        flags: list[str] = [*filled, *(f"metadata conflict: {c}" for c in conflicts)]
         if sha in first_by_sha:
             other_path, other_key = first_by_sha[sha]
             if other_key[:4] == cell:
@@ -534,6 +781,50 @@ def image_rows(
                 "subject_age": info.age if info else None,
                 "prompt": info.prompt if info else None,
                 "flags": "; ".join(flags) or None,
+                **_provenance_columns(cand, meta, conflicts),
             }
         )
     return rows, rejected
+
+
+def _provenance_columns(
+    cand: Candidate, meta: GenerationMeta | None, conflicts: list[str]
+) -> dict[str, object]:
+    """The images table's source, sheet and generation-metadata columns for one image."""
+    sheet = cand.sheet
+    meta = meta or GenerationMeta()
+    details = {**meta.details, **({"notes": "; ".join(meta.notes)} if meta.notes else {})}
+    return {
+        "source": cand.source,
+        "sheet_path": sheet.sheet_path if sheet else None,
+        "sheet_sha256": sheet.sheet_sha256 if sheet else None,
+        "sheet_row": sheet.row if sheet else None,
+        "sheet_column": sheet.column if sheet else None,
+        "cut_method": sheet.method if sheet else None,
+        "meta_generator": meta.generator,
+        "meta_version": meta.version,
+        "meta_model": meta.model,
+        "meta_prompt": meta.prompt,
+        "meta_seed": meta.seed,
+        "meta_source": ", ".join(meta.sources) or None,
+        "meta_details": json.dumps(details, ensure_ascii=False, sort_keys=True)
+        if details
+        else None,
+        "label_conflict": "; ".join(conflicts) or None,
+    }
+
+
+def provenance_note(row: dict) -> str | None:
+    """One line for the report: sheet cell provenance, metadata source, label conflicts."""
+    parts = []
+    if row.get("sheet_path"):
+        parts.append(
+            f"cell r{row['sheet_row']}c{row['sheet_column']} of sheet {row['sheet_path']} "
+            f"(sha256 {str(row['sheet_sha256'])[:12]}, cut by {row['cut_method']})"
+        )
+    if row.get("meta_source"):
+        made = " ".join(str(row[k]) for k in ("meta_generator", "meta_model") if row.get(k))
+        parts.append(f"metadata: {made or 'present'} ({row['meta_source']})")
+    if row.get("label_conflict"):
+        parts.append(f"LABEL CONFLICT: {row['label_conflict']}")
+    return "; ".join(parts) or None

@@ -739,6 +739,7 @@ def _contact_sheet(
     thumbnails: Mapping[str, Path],
     thumb_px: int,
     specs: Sequence[MetricSpec],
+    image_notes: Mapping[str, str | None] | None = None,
 ) -> list[Row]:
     captions = [
         (
@@ -785,6 +786,7 @@ def _contact_sheet(
             image["face_reason"] = face.get("face_reason") or image["face_reason"]
             image["face_count"] = face.get("face_count", image["face_count"])
         image["src"], image["thumb_error"] = _thumbnail(thumbnails.get(path), thumb_px)
+        image["note"] = (image_notes or {}).get(path)  # sheet cell, generation metadata, conflicts
     grid: dict[tuple[str, str, str], dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
     genders: dict[tuple[str, str, str], str | None] = {}
     for image in images.values():
@@ -860,6 +862,7 @@ def render_report(
     thumb_px: int = THUMBNAIL_PX,
     specs: Sequence[MetricSpec] = BUILTIN_METRICS,
     min_n: int = MIN_N,
+    image_notes: Mapping[str, str | None] | None = None,
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
 
@@ -917,7 +920,9 @@ def render_report(
         "confusion": _confusion_blocks(
             rows.get("confusion", []), rows.get("expression_fidelity", [])
         ),
-        "contact_sheet": _contact_sheet(scores, _records(faces_df), thumbnails, thumb_px, specs),
+        "contact_sheet": _contact_sheet(
+            scores, _records(faces_df), thumbnails, thumb_px, specs, image_notes
+        ),
         "quarantine": _records(quarantine_df),
         "validation_link": link,
         "validation_success": None if validation is None else validation.success,

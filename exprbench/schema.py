@@ -52,6 +52,23 @@ IMAGES = pa.schema(
         pa.field("subject_age", pa.string()),
         pa.field("prompt", pa.string()),
         pa.field("flags", pa.string()),  # ';'-joined notes that did not stop scoring
+        # where later stages read the image: 'input:<path>', or 'interim:cells/<sha256>.png'
+        # for a cell cut from an image sheet (its `path` is then '<sheet path>#r<row>c<col>')
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("sheet_path", pa.string()),  # the sheet a cell was cut from
+        pa.field("sheet_sha256", pa.string()),
+        pa.field("sheet_row", pa.int32()),  # 1-based
+        pa.field("sheet_column", pa.int32()),
+        pa.field("cut_method", pa.string()),  # gutter | even, '+frame' when a frame was trimmed
+        # what the file's own generation metadata says (exprbench.genmeta)
+        pa.field("meta_generator", pa.string()),
+        pa.field("meta_version", pa.string()),
+        pa.field("meta_model", pa.string()),
+        pa.field("meta_prompt", pa.string()),
+        pa.field("meta_seed", pa.int64()),
+        pa.field("meta_source", pa.string()),  # where they were read: png:parameters, c2pa, ...
+        pa.field("meta_details", pa.string()),  # JSON: sampler, steps, source type, notes
+        pa.field("label_conflict", pa.string()),  # metadata vs the given labels, not resolved
     ]
 )
 

@@ -51,6 +51,9 @@ class PathsSettings:
 class IngestSettings:
     extensions: tuple[str, ...]
     max_pixels: int
+    # image sheets: largest grey-level standard deviation of a line that counts as uniform
+    # (a gutter between cells, a border or a cell's frame); see exprbench/sheets.py
+    sheet_uniform_std: float = 6.0
 
 
 @dataclass(frozen=True)

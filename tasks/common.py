@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
+
+from exprbench.fileio import current_umask
 
 T = TypeVar("T")
 
@@ -52,6 +56,18 @@ def materialise(cache, blob_sha: str, suffix: str, target_dir) -> str:
     name = f"{blob_sha}.{suffix}"
     target = Path(target_dir) / name
     if not target.exists():
+        # copied beside the target and renamed: a killed copy never leaves a partial file
+        # under the final name (which would then be trusted by `exists` on every rerun)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cache.blob_path(blob_sha, suffix), target)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+        )
+        os.close(fd)
+        try:
+            shutil.copyfile(cache.blob_path(blob_sha, suffix), tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return name

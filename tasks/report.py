@@ -20,10 +20,11 @@ import exprbench
 from exprbench.aggregate import headline_metrics, metrics_summary
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
+from exprbench.ingest import provenance_note
 from exprbench.metrics import MetricSpec
 from exprbench.report import render_report
 from exprbench.runlock import require_validation_passed
-from exprbench.schema import FACES, QUARANTINE, read_scores, read_table
+from exprbench.schema import FACES, IMAGES, QUARANTINE, read_scores, read_table
 from exprbench.settings import Settings
 from exprbench.validation.run import ValidationReport
 from tasks.common import StageResult
@@ -84,11 +85,10 @@ def report(layout: Layout, settings: Settings) -> StageResult:
     faces_table = read_table(layout.faces_table, FACES)
     faces = faces_table.to_pandas()
     quarantine = read_table(layout.quarantine, QUARANTINE).to_pandas()
-    # the aligned crop where a face was found, else the whole (possibly upscaled) image
+    images = {row["path"]: row for row in read_table(layout.images, IMAGES).to_pylist()}
+    # the aligned crop where a face was found, else the whole image (a sheet cell's file)
     thumbnails = {
-        row["path"]: layout.resolve(row["crop_path"])
-        if row["crop_path"]
-        else layout.input_dir / row["path"]
+        row["path"]: layout.resolve(row["crop_path"] or images[row["path"]]["source"])
         for row in faces_table.select(["path", "crop_path"]).to_pylist()
     }
     validation = ValidationReport.from_json(layout.validation_json.read_text())
@@ -121,6 +121,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         thumb_px=thumb_px,
         specs=specs,
         min_n=settings.report.min_n,
+        image_notes={path: provenance_note(row) for path, row in images.items()},
     )
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),

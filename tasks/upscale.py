@@ -47,7 +47,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
 
         def compute(image: dict = image) -> dict:
             nonlocal detector
-            rgb = load_rgb(layout.input_dir / image["path"], max_pixels=max_pixels)
+            rgb = load_rgb(layout.resolve(image["source"]), max_pixels=max_pixels)
             if detector is None:
                 from exprbench.faces import FaceDetector
 
@@ -74,7 +74,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
             name = materialise(cache, record["work_sha256"], "png", layout.upscaled_dir)
             work_ref, work_sha = f"interim:upscaled/{name}", record["work_sha256"]
         else:
-            work_ref, work_sha = f"input:{image['path']}", image["sha256"]
+            work_ref, work_sha = image["source"], image["sha256"]
         rows.append(
             {
                 **{k: image[k] for k in KEY_COLUMNS},
