@@ -63,7 +63,9 @@ class Majority:
         return self.votes / self.n_raters
 
 
-def majority(votes: Mapping[str, tuple[str, float | None]], order: Sequence[str] = EXPRESSIONS) -> Majority:
+def majority(
+    votes: Mapping[str, tuple[str, float | None]], order: Sequence[str] = EXPRESSIONS
+) -> Majority:
     """The majority of `votes` (rater -> (label, its probability)); see the module docstring."""
     if not votes:
         raise ValueError("majority of no votes")

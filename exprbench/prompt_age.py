@@ -98,7 +98,9 @@ def parse_requested_age(text: str) -> AgeRange:
         decade = float(match[2])
         start, end = _DECADE_PART.get(match[1] or "", (0, 10))
         return _checked(decade + start, decade + end, text)
-    if match := re.fullmatch(r"(?:(\d{1,3}) ?\+|over (\d{1,3})|(\d{1,3}) and (?:over|older))", value):
+    if match := re.fullmatch(
+        r"(?:(\d{1,3}) ?\+|over (\d{1,3})|(\d{1,3}) and (?:over|older))", value
+    ):
         low = float(next(g for g in match.groups() if g is not None))
         return _checked(low, MAX_AGE, text)
     if match := re.fullmatch(r"under (\d{1,3})", value):
