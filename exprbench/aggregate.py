@@ -376,7 +376,17 @@ def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
     return queries
 
 
-TABLE_NAMES: tuple[str, ...] = tuple(table_sql())  # the built-in metrics' tables, in order
+# The judgement tables (build_judgement_tables), built after the study tables.
+JUDGEMENT_TABLE_NAMES: tuple[str, ...] = (
+    "image_agreement",
+    "agreement",
+    "weighted_expression",
+    "confusion_summary",
+    "gender_agreement",
+    "gender_runs",
+)
+# the built-in metrics' tables, in order, then the judgements'
+TABLE_NAMES: tuple[str, ...] = (*table_sql(), *JUDGEMENT_TABLE_NAMES)
 
 
 class NoScoresError(FileNotFoundError):
@@ -590,15 +600,6 @@ def headline_metrics(
 # rates and gender by majority (definitions: exprbench.agreement). Recognizers are the
 # scorers whose declared columns include `top1` (expression) or `gender` (gender).
 
-JUDGEMENT_TABLE_NAMES: tuple[str, ...] = (
-    "image_agreement",
-    "agreement",
-    "weighted_expression",
-    "confusion_summary",
-    "gender_agreement",
-    "gender_runs",
-)
-
 
 def scores_declared(scores_glob: str) -> dict[str, set[str]] | None:
     """Scorer -> the columns it declared, over the files the glob matches; None when a
@@ -786,27 +787,30 @@ def _judgement_queries(
         FROM gender_agreement g GROUP BY g.generator, g.version
         ORDER BY g.generator, g.version""",
     }
-    if {LAMBDA_WEIGHT.column, AMBIGUOUS.column} <= columns:
-        per = """scorer, generator, version, count(target_prob) AS n_target_prob,
-               avg(target_prob) AS mean_target_prob,
-               sum(lambda_weight * target_prob) / nullif(sum(lambda_weight), 0)
-                   AS weighted_mean_target_prob,
-               avg((top1 = expression)::DOUBLE) AS top1_accuracy,
-               sum(lambda_weight * (top1 = expression)::DOUBLE)
-                   / nullif(sum(lambda_weight), 0) AS weighted_top1_accuracy,
-               sum(lambda_weight) AS sum_lambda,
-               count_if(ambiguous) AS n_ambiguous, avg(ambiguous::DOUBLE) AS share_ambiguous
-        FROM scores WHERE target_prob IS NOT NULL"""
-        queries["weighted_expression"] = f"""
-        SELECT w.* FROM (
-            SELECT 'expression' AS scope, expression, {per}
-            GROUP BY scorer, generator, version, expression
-            UNION ALL
-            SELECT 'non-neutral' AS scope, NULL AS expression, {per}
-              AND expression <> {_sql_string(NEUTRAL)}
-            GROUP BY scorer, generator, version) w
-        LEFT JOIN expression_order o USING (expression)
-        ORDER BY scorer, generator, version, scope, o.expression_order"""
+    # scores from before the weighting have no lambda columns: an empty table then
+    source = "scores"
+    if not {LAMBDA_WEIGHT.column, AMBIGUOUS.column} <= columns:
+        source = "(SELECT *, NULL::DOUBLE AS lambda_weight, NULL::BOOLEAN AS ambiguous FROM scores)"
+    per = f"""scorer, generator, version, count(target_prob) AS n_target_prob,
+           avg(target_prob) AS mean_target_prob,
+           sum(lambda_weight * target_prob) / nullif(sum(lambda_weight), 0)
+               AS weighted_mean_target_prob,
+           avg((top1 = expression)::DOUBLE) AS top1_accuracy,
+           sum(lambda_weight * (top1 = expression)::DOUBLE)
+               / nullif(sum(lambda_weight), 0) AS weighted_top1_accuracy,
+           sum(lambda_weight) AS sum_lambda,
+           count_if(ambiguous) AS n_ambiguous, avg(ambiguous::DOUBLE) AS share_ambiguous
+    FROM {source} WHERE target_prob IS NOT NULL AND lambda_weight IS NOT NULL"""
+    queries["weighted_expression"] = f"""
+    SELECT w.* FROM (
+        SELECT 'expression' AS scope, expression, {per}
+        GROUP BY scorer, generator, version, expression
+        UNION ALL
+        SELECT 'non-neutral' AS scope, NULL AS expression, {per}
+          AND expression <> {_sql_string(NEUTRAL)}
+        GROUP BY scorer, generator, version) w
+    LEFT JOIN expression_order o USING (expression)
+    ORDER BY scorer, generator, version, scope, o.expression_order"""
     return statements, queries
 
 

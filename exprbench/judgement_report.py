@@ -81,7 +81,7 @@ def _weighted(rows: list[Row]) -> list[Row]:
     for scorer, runs in sorted(grouped.items()):
         lines = []
         for (generator, version), cells in sorted(runs.items()):
-            line = []
+            line: list[Row | None] = []
             for column in columns:
                 cell = cells.get(column)
                 if cell is None:
