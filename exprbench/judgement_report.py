@@ -16,6 +16,7 @@ from typing import Any
 from exprbench.judgement_specs import SCR_PAIRS
 from exprbench.labels import EXPRESSIONS
 
+TEMPLATE_NAME = "judgements.html.j2"  # report.html.j2 includes it by this name
 Row = dict[str, Any]
 Thumbnail = Callable[[str], tuple[str | None, str | None]]  # path -> (data URI, error)
 
@@ -134,4 +135,5 @@ def judgement_context(
         ),
         "tau": tau,
         "min_n": min_n,
+        "template": TEMPLATE_NAME,
     }
