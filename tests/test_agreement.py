@@ -436,3 +436,56 @@ def test_report_shows_the_judgements(judged) -> None:
     if disagreeing:
         assert "data:image/jpeg;base64," in text
     assert "Age against the prompt" in html
+
+
+def test_a_judge_declaring_image_confidence_weighs_every_recognizer(judged, tmp_path: Path) -> None:
+    """The CLIP hook, with a real model as the judge: a scorer that declares the
+    image_confidence metric (here fer under another name) sets every recognizer's lambda
+    on the images it scored; validation accepts the result."""
+    import shutil
+
+    from exprbench.judgement_specs import IMAGE_CONFIDENCE
+    from exprbench.scorers.base import get_scorer_class, register, unregister
+    from tasks.score import score
+    from tasks.validate import validate
+
+    layout, _, _, settings = judged
+    fer = get_scorer_class("fer")
+    judge = type(
+        "FerJudge",
+        (fer,),
+        {
+            "name": "fer_judge",
+            "extra_metrics": (IMAGE_CONFIDENCE,),
+            "description": "fer as an image judge (test of the image_confidence hook)",
+        },
+    )
+    register(judge)
+    try:
+        copy = Layout.for_output(layout.input_dir, tmp_path / "out")
+        shutil.copytree(layout.interim, copy.interim)
+        settings = dataclasses.replace(
+            settings, score=dataclasses.replace(settings.score, scorers=("faceapi", "fer_judge"))
+        )
+        score.fn(copy, settings)
+        validate.fn(copy, settings)
+    finally:
+        unregister("fer_judge")
+    rows = [r for r in pq.read_table(copy.scores).to_pylist() if r["top1"] is not None]
+    confidence = {r["path"]: r["target_prob"] for r in rows if r["scorer"] == "fer_judge"}
+    assert confidence
+    tau = settings.score.tau
+    for row in rows:
+        assert row["lambda_weight"] == pytest.approx(lambda_weight(confidence[row["path"]], tau))
+        assert row["ambiguous"] == (confidence[row["path"]] < tau)
+        if row["scorer"] == "fer_judge":
+            assert row["image_confidence"] == row["target_prob"]
+        else:
+            assert row["image_confidence"] is None
+    # somewhere the judge and faceapi disagree on the weight faceapi alone would give
+    assert any(
+        lambda_weight(r["target_prob"], tau) != r["lambda_weight"]
+        for r in rows
+        if r["scorer"] == "faceapi"
+    )
+    assert json.loads(copy.validation_json.read_text())["success"]
