@@ -2,7 +2,7 @@
 against the prompt, gender by majority. Pure functions (no I/O, no registry).
 
 The aggregate stage computes the same quantities in DuckDB (`exprbench.aggregate`,
-`judgement_sql`); the functions here are the reference the tests check that SQL against,
+`build_judgement_tables`); the functions here are the reference the tests check that SQL against,
 and the row-level ones are what the score stage stores. Definitions:
 
 * Recognizers: every scorer whose declared columns (scores.parquet's schema metadata)
@@ -97,7 +97,7 @@ def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float | None:
     p_bar = sum(p_i) / n
     p_j = [sum(row[j] for row in counts) / (n * m) for j in range(len(counts[0]))]
     p_e = sum(p * p for p in p_j)
-    if math.isclose(p_e, 1.0):
+    if abs(1.0 - p_e) <= 1e-12:  # the same tolerance as the aggregate's SQL
         return None
     return (p_bar - p_e) / (1.0 - p_e)
 
