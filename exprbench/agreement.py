@@ -2,8 +2,8 @@
 against the prompt, gender by majority. Pure functions (no I/O, no registry).
 
 The aggregate stage computes the same quantities in DuckDB (`exprbench.aggregate`,
-`build_judgement_tables`); the functions here are the reference the tests check that SQL against,
-and the row-level ones are what the score stage stores. Definitions:
+`build_judgement_tables`); the functions here are the reference the tests check that
+SQL against, and the row-level ones are what the score stage stores. Definitions:
 
 * Recognizers: every scorer whose declared columns (scores.parquet's schema metadata)
   include `top1` (expression) or `gender` (gender); none is named here.
