@@ -44,6 +44,7 @@ BLOCKS: dict[str, list[str]] = {
     "resolution": ["benchmarks/bench_resolution.py"],
     "quality": ["benchmarks/bench_quality.py"],
     "clip": ["benchmarks/bench_clip.py"],
+    "agreement": ["benchmarks/bench_agreement.py"],
 }
 
 

@@ -53,11 +53,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from exprbench.agreement import table_range_violations
 from exprbench.fileio import current_umask
+from exprbench.judgement_specs import AMBIGUOUS, LAMBDA_WEIGHT, SCR_PAIRS
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
-from exprbench.schema import metric_specs, scores_schema
+from exprbench.schema import declared_columns, metric_specs, scores_schema
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
 
 UNKNOWN_GENDER = "unknown"
@@ -374,7 +376,17 @@ def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
     return queries
 
 
-TABLE_NAMES: tuple[str, ...] = tuple(table_sql())  # the built-in metrics' tables, in order
+# The judgement tables (build_judgement_tables), built after the study tables.
+JUDGEMENT_TABLE_NAMES: tuple[str, ...] = (
+    "image_agreement",
+    "agreement",
+    "weighted_expression",
+    "confusion_summary",
+    "gender_agreement",
+    "gender_runs",
+)
+# the built-in metrics' tables, in order, then the judgements'
+TABLE_NAMES: tuple[str, ...] = (*table_sql(), *JUDGEMENT_TABLE_NAMES)
 
 
 class NoScoresError(FileNotFoundError):
@@ -428,6 +440,7 @@ def _build(con: duckdb.DuckDBPyConnection, scores_glob: str) -> dict[str, pa.Tab
     for name, query in table_sql(specs).items():
         con.execute(f"CREATE TABLE {name} AS {query}")
         tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
+    tables.update(build_judgement_tables(con, scores_declared(scores_glob)))
     return tables
 
 
@@ -580,3 +593,246 @@ def headline_metrics(
         **{count: sum(int(r[count]) for r in runs) for count in _COUNTS},
     }
     return headline
+
+
+# --------------------------------------------------------------------------- judgements
+# Agreement between recognizers, Fleiss' kappa, the lambda-weighted means, confusion
+# rates and gender by majority (definitions: exprbench.agreement). Recognizers are the
+# scorers whose declared columns include `top1` (expression) or `gender` (gender).
+
+
+def scores_declared(scores_glob: str) -> dict[str, set[str]] | None:
+    """Scorer -> the columns it declared, over the files the glob matches; None when a
+    file carries no declaration (written by another tool)."""
+    declared: dict[str, set[str]] = {}
+    for path in sorted(glob.glob(scores_glob, recursive=True)):
+        columns = declared_columns(pq.read_schema(path))
+        if columns is None:
+            return None
+        for scorer, names in columns.items():
+            declared.setdefault(scorer, set()).update(names)
+    return declared
+
+
+def _recognizers(
+    con: duckdb.DuckDBPyConnection, declared: Mapping[str, set[str]] | None, column: str
+) -> list[str]:
+    """Scorers declaring `column`; without declarations, those that filled it."""
+    if declared is not None:
+        return sorted(s for s, columns in declared.items() if column in columns)
+    found = con.execute(f"SELECT DISTINCT scorer FROM scores WHERE {column} IS NOT NULL")
+    return sorted(row[0] for row in found.fetchall())
+
+
+def _in_list(names: Sequence[str]) -> str:
+    return "(" + ", ".join(_sql_string(n) for n in names) + ")" if names else "(NULL)"
+
+
+def _majority_statements(votes: str, prefix: str, order: str) -> list[str]:
+    """Per image of `votes` (generator, version, path, scorer, label, prob): the majority
+    label with its tie rule, into `<prefix>_majority` (exprbench.agreement.majority)."""
+    return [
+        f"""CREATE TEMP TABLE {prefix}_tally AS
+            SELECT t.*, max(t.votes) OVER (PARTITION BY t.generator, t.version, t.path)
+                       AS top_votes,
+                   row_number() OVER (PARTITION BY t.generator, t.version, t.path
+                       ORDER BY t.votes DESC, t.confidence DESC, {order}, t.label) AS rk
+            FROM (SELECT generator, version, path, label, count(*) AS votes,
+                         sum(coalesce(prob, 0)) AS confidence
+                  FROM {votes} GROUP BY ALL) t
+            LEFT JOIN expression_order o ON o.expression = t.label""",
+        f"""CREATE TEMP TABLE {prefix}_majority AS
+            SELECT m.generator, m.version, m.path, m.label AS majority,
+                   m.votes AS majority_votes,
+                   (SELECT count(*) FROM {prefix}_tally t
+                    WHERE t.generator = m.generator AND t.version = m.version
+                      AND t.path = m.path AND t.votes = m.votes) > 1 AS tied
+            FROM {prefix}_tally m WHERE m.rk = 1""",
+    ]
+
+
+def _image_verdicts_sql(votes: str, prefix: str, extra: str = "") -> str:
+    """One row per image: its raters, verdicts, majority and agreement rate."""
+    return f"""
+        SELECT v.generator, v.version, v.subject, v.expression, v.replicate, v.path,
+               any_value(v.subject_gender) AS subject_gender,
+               count(*) AS n_raters,
+               string_agg(v.scorer || ': ' || v.label
+                          || coalesce(' ' || printf('%.2f', v.prob), ''), '; '
+                          ORDER BY v.scorer) AS verdicts,
+               any_value(m.majority) AS majority,
+               any_value(m.majority_votes) AS majority_votes,
+               any_value(m.tied) AS tied,
+               any_value(m.majority_votes) / count(*) AS agreement_rate,
+               any_value(m.majority_votes) = count(*) AS unanimous
+               {extra}
+        FROM {votes} v JOIN {prefix}_majority m USING (generator, version, path)
+        GROUP BY v.generator, v.version, v.subject, v.expression, v.replicate, v.path
+        ORDER BY v.generator, v.version, v.subject, v.expression, v.replicate"""
+
+
+def _top1_of_six_sql() -> str:
+    six = [e for e in EXPRESSIONS if e != NEUTRAL]
+    best = f"greatest({', '.join(f'p_{e}' for e in six)})"
+    cases = " ".join(f"WHEN p_{e} = {best} THEN {_sql_string(e)}" for e in six)
+    return f"CASE {cases} END"
+
+
+def _scr_sql(a: str, b: str) -> str:
+    """Structural confusion of the pair (a, b): images requested as either, top-1 the other."""
+    qa, qb = _sql_string(a), _sql_string(b)
+    confused = f"(expression = {qa} AND top1 = {qb} OR expression = {qb} AND top1 = {qa})"
+    return f"avg({confused}::DOUBLE) FILTER (WHERE expression IN ({qa}, {qb})) AS scr_{a}_{b}"
+
+
+def _judgement_queries(
+    expression_raters: Sequence[str], gender_raters: Sequence[str], columns: set[str]
+) -> tuple[list[str], dict[str, str]]:
+    """(temp statements, name -> query of each judgement table)."""
+    statements = [
+        f"""CREATE TEMP TABLE votes AS
+            SELECT s.generator, s.version, s.subject, j.subject_gender, s.expression,
+                   s.replicate, s.path, s.scorer, s.top1 AS label, s.top1_prob AS prob
+            FROM scores s JOIN subjects j USING (generator, version, subject)
+            WHERE s.scorer IN {_in_list(expression_raters)} AND s.top1 IS NOT NULL""",
+        *_majority_statements("votes", "expr", "coalesce(o.expression_order, 99)"),
+        f"""CREATE TEMP TABLE gender_votes AS
+            SELECT s.generator, s.version, s.subject, j.subject_gender, s.expression,
+                   s.replicate, s.path, s.scorer, s.gender AS label, s.gender_prob AS prob
+            FROM scores s JOIN subjects j USING (generator, version, subject)
+            WHERE s.scorer IN {_in_list(gender_raters)} AND s.gender IS NOT NULL""",
+        *_majority_statements("gender_votes", "gender", "0"),
+    ]
+    queries: dict[str, str] = {
+        "image_agreement": _image_verdicts_sql(
+            "votes", "expr", ", any_value(m.majority) = v.expression AS majority_is_requested"
+        ),
+        # Fleiss' kappa over the images every recognizer of the run labelled.
+        "agreement": """
+        WITH raters AS (
+            SELECT generator, version, count(DISTINCT scorer) AS n_raters,
+                   string_agg(DISTINCT scorer, ', ' ORDER BY scorer) AS recognizers
+            FROM votes GROUP BY ALL),
+        complete AS (
+            SELECT i.* FROM image_agreement i JOIN raters r USING (generator, version)
+            WHERE i.n_raters = r.n_raters),
+        cells AS (
+            SELECT v.generator, v.version, v.path, v.label, count(*) AS n_ij
+            FROM votes v JOIN complete c USING (generator, version, path) GROUP BY ALL),
+        per_image AS (
+            SELECT c.generator, c.version, c.path,
+                   (sum(c.n_ij * c.n_ij) - any_value(r.n_raters))::DOUBLE
+                   / (any_value(r.n_raters) * (any_value(r.n_raters) - 1)) AS p_i
+            FROM cells c JOIN raters r USING (generator, version)
+            WHERE r.n_raters >= 2 GROUP BY ALL),
+        p_bar AS (
+            SELECT generator, version, avg(p_i) AS p_bar, count(*) AS n
+            FROM per_image GROUP BY ALL),
+        p_e AS (
+            SELECT generator, version, sum(p_j * p_j) AS p_e FROM (
+                SELECT c.generator, c.version, c.label,
+                       sum(c.n_ij)::DOUBLE / (any_value(b.n) * any_value(r.n_raters)) AS p_j
+                FROM cells c JOIN p_bar b USING (generator, version)
+                JOIN raters r USING (generator, version) GROUP BY ALL)
+            GROUP BY ALL),
+        counts AS (
+            SELECT i.generator, i.version, count(*) AS n_labelled,
+                   count(*) FILTER (WHERE i.n_raters = r.n_raters) AS n_images,
+                   avg(i.agreement_rate) FILTER (WHERE i.n_raters = r.n_raters)
+                       AS mean_agreement_rate,
+                   avg(i.unanimous::DOUBLE) FILTER (WHERE i.n_raters = r.n_raters)
+                       AS share_unanimous,
+                   count(*) FILTER (WHERE i.n_raters = r.n_raters AND NOT i.unanimous)
+                       AS n_disagree,
+                   count(*) FILTER (WHERE i.n_raters = r.n_raters AND i.tied) AS n_tied
+            FROM image_agreement i JOIN raters r USING (generator, version) GROUP BY ALL)
+        SELECT r.generator, r.version, r.recognizers, r.n_raters, c.n_images,
+               c.n_labelled - c.n_images AS n_images_partial,
+               CASE WHEN r.n_raters >= 2 AND abs(1 - e.p_e) > 1e-12
+                    THEN (b.p_bar - e.p_e) / (1 - e.p_e) END AS fleiss_kappa,
+               c.mean_agreement_rate, c.share_unanimous, c.n_disagree, c.n_tied
+        FROM raters r JOIN counts c USING (generator, version)
+        LEFT JOIN p_bar b USING (generator, version)
+        LEFT JOIN p_e e USING (generator, version)
+        ORDER BY r.generator, r.version""",
+        "confusion_summary": f"""
+        SELECT *, list_avg([{", ".join(f"scr_{a}_{b}" for a, b in SCR_PAIRS)}]) AS mscr
+        FROM (
+            SELECT scorer, generator, version,
+                   count(*) AS n_7, avg((top1 = expression)::DOUBLE) AS accuracy_7,
+                   count(*) FILTER (WHERE expression <> {_sql_string(NEUTRAL)}) AS n_6,
+                   avg(({_top1_of_six_sql()} = expression)::DOUBLE)
+                       FILTER (WHERE expression <> {_sql_string(NEUTRAL)}) AS accuracy_6,
+                   {", ".join(_scr_sql(a, b) for a, b in SCR_PAIRS)}
+            FROM scores WHERE top1 IS NOT NULL AND scorer IN {_in_list(expression_raters)}
+            GROUP BY scorer, generator, version)
+        ORDER BY scorer, generator, version""",
+        "gender_agreement": _image_verdicts_sql(
+            "gender_votes",
+            "gender",
+            ", CASE WHEN any_value(v.subject_gender) IN ('female', 'male') THEN "
+            "any_value(m.majority) = any_value(v.subject_gender) END AS majority_matches",
+        ),
+        "gender_runs": """
+        SELECT g.generator, g.version,
+               (SELECT string_agg(DISTINCT scorer, ', ' ORDER BY scorer) FROM gender_votes v
+                WHERE v.generator = g.generator AND v.version = g.version) AS recognizers,
+               max(g.n_raters) AS n_raters,
+               count(*) FILTER (WHERE g.n_raters >= 2) AS n_images,
+               count(*) FILTER (WHERE g.n_raters >= 2 AND NOT g.unanimous) AS n_disagree,
+               avg((NOT g.unanimous)::DOUBLE) FILTER (WHERE g.n_raters >= 2)
+                   AS share_gender_disagree,
+               count(g.majority_matches) AS n_with_subject_gender,
+               avg(g.majority_matches::DOUBLE) AS gender_majority_match_rate
+        FROM gender_agreement g GROUP BY g.generator, g.version
+        ORDER BY g.generator, g.version""",
+    }
+    # scores from before the weighting have no lambda columns: an empty table then
+    source = "scores"
+    if not {LAMBDA_WEIGHT.column, AMBIGUOUS.column} <= columns:
+        source = "(SELECT *, NULL::DOUBLE AS lambda_weight, NULL::BOOLEAN AS ambiguous FROM scores)"
+    per = f"""scorer, generator, version, count(target_prob) AS n_target_prob,
+           avg(target_prob) AS mean_target_prob,
+           sum(lambda_weight * target_prob) / nullif(sum(lambda_weight), 0)
+               AS weighted_mean_target_prob,
+           avg((top1 = expression)::DOUBLE) AS top1_accuracy,
+           sum(lambda_weight * (top1 = expression)::DOUBLE)
+               / nullif(sum(lambda_weight), 0) AS weighted_top1_accuracy,
+           sum(lambda_weight) AS sum_lambda,
+           count_if(ambiguous) AS n_ambiguous, avg(ambiguous::DOUBLE) AS share_ambiguous
+    FROM {source} WHERE target_prob IS NOT NULL AND lambda_weight IS NOT NULL"""
+    queries["weighted_expression"] = f"""
+    SELECT w.* FROM (
+        SELECT 'expression' AS scope, expression, {per}
+        GROUP BY scorer, generator, version, expression
+        UNION ALL
+        SELECT 'non-neutral' AS scope, NULL AS expression, {per}
+          AND expression <> {_sql_string(NEUTRAL)}
+        GROUP BY scorer, generator, version) w
+    LEFT JOIN expression_order o USING (expression)
+    ORDER BY scorer, generator, version, scope, o.expression_order"""
+    return statements, queries
+
+
+def build_judgement_tables(
+    con: duckdb.DuckDBPyConnection, declared: Mapping[str, set[str]] | None
+) -> dict[str, pa.Table]:
+    """The judgement tables, in `con` (after `_setup_sql`) and returned; each value is
+    checked against its declared range (exprbench.judgement_specs.TABLE_METRICS)."""
+    columns = {row[0] for row in con.execute("DESCRIBE scores").fetchall()}
+    statements, queries = _judgement_queries(
+        _recognizers(con, declared, "top1"), _recognizers(con, declared, "gender"), columns
+    )
+    for statement in statements:
+        con.execute(statement)
+    tables = {}
+    for name, query in queries.items():
+        con.execute(f"CREATE TABLE {name} AS {query}")
+        tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
+    problems = table_range_violations(tables)
+    if problems:
+        raise ValueError(
+            "judgement tables hold values outside their declared ranges (a bug in the "
+            "queries or corrupt scores):\n  " + "\n  ".join(problems[:20])
+        )
+    return tables

@@ -19,6 +19,7 @@ from pathlib import Path
 from exprbench.genmeta import GenerationMeta, reconcile
 from exprbench.imageio import ImageMeta, ImageRejected
 from exprbench.labels import EXPRESSIONS, canonical_expression, canonical_gender
+from exprbench.prompt_age import AgeFormError, parse_requested_age
 
 MANIFEST_NAME = "manifest.csv"
 SUBJECTS_NAME = "subjects.csv"
@@ -762,6 +763,11 @@ def image_rows(
                 flags.append(f"{unusable[scope]} quarantined: subject info from it not used")
         if result.frames > 1:
             flags.append(f"animated {result.format}: scored frame 1 of {result.frames}")
+        if info is not None and info.age is not None:
+            try:
+                parse_requested_age(info.age)
+            except AgeFormError as error:
+                flags.append(f"subjects.csv: {error}; age against the prompt not measured")
         rows.append(
             {
                 "generator": cand.generator,

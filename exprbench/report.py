@@ -45,6 +45,7 @@ import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
+from exprbench.judgement_report import judgement_context, rate_key
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
@@ -923,6 +924,13 @@ def render_report(
         "contact_sheet": _contact_sheet(
             scores, _records(faces_df), thumbnails, thumb_px, specs, image_notes
         ),
+        "judgements": judgement_context(
+            rows,
+            lambda path: _thumbnail(thumbnails.get(path), thumb_px),
+            run_info.get("tau"),
+            min_n,
+        ),
+        "rate_key": rate_key,
         "quarantine": _records(quarantine_df),
         "validation_link": link,
         "validation_success": None if validation is None else validation.success,

@@ -122,6 +122,7 @@ FACES = pa.schema(
 _SCORE_ID_FIELDS = [
     *_KEY_FIELDS,
     pa.field("subject_gender", pa.string()),
+    pa.field("subject_age", pa.string()),  # the age or age group subjects.csv asked for
     pa.field("scorer", pa.string(), nullable=False),
     pa.field("scorer_version", pa.string(), nullable=False),  # derived from code + weights
     pa.field("scorer_crop", pa.string()),  # the crop this recognizer scored

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from exprbench.agreement import add_weights, age_prompt_columns
+from exprbench.judgement_specs import DEFAULT_TAU, IMAGE_CONFIDENCE
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.schema import KEY_COLUMNS
 from exprbench.scorers.base import PairScorer, ScoreOutput, Scorer
@@ -151,11 +153,13 @@ def _scorer_rows(
     scorers: Mapping[str, type[Scorer]],
     versions: Mapping[str, str],
     run: RunScorer,
+    subject_age: str | None = None,
 ) -> list[dict]:
     """One row per scorer for one image."""
     base = {k: face_row[k] for k in KEY_COLUMNS}
     base.update(
         subject_gender=subject_gender,
+        subject_age=subject_age,
         face_found=face_row["face_found"],
         face_count=face_row["face_count"],
         upscale_method=upscale_row["upscale_method"],
@@ -179,6 +183,10 @@ def _scorer_rows(
             row.update(face_found=False, note=result["no_face"])
             continue
         row.update(output_columns(output_from_dict(result), row["expression"], subject_gender))
+        age_columns, age_note = age_prompt_columns(row.get("age"), subject_age)
+        row.update(age_columns)
+        if age_note:
+            _append_note(row, age_note)
         unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
         if unmeasured:
             _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
@@ -194,8 +202,12 @@ def score_rows(
     compare: ComparePair,
     same_identity_threshold: float,
     progress: Callable[[Sequence[Mapping[str, Any]]], Iterable[Mapping[str, Any]]] = iter,
+    age_by_path: Mapping[str, str | None] | None = None,
+    tau: float = DEFAULT_TAU,
 ) -> list[dict]:
-    """Every scores row (image x scorer) for the faces table, measured against the neutrals."""
+    """Every scores row (image x scorer) for the faces table, measured against the neutrals,
+    with the judgements on each image (`exprbench.agreement.add_weights`: lambda_weight,
+    ambiguous; age against the subject's requested age in `age_by_path`)."""
     versions = {name: cls.code_version() for name, cls in scorers.items()}
     rows = [
         row
@@ -207,8 +219,11 @@ def score_rows(
             scorers,
             versions,
             run,
+            (age_by_path or {}).get(face_row["path"]),
         )
     ]
+    judges = [n for n, c in scorers.items() if IMAGE_CONFIDENCE.column in c.filled_columns()]
+    rows = add_weights(rows, tau, judges)
 
     def pair_measure(name: str) -> Callable[[dict, dict], dict]:
         def measure(row: dict, reference: dict) -> dict:

@@ -78,6 +78,12 @@ class ScoreSettings:
     scorers: tuple[str, ...]
     same_identity_threshold: float
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the seed study's weighting: lambda = 1 if the image's confidence >= tau, else it
+    tau: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.tau <= 1.0:
+            raise ParamsError(f"params: score.tau must lie in (0, 1]; got {self.tau}")
 
     def options_for(self, scorer: str) -> dict[str, Any]:
         return dict(self.options.get(scorer) or {})

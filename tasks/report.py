@@ -105,6 +105,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         "exprbench": exprbench.__version__,
         "upscale": f"{settings.upscale.method} below {settings.upscale.min_face_px} px",
         "thumbnail px": thumb_px,
+        "tau": settings.score.tau,
     }
     docs_index = layout.validation_dir / "index.html"
     link = docs_index.relative_to(layout.reports).as_posix() if docs_index.is_file() else None

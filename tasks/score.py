@@ -33,9 +33,9 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     }
     faces = read_table(layout.faces_table, FACES).to_pylist()
     upscaled = {r["path"]: r for r in read_table(layout.upscale_table, UPSCALE).to_pylist()}
-    genders = {
-        r["path"]: r["subject_gender"] for r in read_table(layout.images, IMAGES).to_pylist()
-    }
+    images = read_table(layout.images, IMAGES).to_pylist()
+    genders = {r["path"]: r["subject_gender"] for r in images}
+    ages = {r["path"]: r["subject_age"] for r in images}
     cache = ContentCache(layout.cache, "score")
     instances: dict[str, Scorer] = {}
     loaded: dict[str, np.ndarray] = {}  # the current image, shared by its scorers
@@ -85,6 +85,8 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         compare,
         options.same_identity_threshold,
         progress=lambda items: progress(items, "score"),
+        age_by_path=ages,
+        tau=options.tau,
     )
     schema = scores_schema(
         [spec for cls in classes.values() for spec in cls.metrics()],

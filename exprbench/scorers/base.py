@@ -23,6 +23,7 @@ import numpy as np
 
 from exprbench.fingerprint import code_digest
 from exprbench.geometry import Face
+from exprbench.judgement_specs import JUDGEMENT_METRICS, JUDGEMENT_TABLES
 from exprbench.labels import EXPRESSIONS
 from exprbench.metrics import Heatmap, Leaderboard, MetricSpec, StudyTable, merge_specs
 from exprbench.quality.specs import DISTANCE_METRICS, NIQE_RELIABLE, NO_REFERENCE_METRICS
@@ -160,6 +161,7 @@ STUDY_TABLES: tuple[StudyTable, ...] = (
     StudyTable("identity", "Identity", order=4),
     StudyTable("quality", "Image quality", order=5),
     StudyTable("perceptual", "Perceptual distance", order=6),
+    *JUDGEMENT_TABLES,
 )
 
 # Score columns that are not metrics: labels and raw outputs filled by some output kinds.
@@ -217,9 +219,14 @@ class Scorer(ABC):
 
     @classmethod
     def metrics(cls) -> tuple[MetricSpec, ...]:
-        """Every metric this scorer fills: its output kinds' and its own."""
+        """Every metric this scorer fills: its output kinds', the judgements built on
+        them (exprbench.judgement_specs, filled by exprbench.scoring) and its own."""
         return merge_specs(
-            [*(OUTPUT_METRICS[out] for out in sorted(cls.outputs)), cls.extra_metrics]
+            [
+                *(OUTPUT_METRICS[out] for out in sorted(cls.outputs)),
+                *(JUDGEMENT_METRICS.get(out, ()) for out in sorted(cls.outputs)),
+                cls.extra_metrics,
+            ]
         )
 
     @classmethod

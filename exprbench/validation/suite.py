@@ -11,7 +11,7 @@ never imports models.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,8 @@ TARGET_GAP_COLUMN = "chk_target_gap"
 NO_FACE_FILLED_COLUMN = "chk_filled_without_face"
 TOP1_COLUMN = "chk_top1_not_argmax"
 SAME_IDENTITY_COLUMN = "chk_same_identity_inconsistent"
+AMBIGUOUS_COLUMN = "chk_ambiguous_not_lambda_below_1"
+AGE_RANGE_COLUMN = "chk_age_in_range_not_error_0"
 # The score stage records score.same_identity_threshold here (DataFrame.attrs, from the
 # scores table's schema metadata); without it the check asks that one threshold exists.
 THRESHOLD_ATTR = "same_identity_threshold"
@@ -208,7 +210,40 @@ def build_checks(
             "recorded by the score stage; if none is recorded, one threshold must separate the "
             f"same from the different; derived column {SAME_IDENTITY_COLUMN})",
         ),
+        Check(
+            "ambiguous_matches_lambda",
+            "ExpectColumnValuesToBeNull",
+            {"column": AMBIGUOUS_COLUMN},
+            "ambiguous must equal lambda_weight < 1 (lambda is 1 at or above score.tau and "
+            f"the confidence below it; derived column {AMBIGUOUS_COLUMN})",
+        ),
+        Check(
+            "age_in_range_matches_error",
+            "ExpectColumnValuesToBeNull",
+            {"column": AGE_RANGE_COLUMN},
+            "age_in_prompt_range must equal age_prompt_error = 0, and both be filled or "
+            f"both empty (derived column {AGE_RANGE_COLUMN})",
+        ),
     ]
+
+
+def _disagreeing(
+    frame: pd.DataFrame, flag: str, value: str, implied: Callable[[pd.Series], pd.Series]
+) -> pd.Series:
+    """A sentence on each row where bool column `flag` differs from `implied(value)`, or
+    where one of the two is filled without the other; null elsewhere."""
+    out = pd.Series(None, index=frame.index, dtype=object)
+    if not {flag, value} <= set(frame.columns):
+        return out
+    numbers = frame[value].astype("float64")
+    flags = frame[flag]
+    one_only = numbers.isna() != flags.isna()
+    both = numbers.notna() & flags.notna()
+    expected = implied(numbers.where(both, 0.0))
+    bad = one_only | (both & (flags.where(both, False).astype(bool) != expected))
+    for index in frame.index[bad]:
+        out[index] = f"{flag} {flags[index]} with {value} {numbers[index]}"
+    return out
 
 
 def _value_columns(frame: pd.DataFrame, specs: Sequence[MetricSpec]) -> list[str]:
@@ -288,6 +323,10 @@ def with_derived_columns(
     frame[NO_FACE_FILLED_COLUMN] = _filled_without_face(frame, specs)
     frame[TOP1_COLUMN] = _top1_not_argmax(frame, probs)
     frame[SAME_IDENTITY_COLUMN] = _same_identity_inconsistent(frame)
+    frame[AMBIGUOUS_COLUMN] = _disagreeing(frame, "ambiguous", "lambda_weight", lambda v: v < 1)
+    frame[AGE_RANGE_COLUMN] = _disagreeing(
+        frame, "age_in_prompt_range", "age_prompt_error", lambda v: v == 0
+    )
     face = frame["face_found"].fillna(False).astype(bool)
     with_note = frame["note"].notna()
     neutral = frame["expression"] == NEUTRAL
