@@ -41,7 +41,9 @@ from PIL import Image
 from exprbench.fingerprint import code_digest
 from exprbench.geometry import Face
 from exprbench.imagecheck import check_rgb_image
+from exprbench.judgement_specs import IMAGE_CONFIDENCE
 from exprbench.labels import EXPRESSIONS
+from exprbench.metrics import MetricSpec
 from exprbench.packaged import sha256_file
 from exprbench.scorers.base import ModelUnavailableError, Output, ScoreOutput, Scorer, register
 from exprbench.settings import ParamsError
@@ -300,6 +302,9 @@ class ClipScorer(Scorer):
 
     name: ClassVar[str] = "clip"
     outputs: ClassVar[frozenset[Output]] = frozenset({"expression"})
+    # The seed study's judge: CLIP's confidence in the requested expression sets every
+    # recognizer's lambda weight on the image (exprbench.judgement_specs).
+    extra_metrics: ClassVar[tuple[MetricSpec, ...]] = (IMAGE_CONFIDENCE,)
     crop: ClassVar[str] = (
         "square around the detector box's centre, side 1.5x the box's longer side (option "
         "margin, default 0.25 per side), outside the image filled with CLIP's mean colour, "
