@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from exprbench import unavailable
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.schema import KEY_COLUMNS
 from exprbench.scorers.base import PairScorer, ScoreOutput, Scorer
@@ -49,6 +50,8 @@ def output_columns(output: ScoreOutput, expression: str, subject_gender: str | N
         columns["descriptor"] = np.asarray(output.descriptor, dtype=np.float32).tolist()
     if output.metrics is not None:
         columns.update(output.metrics)
+    if output.unavailable:
+        columns[unavailable.COLUMN] = unavailable.encode(output.unavailable)
     return columns
 
 
@@ -63,6 +66,7 @@ def output_to_dict(output: ScoreOutput) -> dict:
         if output.descriptor is None
         else np.asarray(output.descriptor, dtype=np.float32).tolist(),
         "metrics": output.metrics,
+        "unavailable": output.unavailable,
     }
 
 
@@ -75,6 +79,7 @@ def output_from_dict(data: dict) -> ScoreOutput:
         gender_prob=data.get("gender_prob"),
         descriptor=None if descriptor is None else np.asarray(descriptor, dtype=np.float32),
         metrics=data.get("metrics"),
+        unavailable=data.get("unavailable"),
     )
 
 
@@ -178,7 +183,10 @@ def _scorer_rows(
         if "no_face" in result:
             row.update(face_found=False, note=result["no_face"])
             continue
-        row.update(output_columns(output_from_dict(result), row["expression"], subject_gender))
+        output = output_from_dict(result)
+        row.update(output_columns(output, row["expression"], subject_gender))
+        if output.unavailable:
+            _append_note(row, unavailable.note(name, output.unavailable))
         unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
         if unmeasured:
             _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
@@ -213,6 +221,8 @@ def score_rows(
     def pair_measure(name: str) -> Callable[[dict, dict], dict]:
         def measure(row: dict, reference: dict) -> dict:
             output = output_from_dict(compare(name, row, reference))
+            if output.unavailable:
+                _append_note(row, unavailable.note(name, output.unavailable))
             return output_columns(output, row["expression"], row["subject_gender"])
 
         return measure
