@@ -48,6 +48,7 @@ from exprbench.fileio import atomic_write_text
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
+from exprbench.unavailable import summary as unavailable_summary
 
 if TYPE_CHECKING:
     from exprbench.validation import ValidationReport
@@ -924,6 +925,7 @@ def render_report(
         "validation_note": None if validation is None else validation.note,
         "validation_failures": failures,
         "n_images": len({row["path"] for row in scores}),
+        "unavailable": unavailable_summary(scores),
     }
     html = _environment().get_template(TEMPLATE_NAME).render(**context)
     atomic_write_text(out_html, html)

@@ -187,7 +187,7 @@ def facial_area(face: Face, shape: tuple[int, ...]) -> Any:
     )
 
 
-def _import_deepface() -> Any:
+def import_deepface() -> Any:
     """Import deepface with exprbench's private home, the pytorch engine and quiet logs."""
     os.environ["DEEPFACE_HOME"] = str(deepface_home())
     os.environ.setdefault("DEEPFACE_BACKEND_ENGINE", ENGINE)
@@ -230,7 +230,7 @@ class DeepfaceScorer(Scorer):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         present, self.unavailable = prepare_home(self.options)
-        deepface = _import_deepface()
+        deepface = import_deepface()
         from deepface.commons import backend_utils
         from deepface.modules import detection, modeling
 
@@ -245,6 +245,9 @@ class DeepfaceScorer(Scorer):
             self.unavailable = {kind: reason for kind in ANALYZE_FILES}
             present = {}
         modeling.build_model(task="facial_recognition", model_name="Dlib")
+        # deepface keeps one built model per name for the process; the analyze files may
+        # differ from an earlier instance's (another weights_dir), so load them afresh
+        getattr(modeling, "cached_models", {}).get("facial_attribute", {}).clear()
         self._actions: list[str] = []
         for kind, (action, name) in ANALYZE_FILES.items():
             if action not in present:
@@ -295,6 +298,11 @@ class DeepfaceScorer(Scorer):
 
     def score_crop(self, crop: np.ndarray) -> ScoreOutput:
         """Outputs for a face crop (uint8 BGR) made by `region_crop`."""
+        # scaled to [0, 1] as extract_faces hands a detector's face to represent/analyze
+        # (normalize_face=True): with "skip" they would resize the uint8 crop instead, which
+        # rounds differently (embeddings ~1e-3 apart from detector_backend="dlib")
+        if crop.max() > 1:
+            crop = crop / 255
         common = {"detector_backend": "skip", "enforce_detection": False, "align": False}
         represented = self._deepface.represent(img_path=crop, model_name="Dlib", **common)
         output = ScoreOutput(
