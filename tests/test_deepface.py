@@ -328,7 +328,7 @@ def test_analyze_code_path_with_randomly_initialised_deepface_models(
 
     # emotion only: expression measured, age and gender still unavailable
     scorer = DeepfaceScorer({"weights_dir": str(random_dir)})
-    name, image, face = faces[2]
+    _, image, face = faces[2]
     out = scorer.score(image, face)
     assert out.descriptor is not None and out.age is None and out.gender is None
     assert set(out.unavailable or {}) == {"age", "gender"}
