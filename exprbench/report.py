@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
+UNAVAILABLE_TEMPLATE = "_unavailable.html.j2"  # included by the report (exprbench.unavailable)
 THUMBNAIL_PX = 128
 THUMBNAIL_QUALITY = 80
 MIN_N = 3  # default of params `report.min_n`
@@ -926,6 +927,7 @@ def render_report(
         "validation_failures": failures,
         "n_images": len({row["path"] for row in scores}),
         "unavailable": unavailable_summary(scores),
+        "unavailable_template": UNAVAILABLE_TEMPLATE,
     }
     html = _environment().get_template(TEMPLATE_NAME).render(**context)
     atomic_write_text(out_html, html)

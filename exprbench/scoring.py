@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from exprbench import unavailable
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.schema import KEY_COLUMNS
 from exprbench.scorers.base import PairScorer, ScoreOutput, Scorer
+from exprbench.unavailable import COLUMN as UNAVAILABLE
+from exprbench.unavailable import encode as encode_unavailable
+from exprbench.unavailable import note as unavailable_note
 
 NO_NEUTRAL = "no neutral image with a face for this generator/version/subject"
 IS_REFERENCE = "reference neutral image"
@@ -51,7 +53,7 @@ def output_columns(output: ScoreOutput, expression: str, subject_gender: str | N
     if output.metrics is not None:
         columns.update(output.metrics)
     if output.unavailable:
-        columns[unavailable.COLUMN] = unavailable.encode(output.unavailable)
+        columns[UNAVAILABLE] = encode_unavailable(output.unavailable)
     return columns
 
 
@@ -186,7 +188,7 @@ def _scorer_rows(
         output = output_from_dict(result)
         row.update(output_columns(output, row["expression"], subject_gender))
         if output.unavailable:
-            _append_note(row, unavailable.note(name, output.unavailable))
+            _append_note(row, unavailable_note(name, output.unavailable))
         unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
         if unmeasured:
             _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
@@ -222,7 +224,7 @@ def score_rows(
         def measure(row: dict, reference: dict) -> dict:
             output = output_from_dict(compare(name, row, reference))
             if output.unavailable:
-                _append_note(row, unavailable.note(name, output.unavailable))
+                _append_note(row, unavailable_note(name, output.unavailable))
             return output_columns(output, row["expression"], row["subject_gender"])
 
         return measure

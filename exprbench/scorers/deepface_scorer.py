@@ -209,7 +209,8 @@ class DeepfaceScorer(Scorer):
     """deepface: Dlib identity embedding offline; emotion, age and gender with user weights."""
 
     name: ClassVar[str] = "deepface"
-    weights: ClassVar[tuple[str, ...]] = ("dlib-resnet-v1",)
+    # the ResNet it loads, and the 5-point predictor it places for detector_backend="dlib"
+    weights: ClassVar[tuple[str, ...]] = ("dlib-resnet-v1", "dlib-landmarks-5")
     outputs: ClassVar[frozenset[Output]] = frozenset({"identity", "expression", "age", "gender"})
     crop: ClassVar[str] = (
         "the pipeline's primary face as deepface's dlib detector reports it (HOG box, eyes "
