@@ -129,9 +129,8 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             "scorers": ", ".join(options.scorers),
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,
-            "unavailable": "; ".join(
-                f"{e['scorer']} ({e['outputs']}): {e['reason']}" for e in summary(rows)
-            )
+            # what a missing model left unmeasured; the reasons are in the report
+            "unavailable": "; ".join(f"{e['scorer']}: {e['outputs']}" for e in summary(rows))
             or "none",
         },
     )
