@@ -354,6 +354,8 @@ def test_analyze_code_path_with_randomly_initialised_deepface_models(
     assert out.gender in GENDERS and out.gender_prob is not None
     assert 0.5 <= out.gender_prob <= 1.0
     assert out.probabilities is not None and out.descriptor is not None
+    # without weights_dir the links to it are dropped: analyze is unavailable again
+    assert set(DeepfaceScorer().unavailable) == {"expression", "age", "gender"}
 
 
 # ---------------------------------------------------------------- no network

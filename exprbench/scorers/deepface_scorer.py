@@ -87,13 +87,19 @@ def _user_folder(options: Mapping[str, Any]) -> Path | None:
 
 
 def analyze_paths(options: Mapping[str, Any]) -> dict[str, Path]:
-    """Output kind -> the analyze weight file to use: in `weights_dir` if given and present
-    there, else in `weights_folder()` (it may not exist)."""
+    """Output kind -> the analyze weight file deepface will load (it may not exist).
+
+    A file copied into `weights_folder()` wins; else the one in `weights_dir` (linked into
+    that folder by `prepare_home`). Links there are exprbench's own and are not counted:
+    they follow `weights_dir`.
+    """
     user = _user_folder(options)
     paths = {}
     for kind, (_, name) in ANALYZE_FILES.items():
+        own = weights_folder() / name
         given = None if user is None else user / name
-        paths[kind] = given if given is not None and given.is_file() else weights_folder() / name
+        real = own.is_file() and not own.is_symlink()
+        paths[kind] = given if not real and given is not None and given.is_file() else own
     return paths
 
 
@@ -151,9 +157,12 @@ def prepare_home(options: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, 
     missing: dict[str, str] = {}
     for kind, path in analyze_paths(options).items():
         action, name = ANALYZE_FILES[kind]
+        target = folder / name
+        if path != target:
+            _link(target, path)
+        elif target.is_symlink():  # a link to an earlier weights_dir: not this run's file
+            target.unlink()
         if path.is_file():
-            if path.parent != folder:
-                _link(folder / name, path)
             present[action] = str(path)
         else:
             missing[kind] = missing_message(kind, folder, options)
