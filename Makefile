@@ -20,6 +20,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps deepface==0.0.103  # its deps: see pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed

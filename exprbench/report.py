@@ -49,12 +49,14 @@ from exprbench.judgement_report import judgement_context, rate_key
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
+from exprbench.unavailable import summary as unavailable_summary
 
 if TYPE_CHECKING:
     from exprbench.validation import ValidationReport
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
+UNAVAILABLE_TEMPLATE = "_unavailable.html.j2"  # included by the report (exprbench.unavailable)
 THUMBNAIL_PX = 128
 THUMBNAIL_QUALITY = 80
 MIN_N = 3  # default of params `report.min_n`
@@ -937,6 +939,8 @@ def render_report(
         "validation_note": None if validation is None else validation.note,
         "validation_failures": failures,
         "n_images": len({row["path"] for row in scores}),
+        "unavailable": unavailable_summary(scores),
+        "unavailable_template": UNAVAILABLE_TEMPLATE,
     }
     html = _environment().get_template(TEMPLATE_NAME).render(**context)
     atomic_write_text(out_html, html)

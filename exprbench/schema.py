@@ -136,6 +136,8 @@ _SCORE_TAIL_FIELDS = [
     pa.field("gender", pa.string()),
     pa.field("descriptor", pa.list_(pa.float32())),
     pa.field("note", pa.string()),  # why a value is null (no face, no neutral, ...)
+    # JSON {output kind or "*": reason}: outputs a missing model left null (exprbench.unavailable)
+    pa.field("unavailable", pa.string()),
 ]
 SCORE_BASE_COLUMNS: tuple[str, ...] = tuple(f.name for f in _SCORE_ID_FIELDS + _SCORE_TAIL_FIELDS)
 _ARROW_TYPES = {"float64": pa.float64(), "bool": pa.bool_()}

@@ -18,6 +18,9 @@ from exprbench.judgement_specs import DEFAULT_TAU, IMAGE_CONFIDENCE
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.schema import KEY_COLUMNS
 from exprbench.scorers.base import PairScorer, ScoreOutput, Scorer
+from exprbench.unavailable import COLUMN as UNAVAILABLE
+from exprbench.unavailable import encode as encode_unavailable
+from exprbench.unavailable import note as unavailable_note
 
 NO_NEUTRAL = "no neutral image with a face for this generator/version/subject"
 IS_REFERENCE = "reference neutral image"
@@ -51,6 +54,8 @@ def output_columns(output: ScoreOutput, expression: str, subject_gender: str | N
         columns["descriptor"] = np.asarray(output.descriptor, dtype=np.float32).tolist()
     if output.metrics is not None:
         columns.update(output.metrics)
+    if output.unavailable:
+        columns[UNAVAILABLE] = encode_unavailable(output.unavailable)
     return columns
 
 
@@ -65,6 +70,7 @@ def output_to_dict(output: ScoreOutput) -> dict:
         if output.descriptor is None
         else np.asarray(output.descriptor, dtype=np.float32).tolist(),
         "metrics": output.metrics,
+        "unavailable": output.unavailable,
     }
 
 
@@ -77,6 +83,7 @@ def output_from_dict(data: dict) -> ScoreOutput:
         gender_prob=data.get("gender_prob"),
         descriptor=None if descriptor is None else np.asarray(descriptor, dtype=np.float32),
         metrics=data.get("metrics"),
+        unavailable=data.get("unavailable"),
     )
 
 
@@ -182,7 +189,10 @@ def _scorer_rows(
         if "no_face" in result:
             row.update(face_found=False, note=result["no_face"])
             continue
-        row.update(output_columns(output_from_dict(result), row["expression"], subject_gender))
+        output = output_from_dict(result)
+        row.update(output_columns(output, row["expression"], subject_gender))
+        if output.unavailable:
+            _append_note(row, unavailable_note(name, output.unavailable))
         age_columns, age_note = age_prompt_columns(row.get("age"), subject_age)
         row.update(age_columns)
         if age_note:
@@ -228,6 +238,8 @@ def score_rows(
     def pair_measure(name: str) -> Callable[[dict, dict], dict]:
         def measure(row: dict, reference: dict) -> dict:
             output = output_from_dict(compare(name, row, reference))
+            if output.unavailable:
+                _append_note(row, unavailable_note(name, output.unavailable))
             return output_columns(output, row["expression"], row["subject_gender"])
 
         return measure

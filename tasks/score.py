@@ -14,9 +14,16 @@ from exprbench.config import Layout
 from exprbench.faces import face_from_record
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, IMAGES, UPSCALE, read_table, scores_schema, write_rows
-from exprbench.scorers import PairScorer, Scorer, ScorerFoundNoFaceError, get_scorer_class
+from exprbench.scorers import (
+    ModelUnavailableError,
+    PairScorer,
+    Scorer,
+    ScorerFoundNoFaceError,
+    get_scorer_class,
+)
 from exprbench.scoring import output_to_dict, score_rows
 from exprbench.settings import Settings
+from exprbench.unavailable import summary, whole_scorer
 from tasks.common import StageResult, progress
 
 # read by tasks/validate.py (the same literal: validate must not import the scorers)
@@ -38,12 +45,28 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     ages = {r["path"]: r["subject_age"] for r in images}
     cache = ContentCache(layout.cache, "score")
     instances: dict[str, Scorer] = {}
+    failed: dict[str, ModelUnavailableError] = {}  # scorers that cannot run in this process
     loaded: dict[str, np.ndarray] = {}  # the current image, shared by its scorers
 
     def scorer(name: str) -> Scorer:
+        if name in failed:
+            raise failed[name]
         if name not in instances:
-            instances[name] = classes[name](options.options_for(name))
+            try:
+                instances[name] = classes[name](options.options_for(name))
+            except ModelUnavailableError as error:
+                failed[name] = error
+                raise
         return instances[name]
+
+    def cached(name: str, key: str, compute: Any) -> dict:
+        # an unavailable model's rows get null outputs and its reason, and are not cached:
+        # the next run, with the model provided, computes them
+        try:
+            return cache.get_or_compute(key, compute)
+        except ModelUnavailableError as error:
+            failed.setdefault(name, error)
+            return {"unavailable": whole_scorer(failed[name])}
 
     def work_image(face_row: Mapping[str, Any]) -> np.ndarray:
         path = upscaled[face_row["path"]]["work_path"]
@@ -62,7 +85,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
 
         geometry = [face_row[k] for k in ("landmarks5", "box_x", "box_y", "box_w", "box_h")]
         key = cache_key("score", identities[name], face_row["work_sha256"], geometry)
-        return cache.get_or_compute(key, compute)
+        return cached(name, key, compute)
 
     def compare(name: str, row: Mapping[str, Any], reference: Mapping[str, Any]) -> dict:
         def compute() -> dict:
@@ -74,7 +97,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             return output_to_dict(pair.compare(crop, ref))
 
         key = cache_key("pair", identities[name], row["crop_sha256"], reference["crop_sha256"])
-        return cache.get_or_compute(key, compute)
+        return cached(name, key, compute)
 
     rows = score_rows(
         faces,
@@ -108,6 +131,9 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             "scorers": ", ".join(options.scorers),
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,
+            # what a missing model left unmeasured; the reasons are in the report
+            "unavailable": "; ".join(f"{e['scorer']}: {e['outputs']}" for e in summary(rows))
+            or "none",
         },
     )
     per_scorer: dict[str, list[float]] = {}

@@ -183,6 +183,8 @@ class ScoreOutput:
     gender_prob: float | None = None
     descriptor: np.ndarray | None = None  # identity embedding, float32
     metrics: dict[str, float | bool | None] | None = None  # quality columns by name
+    # output kind -> why it was not measured (a model file missing), see exprbench.unavailable
+    unavailable: dict[str, str] | None = None
 
 
 class ScorerFoundNoFaceError(LookupError):
@@ -194,7 +196,11 @@ class ScorerFoundNoFaceError(LookupError):
 
 
 class ModelUnavailableError(RuntimeError):
-    """A scorer's weights or runtime are missing; the message says how to get them."""
+    """A scorer's weights or runtime are missing; the message says how to get them.
+
+    Raised while building or running a scorer, the score stage records that scorer's rows
+    with null outputs and this message (exprbench.unavailable) and the run goes on.
+    """
 
 
 class Scorer(ABC):

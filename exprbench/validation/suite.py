@@ -22,6 +22,8 @@ from exprbench.labels import EXPRESSIONS, GENDERS, NEUTRAL
 from exprbench.metrics import MetricSpec
 from exprbench.schema import PROB_COLUMNS, SCORE_BASE_COLUMNS
 from exprbench.scorers.base import BUILTIN_METRICS, OUTPUT_EXTRA_COLUMNS, OUTPUT_METRICS
+from exprbench.unavailable import COLUMN as UNAVAILABLE
+from exprbench.unavailable import excused_columns
 
 # One input image, and one row per image and scorer.
 IMAGE_KEY: tuple[str, ...] = ("generator", "version", "subject", "expression", "replicate")
@@ -41,6 +43,7 @@ TOP1_COLUMN = "chk_top1_not_argmax"
 SAME_IDENTITY_COLUMN = "chk_same_identity_inconsistent"
 AMBIGUOUS_COLUMN = "chk_ambiguous_not_lambda_below_1"
 AGE_RANGE_COLUMN = "chk_age_in_range_not_error_0"
+UNAVAILABLE_FILLED_COLUMN = "chk_unavailable_but_filled"
 # The score stage records score.same_identity_threshold here (DataFrame.attrs, from the
 # scores table's schema metadata); without it the check asks that one threshold exists.
 THRESHOLD_ATTR = "same_identity_threshold"
@@ -146,8 +149,8 @@ def build_checks(
                 f"not_null:{column}",
                 "ExpectColumnValuesToNotBeNull",
                 {"column": column},
-                f"{column} must be filled on {scope} where a face was found and the scorer "
-                f"declares it",
+                f"{column} must be filled on {scope} where a face was found, the scorer "
+                "declares it and its model was available",
                 condition_column=_needs(column),
             )
         )
@@ -194,6 +197,13 @@ def build_checks(
             {"column": NO_FACE_FILLED_COLUMN},
             "a row with face_found = false carries no metric or output value (every stored "
             f"metric and raw output; derived column {NO_FACE_FILLED_COLUMN} names those filled)",
+        ),
+        Check(
+            "unavailable_outputs_are_null",
+            "ExpectColumnValuesToBeNull",
+            {"column": UNAVAILABLE_FILLED_COLUMN},
+            "an output a row marks unavailable (column unavailable) carries no value "
+            f"(derived column {UNAVAILABLE_FILLED_COLUMN} names those filled)",
         ),
         Check(
             "top1_is_argmax",
@@ -332,15 +342,35 @@ def with_derived_columns(
     neutral = frame["expression"] == NEUTRAL
     by_column = {spec.column: spec for spec in specs}
     filled = declared_columns(declared, specs)
+    # per row, the columns a missing model left null (exprbench.unavailable)
+    marked = frame[UNAVAILABLE] if UNAVAILABLE in frame else pd.Series(None, index=frame.index)
+    unmeasured = [
+        excused_columns(value, filled.get(scorer, ()))
+        for value, scorer in zip(marked, frame["scorer"], strict=True)
+    ]
+    frame[UNAVAILABLE_FILLED_COLUMN] = [
+        ", ".join(sorted(c for c in cols if c in frame and _present(frame.at[index, c]))) or None
+        for index, cols in zip(frame.index, unmeasured, strict=True)
+    ]
     for column in sorted({c for columns in filled.values() for c in columns}):
         rule = _not_null_rule(column, by_column)
         if rule is None:
             continue
         excusable, _ = rule
         needs = face & frame["scorer"].isin([s for s, cols in filled.items() if column in cols])
+        needs &= ~pd.Series([column in cols for cols in unmeasured], index=frame.index)
         if excusable:
             spec = by_column[column]
             excused = (neutral | with_note) if spec.relative_to_neutral else with_note
             needs &= ~excused
         frame[_needs(column)] = needs
     return frame
+
+
+def _present(value: Any) -> bool:
+    """A filled cell: not None/NaN (a list such as a descriptor counts as filled)."""
+    if value is None:
+        return False
+    if isinstance(value, float):
+        return not np.isnan(value)
+    return True
