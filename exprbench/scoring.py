@@ -179,10 +179,15 @@ def _scorer_rows(
             row.update(face_found=False, note=result["no_face"])
             continue
         row.update(output_columns(output_from_dict(result), row["expression"], subject_gender))
-        unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
-        if unmeasured:
-            _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
+        _note_unmeasured(row, name, result)
     return rows
+
+
+def _note_unmeasured(row: dict, name: str, result: Mapping[str, Any]) -> None:
+    """Say which of a scorer's measures came back null (validation needs the reason)."""
+    unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
+    if unmeasured:
+        _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
 
 
 def score_rows(
@@ -212,8 +217,11 @@ def score_rows(
 
     def pair_measure(name: str) -> Callable[[dict, dict], dict]:
         def measure(row: dict, reference: dict) -> dict:
-            output = output_from_dict(compare(name, row, reference))
-            return output_columns(output, row["expression"], row["subject_gender"])
+            result = compare(name, row, reference)
+            _note_unmeasured(row, name, result)
+            return output_columns(
+                output_from_dict(result), row["expression"], row["subject_gender"]
+            )
 
         return measure
 
