@@ -318,7 +318,9 @@ def displacement(landmarks: object, neutral: object) -> dict[str, float]:
     fear-versus-surprise score computed from them."""
     face, reference = state(landmarks), state(neutral)
     moved = {column: face[column] - reference[column] for column in COLUMNS}
-    moved[FEAR_VS_SURPRISE] = fear_vs_surprise(moved)
+    score = fear_vs_surprise(moved)
+    assert score is not None  # both measures are in `moved`
+    moved[FEAR_VS_SURPRISE] = score
     return moved
 
 

@@ -45,6 +45,7 @@ import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
+from exprbench.geometry_report import geometry_section
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
@@ -924,6 +925,7 @@ def render_report(
         "validation_note": None if validation is None else validation.note,
         "validation_failures": failures,
         "n_images": len({row["path"] for row in scores}),
+        "geometry": geometry_section(scores, min_n),
     }
     html = _environment().get_template(TEMPLATE_NAME).render(**context)
     atomic_write_text(out_html, html)
