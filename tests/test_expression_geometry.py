@@ -25,12 +25,14 @@ from exprbench.expression_geometry import (
     state,
     verdict,
 )
+from exprbench.geometry import Face
 from exprbench.geometry_report import (
     fear_surprise,
     geometry_section,
     profiles,
     resolve_fear_surprise,
 )
+from exprbench.scorers.geometry import GeometryScorer
 from tests.conftest import load_rgb_array, record_artifact
 
 # ---------------------------------------------------------------- a constructed face
@@ -224,8 +226,9 @@ def test_prototypes_name_only_declared_measures() -> None:
 
 def _row(path: str, scorer: str, expression: str, **values: object) -> dict:
     generator, version, subject, _ = path.split("/")
-    return {"path": path, "generator": generator, "version": version, "subject": subject,
-            "expression": expression, "scorer": scorer, "note": None, "top1": None, **values}  # fmt: skip
+    labels = {"generator": generator, "version": version, "subject": subject}
+    return {"path": path, **labels, "expression": expression, "scorer": scorer, "note": None,
+            "top1": None, **values}  # fmt: skip
 
 
 def test_profiles_and_fear_surprise_table() -> None:
@@ -278,7 +281,7 @@ def test_profiles_and_fear_surprise_table() -> None:
 
 
 @pytest.fixture(scope="module")
-def crops(photos: dict[str, Path], models: None) -> dict[str, tuple[np.ndarray, object]]:
+def crops(photos: dict[str, Path], models: None) -> dict[str, tuple[np.ndarray, Face]]:
     """Similarity-aligned 256 px crops (as the faces stage makes them) and their faces."""
     from exprbench.faces import FaceDetector
 
@@ -294,8 +297,7 @@ def crops(photos: dict[str, Path], models: None) -> dict[str, tuple[np.ndarray, 
 
 
 @pytest.fixture(scope="module")
-def scorer(models: None):  # noqa: ANN201 - the registered class
-    from exprbench.scorers.geometry import GeometryScorer
+def scorer(models: None) -> GeometryScorer:
 
     return GeometryScorer()
 
