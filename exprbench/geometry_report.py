@@ -104,7 +104,8 @@ def _profile_cell(values: list[float], column: str, expression: str, min_n: int)
 
 
 def profiles(scores: Sequence[Row], min_n: int) -> list[dict]:
-    """One block per geometry scorer x generator x version (see the module docstring)."""
+    """One block per geometry scorer x generator x version (see the module docstring);
+    `measured` is False when no image of the run has a value (no neutral, no expression)."""
     blocks = []
     for scorer in geometry_scorers(scores):
         groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
@@ -136,7 +137,13 @@ def profiles(scores: Sequence[Row], min_n: int) -> list[dict]:
                     }
                 )
             blocks.append(
-                {"scorer": scorer, "generator": generator, "version": version, "lines": lines}
+                {
+                    "scorer": scorer,
+                    "generator": generator,
+                    "version": version,
+                    "lines": lines,
+                    "measured": any(cell["n"] for line in lines for cell in line["cells"]),
+                }
             )
     return blocks
 

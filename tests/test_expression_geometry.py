@@ -353,3 +353,74 @@ def test_landmarks_on_the_aligned_crop_agree_with_the_full_image(crops, scorer) 
         chin = column == "geo_jaw_drop"
         assert figure["sd"] < (0.06 if chin else 0.04), (column, figure)
         assert figure["max_abs"] < (0.2 if chin else 0.12), (column, figure)
+
+
+# ---------------------------------------------------------------- the real stages
+
+PIPELINE_SET = {
+    "gen/v1/obama/neutral.jpg": "obama3",
+    "gen/v1/obama/happy.jpg": "obama",
+    "gen/v1/obama/angry.jpg": "obama2",
+    "gen/v1/franck/neutral.jpg": "franck_01829",
+    "gen/v1/franck/happy.jpg": "franck_04117",
+    "gen/v1/franck/happy-2.jpg": "franck_02888",
+    "gen/v1/franck/happy-3.jpg": "franck_03909",
+    "gen/v1/feat-f1/surprise.jpg": "feat_surprise",  # no neutral of this woman
+}
+
+
+@pytest.mark.slow
+def test_geometry_through_the_real_stages(tmp_path: Path, photos, models, prefect_server) -> None:
+    import dataclasses
+    import json
+    import re
+
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from exprbench.config import Layout
+    from exprbench.settings import load_settings
+    from flows.stages import pipeline
+    from tests.conftest import build_raw
+
+    raw = build_raw(tmp_path / "raw", photos, PIPELINE_SET)
+    settings = load_settings(Path(__file__).resolve().parent.parent / "params.yaml")
+    assert "geometry" in settings.score.scorers  # on by default
+    settings = dataclasses.replace(
+        settings, score=dataclasses.replace(settings.score, scorers=("fer", "geometry"))
+    )
+    layout = Layout.for_output(raw, tmp_path / "out")
+    pipeline(layout, settings)
+
+    rows = {
+        r["path"]: r for r in pq.read_table(layout.scores).to_pylist() if r["scorer"] == "geometry"
+    }
+    for happy in ("gen/v1/obama/happy.jpg", "gen/v1/franck/happy.jpg", "gen/v1/franck/happy-2.jpg"):
+        assert rows[happy]["geo_lip_corner_raise"] > 0.02, rows[happy]
+        assert rows[happy]["geo_lip_stretch"] > 0.05, rows[happy]
+    neutral = rows["gen/v1/obama/neutral.jpg"]
+    assert neutral["geo_lip_corner_raise"] is None and "reference neutral" in neutral["note"]
+    lone = rows["gen/v1/feat-f1/surprise.jpg"]
+    assert lone["geo_fear_vs_surprise"] is None and "no neutral image" in lone["note"]
+
+    validation = json.loads(layout.validation_json.read_text())
+    assert validation["success"]
+    assert {"range:geo_lip_corner_raise", "not_null:geo_fear_vs_surprise"} <= set(
+        validation["checks"]
+    )
+    with duckdb.connect(str(layout.database), read_only=True) as con:
+        n, mean, share = con.sql(
+            "SELECT sum(n_geo_lip_corner_raise), avg(mean_geo_lip_corner_raise), "
+            "max(share_geo_fear_surprise_agrees) FROM geometry "
+            "WHERE scorer = 'geometry' AND expression = 'happy' AND n_geo_lip_corner_raise > 0"
+        ).fetchone()
+    assert n == 4 and mean > 0.03 and share is None  # no fear/surprise image with a neutral
+    assert (layout.tables / "geometry.csv").is_file()
+
+    html = layout.report_html.read_text(encoding="utf-8")
+    section = re.search(r'<h2 id="geometry">Geometry profiles</h2>(.*?)<h2', html, re.S)
+    assert section, "no Geometry profiles section"
+    text = section.group(1)
+    assert "<h3>geometry &middot; gen v1</h3>" in text and "AU6+12" in text and "n=4" in text
+    assert "gen/v1/feat-f1/surprise.jpg" in text and "not measured" in text
+    assert "No fear or surprise image with a neutral" in text
