@@ -409,11 +409,11 @@ def test_geometry_through_the_real_stages(tmp_path: Path, photos, models, prefec
         validation["checks"]
     )
     with duckdb.connect(str(layout.database), read_only=True) as con:
-        n, mean, share = con.sql(
+        ((n, mean, share),) = con.sql(
             "SELECT sum(n_geo_lip_corner_raise), avg(mean_geo_lip_corner_raise), "
             "max(share_geo_fear_surprise_agrees) FROM geometry "
             "WHERE scorer = 'geometry' AND expression = 'happy' AND n_geo_lip_corner_raise > 0"
-        ).fetchone()
+        ).fetchall()
     assert n == 4 and mean > 0.03 and share is None  # no fear/surprise image with a neutral
     assert (layout.tables / "geometry.csv").is_file()
 
