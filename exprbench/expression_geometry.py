@@ -76,7 +76,7 @@ from typing import Literal
 
 import numpy as np
 
-from exprbench.metrics import MetricSpec
+from exprbench.metrics import Leaderboard, MetricSpec
 
 N_LANDMARKS = 68
 # Below this many pixels between the eye centres the 68 landmarks are too coarse to read.
@@ -405,6 +405,7 @@ GEOMETRY_METRICS: tuple[MetricSpec, ...] = (
         dtype="bool",
         relative_to_neutral=True,
         table=GEOMETRY_TABLE,
+        leaderboard=Leaderboard("share_fear_surprise_geometry", "fear/surprise: geometry agrees"),
         sql=_agrees_sql(),
     ),
 )

@@ -366,6 +366,10 @@ PIPELINE_SET = {
     "gen/v1/franck/happy-2.jpg": "franck_02888",
     "gen/v1/franck/happy-3.jpg": "franck_03909",
     "gen/v1/feat-f1/surprise.jpg": "feat_surprise",  # no neutral of this woman
+    # PLUMBING ONLY: two different women filed as one subject, so that a surprise image
+    # has a neutral and the agreement columns get a value; that value is not a measurement
+    "gen/v2/mix/neutral.jpg": "grace_hopper",
+    "gen/v2/mix/surprise.jpg": "feat_surprise",
 }
 
 
@@ -414,7 +418,20 @@ def test_geometry_through_the_real_stages(tmp_path: Path, photos, models, prefec
             "max(share_geo_fear_surprise_agrees) FROM geometry "
             "WHERE scorer = 'geometry' AND expression = 'happy' AND n_geo_lip_corner_raise > 0"
         ).fetchall()
-    assert n == 4 and mean > 0.03 and share is None  # no fear/surprise image with a neutral
+    assert n == 4 and mean > 0.03 and share is None  # happy rows: not a fear/surprise image
+    with duckdb.connect(str(layout.database), read_only=True) as con:
+        agreement = con.sql(
+            "SELECT generator, version, share_fear_surprise_geometry FROM leaderboard "
+            "WHERE scorer = 'geometry' ORDER BY version"
+        ).fetchall()
+        cells = con.sql(
+            "SELECT n_geo_fear_surprise_agrees, share_geo_fear_surprise_agrees FROM geometry "
+            "WHERE scorer = 'geometry' AND version = 'v2' AND expression = 'surprise'"
+        ).fetchall()
+    mix = rows["gen/v2/mix/surprise.jpg"]["geo_fear_vs_surprise"]
+    expected = float(mix < -VERDICT_MARGIN)  # the verdict equals the request, or not
+    assert agreement == [("gen", "v1", None), ("gen", "v2", expected)]
+    assert cells == [(1, expected)]
     assert (layout.tables / "geometry.csv").is_file()
 
     html = layout.report_html.read_text(encoding="utf-8")
@@ -423,4 +440,6 @@ def test_geometry_through_the_real_stages(tmp_path: Path, photos, models, prefec
     text = section.group(1)
     assert "<h3>geometry &middot; gen v1</h3>" in text and "AU6+12" in text and "n=4" in text
     assert "gen/v1/feat-f1/surprise.jpg" in text and "not measured" in text
-    assert "No fear or surprise image with a neutral" in text
+    assert "<h3>geometry &middot; gen v2</h3>" in text  # the v2 surprise image's profile
+    verdict_text = verdict(mix)
+    assert f"<td>{verdict_text}</td>" in text and f"{int(expected)}/1" in text
