@@ -113,7 +113,8 @@ def profiles(scores: Sequence[Row], min_n: int) -> list[dict]:
             if row["scorer"] == scorer:
                 groups[(str(row["generator"]), str(row["version"]))].append(row)
         for (generator, version), members in sorted(groups.items()):
-            lines = []
+            lines: list[dict[str, Any]] = []
+            measured = False
             for expression in EXPRESSIONS:
                 if expression == NEUTRAL:
                     continue
@@ -125,6 +126,7 @@ def profiles(scores: Sequence[Row], min_n: int) -> list[dict]:
                     for column in (*COLUMNS, FEAR_VS_SURPRISE)
                 }
                 prototype = PROTOTYPES.get(expression)
+                measured = measured or any(values.values())
                 lines.append(
                     {
                         "expression": expression,
@@ -142,7 +144,7 @@ def profiles(scores: Sequence[Row], min_n: int) -> list[dict]:
                     "generator": generator,
                     "version": version,
                     "lines": lines,
-                    "measured": any(cell["n"] for line in lines for cell in line["cells"]),
+                    "measured": measured,
                 }
             )
     return blocks
