@@ -248,8 +248,10 @@ def test_profiles_and_fear_surprise_table() -> None:
         _row("g/1/c/surprise.png", "geometry", "surprise", geo_fear_vs_surprise=None,
              note="perceptual: no neutral image"),
     ]  # fmt: skip
-    (block,) = profiles(scores, min_n=3)
+    lone = _row("h/2/z/sad.png", "geometry", "sad", note="perceptual: no neutral image")
+    block, empty = profiles([*scores, lone], min_n=3)
     assert (block["scorer"], block["generator"], block["version"]) == ("geometry", "g", "1")
+    assert block["measured"] and not empty["measured"] and empty["version"] == "2"
     happy = next(line for line in block["lines"] if line["expression"] == "happy")
     raise_cell = happy["cells"][COLUMNS.index("geo_lip_corner_raise")]
     assert (raise_cell["text"], raise_cell["n"], raise_cell["mark"]) == ("+0.200", 3, "✓")
