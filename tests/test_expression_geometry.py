@@ -333,6 +333,31 @@ def test_a_crop_without_a_face_is_unmeasured(crops, scorer) -> None:
     assert set(got) == {*COLUMNS, FEAR_VS_SURPRISE} and all(v is None for v in got.values())
 
 
+def test_score_rows_note_why_a_pair_is_unmeasured(crops, scorer) -> None:
+    from exprbench.scoring import output_to_dict, score_rows
+
+    pixels = {"neutral": crops["biden"][0], "happy": np.full((256, 256, 3), 127, np.uint8)}
+    faces = [
+        {"generator": "g", "version": "1", "subject": "s", "expression": e, "replicate": 1,
+         "path": f"g/1/s/{e}.png", "sha256": e, "face_found": True, "face_count": 1,
+         "crop_sha256": e}
+        for e in pixels
+    ]  # fmt: skip
+    upscale = {f["path"]: {"upscale_method": "none", "upscale_factor": 1} for f in faces}
+
+    def compare(name: str, row: dict, reference: dict) -> dict:
+        return output_to_dict(scorer.compare(pixels[row["crop_sha256"]], pixels["neutral"]))
+
+    def run(name: str, face_row: dict) -> dict:
+        raise AssertionError("a pair scorer is never run on one image")
+
+    rows = score_rows(faces, upscale, {}, {"geometry": GeometryScorer}, run, compare, 0.6)
+    happy = next(r for r in rows if r["expression"] == "happy")
+    assert happy["geo_lip_corner_raise"] is None
+    assert "geometry: geo_lip_corner_raise" in happy["note"]
+    assert "not measurable on this image" in happy["note"]
+
+
 def test_landmarks_on_the_aligned_crop_agree_with_the_full_image(crops, scorer) -> None:
     """The scorer refits the landmarks on the crop; measured the same way on the full image
     (the faces stage's landmarks), each measure but the chin agrees with sd < 0.04 IOD and
