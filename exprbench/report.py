@@ -46,6 +46,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
 from exprbench.judgement_report import judgement_context, rate_key
+from exprbench.geometry_report import geometry_section
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
@@ -941,6 +942,7 @@ def render_report(
         "n_images": len({row["path"] for row in scores}),
         "unavailable": unavailable_summary(scores),
         "unavailable_template": UNAVAILABLE_TEMPLATE,
+        "geometry": geometry_section(scores, min_n),
     }
     html = _environment().get_template(TEMPLATE_NAME).render(**context)
     atomic_write_text(out_html, html)

@@ -197,10 +197,15 @@ def _scorer_rows(
         row.update(age_columns)
         if age_note:
             _append_note(row, age_note)
-        unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
-        if unmeasured:
-            _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
+        _note_unmeasured(row, name, result)
     return rows
+
+
+def _note_unmeasured(row: dict, name: str, result: Mapping[str, Any]) -> None:
+    """Say which of a scorer's measures came back null (validation needs the reason)."""
+    unmeasured = [k for k, v in (result.get("metrics") or {}).items() if v is None]
+    if unmeasured:
+        _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
 
 
 def score_rows(
@@ -237,7 +242,9 @@ def score_rows(
 
     def pair_measure(name: str) -> Callable[[dict, dict], dict]:
         def measure(row: dict, reference: dict) -> dict:
-            output = output_from_dict(compare(name, row, reference))
+            result = compare(name, row, reference)
+            _note_unmeasured(row, name, result)
+            output = output_from_dict(result)
             if output.unavailable:
                 _append_note(row, unavailable_note(name, output.unavailable))
             return output_columns(output, row["expression"], row["subject_gender"])

@@ -161,6 +161,8 @@ STUDY_TABLES: tuple[StudyTable, ...] = (
     StudyTable("identity", "Identity", order=4),
     StudyTable("quality", "Image quality", order=5),
     StudyTable("perceptual", "Perceptual distance", order=6),
+    # the geometry scorer's table: its headline is the fear-vs-surprise agreement
+    StudyTable("geometry", "Expression geometry (fear vs surprise)", order=7),
     *JUDGEMENT_TABLES,
 )
 
