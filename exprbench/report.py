@@ -45,8 +45,8 @@ import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
-from exprbench.judgement_report import judgement_context, rate_key
 from exprbench.geometry_report import geometry_section
+from exprbench.judgement_report import judgement_context, rate_key
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
