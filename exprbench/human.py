@@ -156,10 +156,8 @@ def age_from_bins(probabilities: np.ndarray) -> float:
     i = int(np.argmax(p))
     before = float(p[i - 1]) if i > 0 else None
     after = float(p[i + 1]) if i + 1 < p.size else 0.0
-    if before is not None and before > after:
-        value = 10 * i - 100 * before
-    else:
-        value = 10 * i + 100 * after
+    left = before is not None and before > after
+    value = 10 * i - 100 * before if left and before is not None else 10 * i + 100 * after
     return _js_round(value) / 10
 
 

@@ -156,7 +156,9 @@ class GraphModel:
     def _to_tf_layout(self, value: _Value) -> str:
         if value.const is not None:
             return self.graph.const(value.const)
-        return self.graph.op("Transpose", [value.name], perm=[0, 2, 3, 1]) if value.nchw else value.name
+        if value.nchw:
+            return self.graph.op("Transpose", [value.name], perm=[0, 2, 3, 1])
+        return value.name
 
     def _operand(self, value: _Value, like: _Value) -> str:
         """An ONNX name for `value` usable in an elementwise op with `like`."""

@@ -211,6 +211,9 @@ class Scorer(ABC):
     weights: ClassVar[tuple[str, ...]] = ()  # keys of exprbench.weights.WEIGHTS it loads
     # Measures of its own beyond the output kinds' (each declared once, here).
     extra_metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # Identity scorers: the L2 distance below which two of this model's descriptors are the
+    # same person; None: score.same_identity_threshold (dlib's and face-api.js's 0.6).
+    same_identity_threshold: ClassVar[float | None] = None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})

