@@ -6,8 +6,14 @@
   the ONNX graph, crop + run; Node: tfjs + wasm start, loadGraphModel, Human's crop + run),
   wall time of the whole process, median (min-max) of --cold runs;
 - warm: one face again in the same process (crop + model), median (min-max) of --repeat.
-Faces: the largest face of three demo photos (obama, grace_hopper, biden), boxes from
-exprbench's detector; JPEGs handed to Node as lossless PNGs of the same pixels.
+Faces: the largest face of the demo photos below, boxes from exprbench's detector; JPEGs
+handed to Node as lossless PNGs of the same pixels.
+
+It also runs Human's whole chain (tests/parity/human_chain.mjs: BlazeFace, FaceMesh,
+faceres) on the same photos and prints, per photo, Human's own box side, age and gender
+against the scorer's (crop side = 1.55 x the dlib box side, exprbench.human.DLIB_BOX_SCALE)
+and the distance between the two unit descriptors: how close the scorer's crop comes to
+Human's own.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from benchlib import ROOT, load, load_note, machine, run_child, spread
 
-PHOTOS = ("obama", "grace_hopper", "biden")
+PHOTOS = ("obama", "grace_hopper", "biden", "obama3", "astronaut")
 _COLD = """
 import sys, time
 t0 = time.perf_counter()
@@ -48,8 +55,9 @@ def main() -> None:
 
     from exprbench.demo_sources import fetch_photos
     from exprbench.faces import FaceDetector
+    from exprbench.human import human_box
     from exprbench.imageio import encode_png, load_rgb
-    from exprbench.scorers.human import HumanFaceResScorer
+    from exprbench.scorers.human import HumanFaceResScorer, unit
 
     start_load = load()
     photos = fetch_photos(list(PHOTOS))
@@ -59,14 +67,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         log = tmp / "log.txt"
-        cases, warm_py = [], []
+        cases, warm_py, mine = [], [], []
         for name in PHOTOS:
             image = load_rgb(photos[name])
             face = max(detector.detect(image), key=lambda f: f.box[2] * f.box[3])
             png = tmp / f"{name}.png"
             png.write_bytes(encode_png(image))
             cases.append({"image": str(png), "box": [float(v) for v in face.box]})
-            scorer.score(image, face)  # warm-up
+            mine.append((face, scorer.score(image, face)))  # also the warm-up
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
                 scorer.score(image, face)
@@ -89,6 +97,9 @@ def main() -> None:
         cmd = [sys.executable, "-c", _COLD, str(photos[PHOTOS[0]]), box]
         env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
         cold_py = [run_child(cmd, env=env, log=log).wall_s for _ in range(args.cold)]
+        chain = ["node", str(PARITY_DIR / "human_chain.mjs"), *(c["image"] for c in cases)]
+        run_child(chain, log=tmp / "chain.jsonl")
+        human = [json.loads(line) for line in (tmp / "chain.jsonl").read_text().splitlines()]
     print(f"machine: {machine()}; {load_note(start_load)}")
     print("| faceres, one face | exprbench (onnxruntime) | Human's model in Node (tfjs wasm) |")
     print("|---|---|---|")
@@ -99,6 +110,25 @@ def main() -> None:
     )
     means = statistics.mean(warm_py), statistics.mean(warm_node)
     print(f"warm means: exprbench {means[0]:.1f} ms, Node {means[1]:.1f} ms")
+    print()
+    print(
+        "| photo | crop side: scorer / Human | age: scorer / Human | gender p(male): "
+        "scorer / Human | descriptor distance (unit L2) |"
+    )
+    print("|---|---|---|---|---|")
+    for name, (face, out), ref in zip(PHOTOS, mine, human, strict=True):
+        if not ref["faces"]:
+            print(f"| {name} | Human found no face | | | |")
+            continue
+        h = ref["faces"][0]
+        x1, _, x2, _ = human_box(face.box, scorer.scale)
+        p_male = out.gender_prob if out.gender == "male" else 1 - out.gender_prob
+        h_male = 0.5 + h["genderScore"] / 2 if h["gender"] == "male" else 0.5 - h["genderScore"] / 2
+        distance = float(np.linalg.norm(out.descriptor - unit(np.asarray(h["descriptor"]))))
+        print(
+            f"| {name} | {x2 - x1:.0f} / {h['box'][2]} | {out.age:.1f} / {h['age']} | "
+            f"{p_male:.2f} / ~{h_male:.2f} | {distance:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def test_per_scorer_threshold_decides_same_identity():
         }
 
     rows = [row(s, e, [0.0, d]) for s in ("a", "b") for e, d in (("neutral", 0), ("happy", 0.7))]
-    out = add_relative_measures(rows, 0.6, thresholds={"b": 0.87})
+    out = add_relative_measures(rows, 0.6, thresholds={"b": 0.9})
     same = {r["scorer"]: r["same_identity"] for r in out if r["expression"] == "happy"}
     assert same == {"a": False, "b": True}
 

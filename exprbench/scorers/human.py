@@ -4,14 +4,15 @@ runs it (exprbench.human; matching tfjs in Node within 1e-3, tests/test_human_pa
 Identity: the 1024-d descriptor is compared after scaling to unit length, so
 identity_distance is the L2 distance of unit vectors (0..2; cosine similarity =
 1 - distance^2 / 2). It is not calibrated for dlib's "L2 < 0.6": the scorer declares its
-own `same_identity_threshold`, 0.87 (README, "Human's face networks", says how it was set).
+own `same_identity_threshold`, 0.9 (README, "Human's face networks", says how it was set).
 
 Human's mobilefacenet is ported too (exprbench.human.MobileFaceNet, same parity test) but
 is no scorer: fed as Human feeds it, its embeddings of different people lie as close as
 those of one person (measured in the README), so its identity verdicts would carry nothing.
 
 Options: threads (onnxruntime intra-op threads, default 1), scale (how much the face box
-is enlarged before the square crop, Human's config.face.detector.scale, default 1.4).
+is enlarged before the square crop; default 1.55: Human's 1.4 for its BlazeFace box, which
+is ~1.1 times the dlib box the pipeline gives, exprbench.human.DLIB_BOX_SCALE).
 """
 
 from __future__ import annotations
@@ -22,15 +23,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from exprbench.geometry import Face
-from exprbench.human import DETECTOR_SCALE, FaceRes, face_tensor, faceres_input
+from exprbench.human import DLIB_BOX_SCALE, FaceRes, face_tensor, faceres_input
 from exprbench.imagecheck import check_rgb_image
 from exprbench.scorers.base import Output, ScoreOutput, Scorer, register
 from exprbench.weights import weight_path
-
-_CROP = (
-    "Human's face crop: the face box enlarged 1.4x, squared, cropAndResize to 192 px (0..1), "
-    "then resizeBilinear to {size} px{scaled}"
-)
 
 
 def _options(name: str, options: Mapping[str, Any]) -> tuple[int, float]:
@@ -38,7 +34,7 @@ def _options(name: str, options: Mapping[str, Any]) -> tuple[int, float]:
     if unknown:
         raise ValueError(f"{name} scorer: unknown options {sorted(unknown)}")
     threads = int(options.get("threads", 1))
-    scale = float(options.get("scale", DETECTOR_SCALE))
+    scale = float(options.get("scale", DLIB_BOX_SCALE))
     if threads < 1 or not 0.5 <= scale <= 4:
         raise ValueError(f"{name} scorer: need threads >= 1 and 0.5 <= scale <= 4")
     return threads, scale
@@ -58,14 +54,17 @@ class HumanFaceResScorer(Scorer):
     name: ClassVar[str] = "human_faceres"
     weights: ClassVar[tuple[str, ...]] = ("human-faceres.json", "human-faceres.bin")
     outputs: ClassVar[frozenset[Output]] = frozenset({"identity", "age", "gender"})
-    crop: ClassVar[str] = _CROP.format(size=224, scaled=", times 255")
+    crop: ClassVar[str] = (
+        "Human's face crop: the (dlib) face box enlarged 1.55x (Human: its BlazeFace box "
+        "1.4x), squared, cropAndResize to 192 px (0..1), resizeBilinear to 224 px, times 255"
+    )
     description: ClassVar[str] = (
         "Human 3.3.6's faceres (HSE FaceRec, MobileNet): 1024-d identity descriptor "
         "(compared at unit length), gender from its sigmoid, age from its 100 bins as "
         "Human derives it; matching tfjs in Node within 1e-3"
     )
     license: ClassVar[str] = "MIT (@vladmandic/human 3.3.6; model from HSE_FaceRec_tf)"
-    same_identity_threshold: ClassVar[float | None] = 0.87
+    same_identity_threshold: ClassVar[float | None] = 0.9
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
