@@ -7,12 +7,14 @@ the model on that input and on exprbench's input for the same face. Checked, per
 
 - the model on the same input tensor: every output (descriptor / embedding elements,
   gender sigmoid, each age-bin probability) within 1e-3 (max abs difference);
-- the crop: exprbench's model input against Human's, within 1e-2 grey levels (faceres,
+- the crop (box enlarged 1.55x, the scorer's setting): exprbench's model input against
+  Human's, within 1e-2 grey levels (faceres,
   0..255) or 1e-4 (mobilefacenet, 0..1), and the scorer's age and gender derived from
   tfjs's outputs equal to ours.
 
 Real faces: JPEG photos decoded once by exprbench and handed over as lossless PNGs (as
-tests/test_faceapi_parity.py does); boxes from exprbench's detector. Worst differences are
+tests/test_faceapi_parity.py does); boxes from exprbench's detector, and one box moved
+past the image's corner. Worst differences are
 written to `<artifacts>/human_parity.json`.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from conftest import PARITY_DIR, npm_harness, record_artifact
 
 from exprbench.faces import FaceDetector
 from exprbench.human import (
+    DLIB_BOX_SCALE,
     FACERES_AGE,
     FACERES_DESCRIPTOR,
     FACERES_GENDER,
@@ -56,10 +60,15 @@ def _cases(photos: dict[str, Path], root: Path) -> list[dict]:
         rgb = load_rgb(photos[name])
         png = root / f"{name}.png"
         png.write_bytes(encode_png(rgb))
-        faces = detector.detect(rgb)
+        faces = detector.detect(rgb, min_score=0.3)  # the faces stage's default
         assert faces, f"{name}: no face detected"
-        for i, face in enumerate(faces[:3]):
+        for i, face in enumerate(faces):
             cases.append({"label": f"{name} face {i}", "rgb": rgb, "face": face, "png": png})
+    # a crop reaching past the image's top-left corner (cropAndResize fills zeros there)
+    first = cases[0]
+    w, h = first["face"].box[2:]
+    corner = replace(first["face"], box=(-w / 3, -h / 4, w, h))
+    cases.append({**first, "label": f"{first['label']} moved past the corner", "face": corner})
     return cases
 
 
@@ -93,11 +102,12 @@ def _check(kind: str, photos: dict[str, Path], root: Path) -> None:
         make_input = mobilefacenet_input
         size, model_json = 112, str(weight_path("human-mobilefacenet.json"))
     inputs = []
-    job: dict = {"model": kind, "cases": []}
+    # the scorer's enlargement of the dlib box (Human's own 1.4 is the harness's default)
+    job: dict = {"model": kind, "cases": [], "scale": DLIB_BOX_SCALE}
     if model_json:
         job["modelJson"] = model_json
     for n, case in enumerate(cases):
-        x = make_input(face_tensor(case["rgb"], case["face"].box))
+        x = make_input(face_tensor(case["rgb"], case["face"].box, DLIB_BOX_SCALE))
         inputs.append(x)
         (root / f"in{n}.f32").write_bytes(np.ascontiguousarray(x, dtype="<f4").tobytes())
         job["cases"].append(

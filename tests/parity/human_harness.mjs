@@ -2,7 +2,8 @@
 //
 // Usage: node human_harness.mjs JOB.json
 //   JOB = {"model": "faceres" | "mobilefacenet", "modelJson": path (default: faceres.json
-//          of @vladmandic/human), "repeat": N, "warmup": N,
+//          of @vladmandic/human), "repeat": N, "warmup": N, "scale": box enlargement
+//          (default 1.4, Human's config.face.detector.scale),
 //          "cases": [{"image": png/jpg, "box": [x, y, w, h], "input": f32 file (optional),
 //                     "dumpInput": f32 file (optional)}]}
 //
@@ -126,7 +127,7 @@ async function main() {
   for (const c of job.cases) {
     const image = decode(c.image);
     const [x, y, w, h] = c.box;
-    const box = squarifyBox(enlargeBox({ startPoint: [x, y], endPoint: [x + w, y + h] }, 1.4));
+    const box = squarifyBox(enlargeBox({ startPoint: [x, y], endPoint: [x + w, y + h] }, job.scale || 1.4));
     const t1 = performance.now();
     const face = cutAndResize(box, image, [192, 192]);
     const input = modelInput(kind, face, size);
