@@ -8,6 +8,7 @@ per-scorer same-identity threshold.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import missing_prerequisite
 
@@ -17,6 +18,11 @@ from exprbench.imageio import load_rgb
 from exprbench.scorers.base import ModelUnavailableError
 from exprbench.scoring import add_relative_measures
 from exprbench.tfjs_graph import GraphModel, UnsupportedOpError
+from exprbench.validation.suite import (
+    THRESHOLD_ATTR,
+    THRESHOLDS_ATTR,
+    _same_identity_inconsistent,
+)
 
 
 def _tiny_graph(op: str) -> dict:
@@ -79,6 +85,21 @@ def test_per_scorer_threshold_decides_same_identity():
     out = add_relative_measures(rows, 0.6, thresholds={"b": 0.9})
     same = {r["scorer"]: r["same_identity"] for r in out if r["expression"] == "happy"}
     assert same == {"a": False, "b": True}
+
+
+def test_validation_checks_each_scorers_own_threshold():
+    frame = pd.DataFrame(
+        {
+            "scorer": ["dlib", "human_faceres", "human_faceres"],
+            "identity_distance": [0.8, 0.8, 0.95],
+            "same_identity": [True, True, True],
+        }
+    )
+    frame.attrs[THRESHOLD_ATTR] = 0.6
+    frame.attrs[THRESHOLDS_ATTR] = {"dlib": 0.6, "human_faceres": 0.9}
+    flagged = _same_identity_inconsistent(frame)
+    assert flagged.notna().tolist() == [True, False, True]
+    assert "threshold 0.9" in flagged[2] and "threshold 0.6" in flagged[0]
 
 
 @pytest.fixture(scope="module")

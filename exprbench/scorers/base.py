@@ -141,7 +141,8 @@ OUTPUT_METRICS: dict[str, tuple[MetricSpec, ...]] = {
             0.0,
             1.0,
             True,
-            "identity_distance below score.same_identity_threshold",
+            "identity_distance below the scorer's threshold (score.same_identity_threshold "
+            "unless the scorer declares its own)",
             dtype="bool",
             relative_to_neutral=True,
             table="identity",

@@ -206,9 +206,10 @@ def build_checks(
             "same_identity_matches_distance",
             "ExpectColumnValuesToBeNull",
             {"column": SAME_IDENTITY_COLUMN},
-            "same_identity must equal identity_distance < score.same_identity_threshold (as "
-            "recorded by the score stage; if none is recorded, one threshold must separate the "
-            f"same from the different; derived column {SAME_IDENTITY_COLUMN})",
+            "same_identity must equal identity_distance < the scorer's threshold "
+            "(score.same_identity_threshold or the scorer's own, as recorded by the score "
+            "stage; if none is recorded, one threshold must separate the same from the "
+            f"different; derived column {SAME_IDENTITY_COLUMN})",
         ),
     ]
 
