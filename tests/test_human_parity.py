@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PARITY_DIR, npm_harness, record_artifact
+from conftest import PARITY_DIR, missing_prerequisite, npm_harness, record_artifact
 
 from exprbench.faces import FaceDetector
 from exprbench.human import (
@@ -44,7 +44,8 @@ from exprbench.human import (
     mobilefacenet_input,
 )
 from exprbench.imageio import encode_png, load_rgb
-from exprbench.weights import weight_path
+from exprbench.packaged import PackagedFileError
+from exprbench.weights import reference_path, weight_path
 
 pytestmark = pytest.mark.node
 
@@ -96,11 +97,13 @@ def _check(kind: str, photos: dict[str, Path], root: Path) -> None:
         make_input = faceres_input
         size, model_json = 224, None  # the harness reads @vladmandic/human's own files
     else:
-        model = MobileFaceNet(  # type: ignore[assignment]
-            weight_path("human-mobilefacenet.json"), weight_path("human-mobilefacenet.bin")
-        )
+        try:  # a reference file: fetched on first use, not by `exprbench fetch-models`
+            paths = [reference_path(f"human-mobilefacenet.{ext}") for ext in ("json", "bin")]
+        except PackagedFileError as error:
+            missing_prerequisite(str(error))
+        model = MobileFaceNet(*paths)  # type: ignore[assignment]
         make_input = mobilefacenet_input
-        size, model_json = 112, str(weight_path("human-mobilefacenet.json"))
+        size, model_json = 112, str(paths[0])
     inputs = []
     # the scorer's enlargement of the dlib box (Human's own 1.4 is the harness's default)
     job: dict = {"model": kind, "cases": [], "scale": DLIB_BOX_SCALE}
