@@ -80,7 +80,7 @@ class GraphModel:
     """A tfjs graph model translated to ONNX; `run(x)` returns its outputs by node name.
 
     model_json: the parsed model.json; weights: its manifest's tensors by name (see
-    `load`). input_shape: the static NHWC input shape to build for (the batch may be -1).
+    `load`); the input's static NHWC shape comes from its Placeholder (batch may be -1).
     outputs: node names to return (default: the signature's outputs, else the last node).
     """
 
@@ -335,7 +335,7 @@ class GraphModel:
             out = self.graph.op({"Relu": "Relu", "Abs": "Abs", "Sigmoid": "Sigmoid"}[op], [x.name])
         return _Value(out, x.shape, nchw=x.nchw)
 
-    def _axes(self, x: _Value, axes: Sequence[int], name: str) -> list[int]:
+    def _axes(self, x: _Value, axes: Sequence[int]) -> list[int]:
         rank = len(x.shape) if x.shape is not None else 0
         axes = [a + rank if a < 0 else a for a in axes]
         return [NHWC_TO_NCHW[a] for a in axes] if x.nchw else list(axes)
@@ -356,7 +356,7 @@ class GraphModel:
         if not keep:
             self._check_order(x, kept, name)
         onnx_op = {"Mean": "ReduceMean", "Sum": "ReduceSum"}[node["op"]]
-        axes = self._axes(x, tf_axes, name)
+        axes = self._axes(x, tf_axes)
         if onnx_op == "ReduceSum":  # opset 13: axes is an input
             out = self.graph.op(
                 onnx_op, [x.name, self.graph.const(np.array(axes, np.int64))], keepdims=int(keep)
@@ -377,7 +377,7 @@ class GraphModel:
         dims = [d % len(x.shape) for d in dims]
         kept = [a for a in range(len(x.shape)) if a not in dims]
         self._check_order(x, kept, name)
-        axes = self._axes(x, dims, name)
+        axes = self._axes(x, dims)
         out = self.graph.op("Squeeze", [x.name, self.graph.const(np.array(axes, np.int64))])
         return _Value(out, tuple(x.shape[a] for a in kept), nchw=False)
 
