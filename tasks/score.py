@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,13 +22,16 @@ from exprbench.scorers import (
     ScorerFoundNoFaceError,
     get_scorer_class,
 )
-from exprbench.scoring import output_to_dict, score_rows
+from exprbench.scoring import identity_thresholds, output_to_dict, score_rows
 from exprbench.settings import Settings
 from exprbench.unavailable import summary, whole_scorer
 from tasks.common import StageResult, progress
 
 # read by tasks/validate.py (the same literal: validate must not import the scorers)
 THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
+# JSON {scorer: threshold}: the threshold each scorer's same_identity came from (a scorer
+# may declare its own, Scorer.same_identity_threshold)
+THRESHOLDS_METADATA_KEY = b"exprbench.same_identity_thresholds"
 
 
 @task(name="score", cache_policy=NONE)
@@ -120,6 +124,9 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         {
             **(schema.metadata or {}),
             THRESHOLD_METADATA_KEY: str(options.same_identity_threshold).encode(),
+            THRESHOLDS_METADATA_KEY: json.dumps(
+                identity_thresholds(classes, options.same_identity_threshold), sort_keys=True
+            ).encode(),
         }
     )
     write_rows(rows, layout.scores, schema)

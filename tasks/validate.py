@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from prefect import task
@@ -62,7 +63,7 @@ def _nothing_to_validate(layout: Layout) -> StageResult:
 @task(name="validate", cache_policy=NONE)
 def validate(layout: Layout, settings: Settings) -> StageResult:
     from exprbench.validation.run import validate_scores  # GX takes seconds to import
-    from exprbench.validation.suite import THRESHOLD_ATTR
+    from exprbench.validation.suite import THRESHOLD_ATTR, THRESHOLDS_ATTR
 
     table, specs = read_scores(layout.scores)
     declared = declared_columns(table.schema)
@@ -78,6 +79,9 @@ def validate(layout: Layout, settings: Settings) -> StageResult:
     threshold = (table.schema.metadata or {}).get(b"exprbench.same_identity_threshold")
     if threshold is not None:
         frame.attrs[THRESHOLD_ATTR] = float(threshold)
+    per_scorer = (table.schema.metadata or {}).get(b"exprbench.same_identity_thresholds")
+    if per_scorer is not None:
+        frame.attrs[THRESHOLDS_ATTR] = json.loads(per_scorer)
     report = validate_scores(
         frame,
         declared,

@@ -142,7 +142,8 @@ OUTPUT_METRICS: dict[str, tuple[MetricSpec, ...]] = {
             0.0,
             1.0,
             True,
-            "identity_distance below score.same_identity_threshold",
+            "identity_distance below the scorer's threshold (score.same_identity_threshold "
+            "unless the scorer declares its own)",
             dtype="bool",
             relative_to_neutral=True,
             table="identity",
@@ -221,6 +222,9 @@ class Scorer(ABC):
     weights: ClassVar[tuple[str, ...]] = ()  # keys of exprbench.weights.WEIGHTS it loads
     # Measures of its own beyond the output kinds' (each declared once, here).
     extra_metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # Identity scorers: the L2 distance below which two of this model's descriptors are the
+    # same person; None: score.same_identity_threshold (dlib's and face-api.js's 0.6).
+    same_identity_threshold: ClassVar[float | None] = None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})

@@ -47,6 +47,8 @@ UNAVAILABLE_FILLED_COLUMN = "chk_unavailable_but_filled"
 # The score stage records score.same_identity_threshold here (DataFrame.attrs, from the
 # scores table's schema metadata); without it the check asks that one threshold exists.
 THRESHOLD_ATTR = "same_identity_threshold"
+# ... and each scorer's own threshold where it declares one ({scorer: threshold}).
+THRESHOLDS_ATTR = "same_identity_thresholds"
 _NEEDS_PREFIX = "chk_needs_"
 
 
@@ -216,9 +218,10 @@ def build_checks(
             "same_identity_matches_distance",
             "ExpectColumnValuesToBeNull",
             {"column": SAME_IDENTITY_COLUMN},
-            "same_identity must equal identity_distance < score.same_identity_threshold (as "
-            "recorded by the score stage; if none is recorded, one threshold must separate the "
-            f"same from the different; derived column {SAME_IDENTITY_COLUMN})",
+            "same_identity must equal identity_distance < the scorer's threshold "
+            "(score.same_identity_threshold or the scorer's own, as recorded by the score "
+            "stage; if none is recorded, one threshold must separate the same from the "
+            f"different; derived column {SAME_IDENTITY_COLUMN})",
         ),
         Check(
             "ambiguous_matches_lambda",
@@ -295,11 +298,15 @@ def _same_identity_inconsistent(frame: pd.DataFrame) -> pd.Series:
     same = frame["same_identity"].where(both, False).astype(bool)
     threshold = frame.attrs.get(THRESHOLD_ATTR)
     if threshold is not None:
-        bad = both & (same != (distance < float(threshold)))
+        per_scorer = frame.attrs.get(THRESHOLDS_ATTR) or {}
+        limit = pd.Series(float(threshold), index=frame.index, dtype="float64")
+        if per_scorer and "scorer" in frame.columns:
+            limit = frame["scorer"].map(per_scorer).astype("float64").fillna(float(threshold))
+        bad = both & (same != (distance < limit))
         for index in frame.index[bad]:
             out[index] = (
                 f"identity_distance {distance[index]:.4f} with same_identity "
-                f"{bool(same[index])}, threshold {float(threshold):g}"
+                f"{bool(same[index])}, threshold {float(limit[index]):g}"
             )
         return out
     different = distance[both & ~same]
