@@ -54,11 +54,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from exprbench.fileio import current_umask
+from exprbench.identity import IDENTITY_TABLES, add_leaderboard_auc, identity_tables
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
 from exprbench.schema import metric_specs, scores_schema
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
+from exprbench.table_intervals import BOOT_HIGH, BOOT_LOW, IntervalSource, fill_intervals
+
+Uncertainty = tuple[int, int]  # (seed, resamples) of the bootstrap (params `uncertainty`)
 
 UNKNOWN_GENDER = "unknown"
 
@@ -154,7 +158,8 @@ def _setup_sql(scores_glob: str, specs: Sequence[MetricSpec] = BUILTIN_METRICS) 
         "CREATE TEMP MACRO ci_half(sd, n) AS t975(n - 1) * sd / sqrt(n)",
         # descriptors are large and unused here: leave them in the files.
         f"""CREATE TEMP TABLE scores AS
-            SELECT * EXCLUDE (descriptor) FROM read_parquet({_sql_string(scores_glob)},
+            SELECT * EXCLUDE (descriptor, impostor_ids, impostor_distances)
+            FROM read_parquet({_sql_string(scores_glob)},
                 hive_partitioning = false, union_by_name = true)""",
         f"""CREATE TEMP TABLE subjects AS
             SELECT generator, version, subject,
@@ -185,6 +190,8 @@ def _stats(spec: MetricSpec, source: str | None = None) -> str:
         f"avg({column}) - ci_half(stddev_samp({column}), count({column})) AS ci95_low_{name}",
         f"avg({column}) + ci_half(stddev_samp({column}), count({column})) AS ci95_high_{name}",
     ]
+    # filled by the bootstrap (exprbench.table_intervals) once the table exists
+    items += [f"NULL::DOUBLE AS {BOOT_LOW}_{name}", f"NULL::DOUBLE AS {BOOT_HIGH}_{name}"]
     if spec.abs_mean:
         items.append(f"avg(abs({column})) AS mean_abs_{name}")
     return ", ".join(items)
@@ -193,6 +200,7 @@ def _stats(spec: MetricSpec, source: str | None = None) -> str:
 def _stat_columns(spec: MetricSpec) -> list[str]:
     names = [f"n_{spec.column}", spec.mean_name, f"ci95_low_{spec.column}"]
     names.append(f"ci95_high_{spec.column}")
+    names += [f"{BOOT_LOW}_{spec.column}", f"{BOOT_HIGH}_{spec.column}"]
     if spec.abs_mean:
         names.append(f"mean_abs_{spec.column}")
     return names
@@ -234,20 +242,60 @@ def run_statistics(specs: Sequence[MetricSpec]) -> list[tuple[str, MetricSpec]]:
     return named
 
 
+def _run_value(spec: MetricSpec) -> tuple[str, str | None]:
+    """(value, condition or None) of a `run_intervals` statistic on a `scored` row `s`."""
+    if spec.leaderboard is not None:
+        return _leaderboard_value(spec)
+    return f"s.{spec.column}", None
+
+
+def interval_sources(specs: Sequence[MetricSpec]) -> dict[str, IntervalSource]:
+    """Table -> the per-image values its bootstrap intervals resample (see `table_sql`)."""
+    cell_metrics = [spec for metrics in tabled(specs).values() for spec in metrics]
+    keys = tuple(k.strip() for k in _CELL_KEYS.split(","))
+    values = ", ".join(f"{spec.column} AS v{i}" for i, spec in enumerate(cell_metrics))
+    sources = {
+        "cells": IntervalSource(
+            keys,
+            f"SELECT {_CELL_KEYS}, subject{', ' if values else ''}{values} FROM scored",
+            tuple(spec.column for spec in cell_metrics),
+        )
+    }
+    for spec in specs:
+        if spec.plot:
+            sources[f"{spec.column}_by_expression"] = IntervalSource(
+                ("scorer", "generator", "version", "expression"),
+                f"""SELECT scorer, generator, version, expression, subject,
+                       {spec.column} AS v0 FROM scored WHERE {spec.column} IS NOT NULL""",
+                (spec.column,),
+            )
+    statistics = run_statistics(specs)
+    run_values = []
+    for i, (_, spec) in enumerate(statistics):
+        value, scope = _run_value(spec)
+        run_values.append(f"CASE WHEN {scope or 'true'} THEN ({value})::DOUBLE END AS v{i}")
+    sources["run_intervals"] = IntervalSource(
+        ("scorer", "generator", "version"),
+        f"SELECT s.scorer, s.generator, s.version, s.subject"
+        f"{''.join(f', {v}' for v in run_values)} FROM scored s",
+        tuple(name for name, _ in statistics),
+        long_column="statistic",
+    )
+    return sources
+
+
 def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
     """n, mean, sd and 95% interval per scorer x generator x version of each statistic."""
     parts = []
     for order, (name, spec) in enumerate(run_statistics(specs)):
-        if spec.leaderboard is not None:
-            value, scope = _leaderboard_value(spec)
-        else:
-            value, scope = f"s.{spec.column}", None
+        value, scope = _run_value(spec)
         parts.append(
             f"""SELECT s.scorer, s.generator, s.version, {_sql_string(spec.column)} AS metric,
                    {_sql_string(name)} AS statistic, {order} AS statistic_order,
                    count(v) AS n, avg(v) AS mean, stddev_samp(v) AS sd,
                    avg(v) - ci_half(stddev_samp(v), count(v)) AS ci95_low,
-                   avg(v) + ci_half(stddev_samp(v), count(v)) AS ci95_high
+                   avg(v) + ci_half(stddev_samp(v), count(v)) AS ci95_high,
+                   NULL::DOUBLE AS {BOOT_LOW}, NULL::DOUBLE AS {BOOT_HIGH}
             FROM (SELECT s.*, ({value})::DOUBLE AS v FROM scored s
                   {"" if scope is None else f"WHERE {scope}"}) s
             GROUP BY s.scorer, s.generator, s.version HAVING count(v) > 0"""
@@ -258,7 +306,8 @@ def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
                    NULL::VARCHAR AS version, NULL::VARCHAR AS metric,
                    NULL::VARCHAR AS statistic, 0 AS statistic_order, 0::BIGINT AS n,
                    NULL::DOUBLE AS mean, NULL::DOUBLE AS sd, NULL::DOUBLE AS ci95_low,
-                   NULL::DOUBLE AS ci95_high
+                   NULL::DOUBLE AS ci95_high, NULL::DOUBLE AS boot95_low,
+                   NULL::DOUBLE AS boot95_high
             WHERE false"""
         )
     union = "\n            UNION ALL\n            ".join(parts)
@@ -416,7 +465,9 @@ def _check_columns(
         raise ValueError(f"{scores_glob}: scores files lack columns {missing}")
 
 
-def _build(con: duckdb.DuckDBPyConnection, scores_glob: str) -> dict[str, pa.Table]:
+def _build(
+    con: duckdb.DuckDBPyConnection, scores_glob: str, uncertainty: Uncertainty | None = None
+) -> dict[str, pa.Table]:
     specs = scores_specs(scores_glob)
     try:
         _check_columns(con, scores_glob, specs)
@@ -425,24 +476,36 @@ def _build(con: duckdb.DuckDBPyConnection, scores_glob: str) -> dict[str, pa.Tab
     for statement in _setup_sql(scores_glob, specs):
         con.execute(statement)
     tables = {}
+    sources = interval_sources(specs)
     for name, query in table_sql(specs).items():
         con.execute(f"CREATE TABLE {name} AS {query}")
+        if uncertainty is not None and name in sources:
+            fill_intervals(con, name, sources[name], seed=uncertainty[0], resamples=uncertainty[1])
+    for name, table in identity_tables(scores_glob).items():
+        con.register("identity_source", table)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM identity_source")
+        con.unregister("identity_source")
+    add_leaderboard_auc(con)
+    for name in [*table_sql(specs), *IDENTITY_TABLES]:
         tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
     return tables
 
 
-def compute_tables(scores_glob: str) -> dict[str, pa.Table]:
+def compute_tables(scores_glob: str, uncertainty: Uncertainty | None = None) -> dict[str, pa.Table]:
     """All tables, in memory (no files written)."""
     with duckdb.connect() as con:
-        return _build(con, scores_glob)
+        return _build(con, scores_glob, uncertainty)
 
 
-def build_tables(scores: str | Path, database: Path, csv_dir: Path) -> dict[str, pa.Table]:
+def build_tables(
+    scores: str | Path, database: Path, csv_dir: Path, uncertainty: Uncertainty | None = None
+) -> dict[str, pa.Table]:
     """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`.
 
     `scores` is a glob of scores Parquet files (str), or exactly one file (Path): then only
-    that file is read, whatever else lies beside it. Both outputs are replaced atomically:
-    built under temporary names beside them, then renamed.
+    that file is read, whatever else lies beside it. `uncertainty` (seed, resamples) fills
+    the bootstrap intervals (`boot95_*`); None leaves them NULL. Both outputs are replaced
+    atomically: built under temporary names beside them, then renamed.
     """
     if isinstance(scores, Path):
         if not scores.is_file():
@@ -460,7 +523,7 @@ def build_tables(scores: str | Path, database: Path, csv_dir: Path) -> dict[str,
     try:
         tmp_db = staging / database.name
         with duckdb.connect(str(tmp_db)) as con:
-            tables = _build(con, scores_glob)
+            tables = _build(con, scores_glob, uncertainty)
             con.execute("CHECKPOINT")
         write_csvs(tables, csv_dir)
         os.replace(tmp_db, database)

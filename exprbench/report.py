@@ -873,7 +873,11 @@ def render_report(
         raise ValueError(f"min_n must be at least 1; got {min_n}")
     by_column = {spec.column: spec for spec in specs}
     link = _check_relative(validation_link)
-    scores = _records(scores_df.drop(columns=["descriptor"], errors="ignore"))
+    scores = _records(
+        scores_df.drop(
+            columns=["descriptor", "impostor_ids", "impostor_distances"], errors="ignore"
+        )
+    )
     rows = {name: table.to_pylist() for name, table in tables.items()}
     extra_info = {
         str(k): v for k, v in run_info.items() if k not in ("timestamp", "params_hash", "scorers")

@@ -117,6 +117,9 @@ _SCORE_TAIL_FIELDS = [
     pa.field("top1", pa.string()),
     pa.field("gender", pa.string()),
     pa.field("descriptor", pa.list_(pa.float32())),
+    # identity against impostors (exprbench.identity): who each distance is to
+    pa.field("impostor_ids", pa.list_(pa.string())),
+    pa.field("impostor_distances", pa.list_(pa.float32())),
     pa.field("note", pa.string()),  # why a value is null (no face, no neutral, ...)
 ]
 SCORE_BASE_COLUMNS: tuple[str, ...] = tuple(f.name for f in _SCORE_ID_FIELDS + _SCORE_TAIL_FIELDS)

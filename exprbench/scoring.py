@@ -89,6 +89,16 @@ def _identity_columns(row: dict, reference: dict, threshold: float) -> dict:
     }
 
 
+def neutral_reference(members: Iterable[dict], output: str) -> dict | None:
+    """The reference of one generator/version/subject/scorer: its neutral image with a face
+    and `output` (lowest replicate), or None."""
+    neutrals = sorted(
+        (r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
+        key=lambda r: r["replicate"],
+    )
+    return next((r for r in neutrals if r.get(output) is not None), None)
+
+
 def add_relative_measures(
     rows: Iterable[dict],
     same_identity_threshold: float,
@@ -119,12 +129,8 @@ def add_relative_measures(
         group_measures = measures
         if pair_measures and scorer in pair_measures:
             group_measures = (("perceptual", "crop_sha256", pair_measures[scorer]),)
-        neutrals = sorted(
-            (r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
-            key=lambda r: r["replicate"],
-        )
         for label, output, compare in group_measures:
-            reference = next((r for r in neutrals if r.get(output) is not None), None)
+            reference = neutral_reference(members, output)
             for row in members:
                 if not row["face_found"] or row.get(output) is None:
                     continue

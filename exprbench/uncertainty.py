@@ -130,10 +130,10 @@ def grouped_bootstrap(
         members.setdefault(tuple(key), []).append(index)
     out = {}
     for key, rows in members.items():
-        index = np.asarray(rows)
+        picked = np.asarray(rows)
         out[key] = bootstrap_means(
-            matrix[index],
-            subject_array[index],
+            matrix[picked],
+            subject_array[picked],
             resamples=resamples,
             rng=group_rng(seed, key),
         )
@@ -169,9 +169,7 @@ def paired_comparison(
     `a`, `b`: (subject, expression) -> the cell's value (its images' mean). The interval
     resamples subjects, then each subject's shared cells (`bootstrap_means`).
     """
-    shared = sorted(
-        k for k in set(a) & set(b) if not (math.isnan(a[k]) or math.isnan(b[k]))
-    )
+    shared = sorted(k for k in set(a) & set(b) if not (math.isnan(a[k]) or math.isnan(b[k])))
     if not shared:
         return None
     diffs = np.array([a[k] - b[k] for k in shared], dtype=np.float64)

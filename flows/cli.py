@@ -97,6 +97,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_models(args: argparse.Namespace) -> int:
+    from exprbench.identity import fetch_gallery
     from exprbench.validation import fetch_data_docs_assets
     from exprbench.weights import WEIGHTS, fetch_models
 
@@ -105,6 +106,8 @@ def cmd_fetch_models(args: argparse.Namespace) -> int:
         print(f"{key:{width}s} {path}  ({WEIGHTS[key].license})")
     assets = fetch_data_docs_assets()
     print(f"offline Data Docs assets: {len(assets)} files")
+    gallery = fetch_gallery()
+    print(f"impostor gallery (npm fake-avatars 1.1.0, StyleGAN2 faces): {len(gallery)} files")
     return 0
 
 

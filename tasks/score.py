@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,8 @@ from prefect.cache_policies import NONE
 
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout
-from exprbench.faces import face_from_record
+from exprbench.faces import FaceDetector, choose_primary, face_from_record
+from exprbench.identity import GALLERY_DETECTION, add_impostor_measures, gallery_paths
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, IMAGES, UPSCALE, read_table, scores_schema, write_rows
 from exprbench.scorers import PairScorer, Scorer, ScorerFoundNoFaceError, get_scorer_class
@@ -76,6 +78,34 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         key = cache_key("pair", identities[name], row["crop_sha256"], reference["crop_sha256"])
         return cache.get_or_compute(key, compute)
 
+    # Impostor gallery: each identity scorer's descriptor of each gallery face, computed
+    # once per (scorer identity, image content) and cached like any image's scores.
+    gallery_files, gallery_note = gallery_paths(options.impostor_gallery)
+    detectors: list[FaceDetector] = []
+
+    def gallery_output(name: str, path: Any) -> dict:
+        if not detectors:
+            detectors.append(FaceDetector())
+        rgb = load_rgb(path, max_pixels=max_pixels)
+        face = choose_primary(detectors[0].detect(rgb, **GALLERY_DETECTION))
+        if face is None:
+            return {"no_face": "no face detected"}
+        try:
+            return output_to_dict(scorer(name).score(rgb, face))
+        except ScorerFoundNoFaceError as error:
+            return {"no_face": str(error)}
+
+    gallery: dict[str, list[tuple[str, list[float]]]] = {}
+    for name, cls in classes.items():
+        if "identity" not in cls.outputs:
+            continue
+        gallery[name] = []
+        for gallery_id, path, sha256 in gallery_files:
+            key = cache_key("gallery", identities[name], sha256, GALLERY_DETECTION)
+            result = cache.get_or_compute(key, partial(gallery_output, name, path))
+            if result.get("descriptor") is not None:
+                gallery[name].append((gallery_id, result["descriptor"]))
+
     rows = score_rows(
         faces,
         upscaled,
@@ -86,6 +116,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         options.same_identity_threshold,
         progress=lambda items: progress(items, "score"),
     )
+    rows = add_impostor_measures(rows, gallery, gallery_note)
     schema = scores_schema(
         [spec for cls in classes.values() for spec in cls.metrics()],
         {name: cls.filled_columns() for name, cls in classes.items()},
@@ -106,6 +137,8 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             "scorers": ", ".join(options.scorers),
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,
+            "impostor_gallery": gallery_note
+            or ", ".join(f"{name}: {len(faces)} faces" for name, faces in gallery.items()),
         },
     )
     per_scorer: dict[str, list[float]] = {}

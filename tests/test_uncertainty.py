@@ -99,9 +99,7 @@ def test_bootstrap_coverage_on_a_known_distribution() -> None:
     trials = 300
     for trial in range(trials):
         values = 2.0 + rng.normal(0, 1, 20)[subjects] + rng.normal(0, 0.5, 60)
-        low, high = bootstrap_means(
-            values, subjects, resamples=400, rng=group_rng(5, (trial,))
-        )
+        low, high = bootstrap_means(values, subjects, resamples=400, rng=group_rng(5, (trial,)))
         hits += int(low[0] <= 2.0 <= high[0])
     assert 0.88 <= hits / trials <= 0.99, hits / trials
     # images treated as independent would cover far less: the hierarchy matters
