@@ -276,12 +276,26 @@ def interval_sources(specs: Sequence[MetricSpec]) -> dict[str, IntervalSource]:
         run_values.append(f"CASE WHEN {scope or 'true'} THEN ({value})::DOUBLE END AS v{i}")
     sources["run_intervals"] = IntervalSource(
         ("scorer", "generator", "version"),
-        f"SELECT s.scorer, s.generator, s.version, s.subject"
+        f"SELECT s.scorer, s.generator, s.version, s.subject, s.expression"
         f"{''.join(f', {v}' for v in run_values)} FROM scored s",
         tuple(name for name, _ in statistics),
         long_column="statistic",
     )
     return sources
+
+
+SUBJECT_CELLS = "subject_cells"
+
+
+def subject_cells_sql(run: IntervalSource) -> str:
+    """Per scorer x generator/version x subject x expression, the mean of each run
+    statistic over that cell's images: what the report's paired comparison of two runs
+    pairs up (named like `run_intervals`' statistics)."""
+    means = "".join(f", avg(v{i}) AS {name}" for i, name in enumerate(run.stems))
+    return f"""CREATE TABLE {SUBJECT_CELLS} AS
+        SELECT scorer, generator, version, subject, expression{means}
+        FROM ({run.sql}) GROUP BY ALL
+        ORDER BY scorer, generator, version, subject, expression"""
 
 
 def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
@@ -423,7 +437,8 @@ def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
     return queries
 
 
-TABLE_NAMES: tuple[str, ...] = tuple(table_sql())  # the built-in metrics' tables, in order
+# the built-in metrics' tables, in order, then the identity-against-impostors tables
+TABLE_NAMES: tuple[str, ...] = (*table_sql(), SUBJECT_CELLS, *IDENTITY_TABLES)
 
 
 class NoScoresError(FileNotFoundError):
@@ -481,12 +496,13 @@ def _build(
         con.execute(f"CREATE TABLE {name} AS {query}")
         if uncertainty is not None and name in sources:
             fill_intervals(con, name, sources[name], seed=uncertainty[0], resamples=uncertainty[1])
+    con.execute(subject_cells_sql(sources["run_intervals"]))
     for name, table in identity_tables(scores_glob).items():
         con.register("identity_source", table)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM identity_source")
         con.unregister("identity_source")
     add_leaderboard_auc(con)
-    for name in [*table_sql(specs), *IDENTITY_TABLES]:
+    for name in [*table_sql(specs), SUBJECT_CELLS, *IDENTITY_TABLES]:
         tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
     return tables
 

@@ -176,6 +176,8 @@ def paired_comparison(
     subjects = [k[0] for k in shared]
     mean = float(diffs.mean())
     sd = float(diffs.std(ddof=1)) if diffs.size > 1 else None
+    if sd is not None and sd <= 1e-12 * (1.0 + abs(mean)):
+        sd = 0.0  # float noise of identical differences
     effect = None if not sd else mean / sd
     low = high = None
     if diffs.size > 1:
@@ -184,6 +186,8 @@ def paired_comparison(
         )
         if not math.isnan(lo[0]):
             low, high = float(lo[0]), float(hi[0])
+            if sd == 0.0:
+                low = high = mean
     return PairedComparison(len(shared), len(set(subjects)), mean, sd, effect, low, high)
 
 

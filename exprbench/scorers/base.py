@@ -143,7 +143,7 @@ OUTPUT_METRICS: dict[str, tuple[MetricSpec, ...]] = {
             relative_to_neutral=True,
             table="identity",
             heatmap=Heatmap(
-                "Identity margin against impostors",
+                "Margin against impostors",
                 "mean of (nearest impostor's distance - own neutral's distance); > 0 means "
                 "the model tells this subject from the others and from the impostor gallery",
             ),
