@@ -418,7 +418,9 @@ def test_summary_ranks_with_interval_and_welch_test(report) -> None:
     assert "3. Copilot 10 0.29 [0.22, 0.36], n=11" in summary
     # |age Δ|: smaller is better; identity; a tie is called a tie
     assert "Age (mean |age Δ|, lower is better; scorer agegender): ChatGPT 4o is best" in summary
-    assert "Identity (rank-1 id. vs impostors, higher is better; scorer dlib): ChatGPT 4o" in summary
+    assert (
+        "Identity (rank-1 id. vs impostors, higher is better; scorer dlib): ChatGPT 4o" in summary
+    )
     assert "ChatGPT 4o (1.00 [1.00, 1.00], n=13) and Gemini 2.5" in summary
     assert "tie for first place" in summary
     assert "Not measured in this run: Image quality, Perceptual distance." in summary
@@ -520,7 +522,7 @@ def test_summary_questions_come_from_the_study_tables() -> None:
         ("Expression fidelity", "mean_target_prob", True),  # the ranked leaderboard entry
         ("Age", "mean_abs_age_delta", False),  # a mean |drift|: smaller is better
         ("Gender match", "gender_match_rate", True),
-        ("Identity", "mean_identity_similarity", True),
+        ("Identity", "identity_rank1_rate", True),  # against impostors, not a threshold
         ("Image quality", "mean_brisque", False),  # no leaderboard entry: its heatmap metric
         ("Perceptual distance", "mean_stlpips_vgg", False),
     ]
