@@ -33,7 +33,6 @@ from __future__ import annotations
 import glob
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -41,59 +40,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exprbench.gallery_sums import FAKE_AVATARS_PNG_SHA256
 from exprbench.labels import NEUTRAL
-from exprbench.packaged import PackagedFile, PackagedFileError, ensure, ensure_all
 from exprbench.scoring import neutral_reference
 from exprbench.uncertainty import auc_mann_whitney
 
-GALLERY_LICENSE = (
-    "fake-avatars 1.1.0 (package MIT); images are NVlabs StyleGAN2 outputs (NVIDIA's "
-    "terms: non-commercial; fetched at run time, never committed)"
-)
-GALLERY: tuple[PackagedFile, ...] = tuple(
-    PackagedFile("npm", "fake-avatars", "1.1.0", f"avatars/png/{i}.png", sha, GALLERY_LICENSE)
-    for i, sha in enumerate(FAKE_AVATARS_PNG_SHA256)
-)
-GALLERY_PREFIX = "fake-avatars:"
 SUBJECT_PREFIX = "subject:"
 ENSEMBLE = "ensemble"
 # Written by the score stage (tasks/score.py) into scores.parquet's schema metadata.
 THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
 HISTOGRAM_BINS = 24
-# How the score stage finds the face in a gallery image (256 px, one large frontal face):
-# dlib HOG without upsampling (FaceDetector.detect's keywords), primary face.
-GALLERY_DETECTION: dict[str, Any] = {"upsample": 0, "min_score": 0.3}
 
 NO_IMPOSTORS = (
     "identity impostors: none (the only subject with a neutral in its generator/version, "
     "and no impostor gallery)"
 )
-
-
-def gallery_items(size: int) -> list[PackagedFile]:
-    """The first `size` gallery faces (0 <= size <= 263)."""
-    if not 0 <= size <= len(GALLERY):
-        raise ValueError(f"impostor gallery size must be in [0, {len(GALLERY)}]; got {size}")
-    return list(GALLERY[:size])
-
-
-def fetch_gallery(size: int = len(GALLERY)) -> list[Path]:
-    """Fetch (once, with npm, into the user cache) and verify the first `size` faces."""
-    return ensure_all(gallery_items(size))
-
-
-def gallery_paths(size: int) -> tuple[list[tuple[str, Path, str]], str | None]:
-    """[(id, local path, sha256)] of the fetched gallery faces, and None; or ([], why) when
-    a file is missing (scoring never downloads: `exprbench fetch-models` fetches them)."""
-    found = []
-    for index, item in enumerate(gallery_items(size)):
-        try:
-            path = ensure(item, fetch=False)
-        except PackagedFileError as error:
-            return [], f"impostor gallery unavailable: {error}"
-        found.append((f"{GALLERY_PREFIX}{index}", path, item.sha256))
-    return found, None
 
 
 def _append_note(row: dict, note: str) -> None:

@@ -97,7 +97,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_models(args: argparse.Namespace) -> int:
-    from exprbench.identity import fetch_gallery
+    from exprbench.gallery import fetch_gallery
     from exprbench.validation import fetch_data_docs_assets
     from exprbench.weights import WEIGHTS, fetch_models
 

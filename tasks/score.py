@@ -12,8 +12,10 @@ from prefect.cache_policies import NONE
 
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout
-from exprbench.faces import FaceDetector, choose_primary, face_from_record
-from exprbench.identity import GALLERY_DETECTION, add_impostor_measures, gallery_paths
+from exprbench.faces import FaceDetector, face_from_record
+from exprbench.fingerprint import code_digest
+from exprbench.gallery import GALLERY_DETECTION, gallery_descriptor, gallery_paths
+from exprbench.identity import add_impostor_measures
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, IMAGES, UPSCALE, read_table, scores_schema, write_rows
 from exprbench.scorers import PairScorer, Scorer, ScorerFoundNoFaceError, get_scorer_class
@@ -86,22 +88,16 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     def gallery_output(name: str, path: Any) -> dict:
         if not detectors:
             detectors.append(FaceDetector())
-        rgb = load_rgb(path, max_pixels=max_pixels)
-        face = choose_primary(detectors[0].detect(rgb, **GALLERY_DETECTION))
-        if face is None:
-            return {"no_face": "no face detected"}
-        try:
-            return output_to_dict(scorer(name).score(rgb, face))
-        except ScorerFoundNoFaceError as error:
-            return {"no_face": str(error)}
+        return gallery_descriptor(detectors[0], scorer(name), load_rgb(path, max_pixels=max_pixels))
 
     gallery: dict[str, list[tuple[str, list[float]]]] = {}
+    gallery_code = code_digest("exprbench.gallery")  # detection + scoring of a gallery face
     for name, cls in classes.items():
         if "identity" not in cls.outputs:
             continue
         gallery[name] = []
         for gallery_id, path, sha256 in gallery_files:
-            key = cache_key("gallery", identities[name], sha256, GALLERY_DETECTION)
+            key = cache_key("gallery", identities[name], gallery_code, sha256, GALLERY_DETECTION)
             result = cache.get_or_compute(key, partial(gallery_output, name, path))
             if result.get("descriptor") is not None:
                 gallery[name].append((gallery_id, result["descriptor"]))

@@ -12,14 +12,8 @@ import pytest
 from test_aggregate import make_scores, write_scores
 
 from exprbench.aggregate import compute_tables
-from exprbench.identity import (
-    ENSEMBLE,
-    GALLERY,
-    NO_IMPOSTORS,
-    add_impostor_measures,
-    gallery_items,
-    identity_tables,
-)
+from exprbench.gallery import GALLERY, gallery_items
+from exprbench.identity import ENSEMBLE, NO_IMPOSTORS, add_impostor_measures, identity_tables
 from exprbench.scoring import add_relative_measures
 from exprbench.uncertainty import auc_mann_whitney
 
