@@ -43,6 +43,7 @@ BLOCKS: dict[str, list[str]] = {
     "sr": ["benchmarks/bench_sr.py"],
     "resolution": ["benchmarks/bench_resolution.py"],
     "quality": ["benchmarks/bench_quality.py"],
+    "identity": ["benchmarks/bench_identity.py"],
 }
 
 

@@ -60,7 +60,13 @@ from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
 from exprbench.schema import metric_specs, scores_schema
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
-from exprbench.table_intervals import BOOT_HIGH, BOOT_LOW, IntervalSource, fill_intervals
+from exprbench.table_intervals import (
+    BOOT_HIGH,
+    BOOT_LOW,
+    IntervalSource,
+    check_tables,
+    fill_intervals,
+)
 
 Uncertainty = tuple[int, int]  # (seed, resamples) of the bootstrap (params `uncertainty`)
 
@@ -504,6 +510,7 @@ def _build(
     add_leaderboard_auc(con)
     for name in [*table_sql(specs), SUBJECT_CELLS, *IDENTITY_TABLES]:
         tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
+    check_tables(tables)  # intervals ordered, AUCs and rates in [0, 1]
     return tables
 
 

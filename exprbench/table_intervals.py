@@ -8,6 +8,7 @@ within each table row's group) and writes them in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -96,3 +97,57 @@ def fill_intervals(
     finally:
         con.unregister("boot_intervals")
     return len(intervals)
+
+
+class IntervalOrderError(ValueError):
+    """An aggregate table holds an interval that does not contain its mean, or an AUC or
+    rate outside [0, 1]: a bug, never a result to report."""
+
+
+_TOLERANCE = 1e-9
+
+
+def check_tables(tables: Mapping[str, pa.Table]) -> None:
+    """Every bootstrap and t-interval ordered low <= mean <= high (where all three exist),
+    every identity AUC and rate in [0, 1]; raises IntervalOrderError naming the first
+    offending rows."""
+    problems: list[str] = []
+    for name, table in tables.items():
+        columns = set(table.column_names)
+        pairs = []
+        for column in table.column_names:
+            for prefix in ("boot95_low", "ci95_low"):
+                if column == prefix or column.startswith(f"{prefix}_"):
+                    stem = column.removeprefix(prefix)
+                    high = prefix.replace("low", "high") + stem
+                    means = [f"mean{stem}", f"share{stem}"] if stem else ["mean"]
+                    mean = next((m for m in means if m in columns), None)
+                    if high in columns and mean is not None:
+                        pairs.append((column, mean, high))
+        rows = table.to_pylist() if pairs else []
+        for row in rows:
+            for low, mean, high in pairs:
+                values = (row[low], row[mean], row[high])
+                if any(v is None or v != v for v in values):
+                    continue
+                if not values[0] - _TOLERANCE <= values[1] <= values[2] + _TOLERANCE:
+                    problems.append(
+                        f"{name}: {low} {values[0]} <= {mean} {values[1]} <= "
+                        f"{high} {values[2]} fails ({_row_key(row)})"
+                    )
+        for column in ("auc", "auc_sets", "rank1_rate", "identity_auc"):
+            if column in columns:
+                for row in table.to_pylist():
+                    value = row[column]
+                    if value is not None and not 0.0 <= value <= 1.0:
+                        problems.append(
+                            f"{name}: {column} {value} outside [0, 1] ({_row_key(row)})"
+                        )
+    if problems:
+        shown = "; ".join(problems[:5])
+        raise IntervalOrderError(f"{len(problems)} aggregate value(s) out of order: {shown}")
+
+
+def _row_key(row: Mapping[str, object]) -> str:
+    keys = ("scorer", "generator", "version", "subject_gender", "expression", "statistic")
+    return ", ".join(f"{k}={row[k]}" for k in keys if k in row)
