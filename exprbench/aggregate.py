@@ -20,6 +20,15 @@ one `<metric>_by_expression` table per plotted metric. Conventions every table f
 * 95% CI: Student t-interval, mean ± t(0.975, n-1) * sd / sqrt(n), NULL for n < 2, not
   clipped to the metric's range. t comes from a table for n-1 <= 30 and a 4-term
   Cornish-Fisher expansion above (error < 3e-8 there).
+* Bootstrap 95% interval (`boot95_low_*`, `boot95_high_*`; `boot95_low`/`boot95_high` in
+  run_intervals): seeded hierarchical bootstrap of the same mean, resampling subjects and
+  then images within subjects inside each row's group (`exprbench.uncertainty`,
+  `exprbench.table_intervals`); NULL with fewer than 2 values or without `uncertainty`.
+  The report shows it where present. `_build` checks every interval is ordered.
+* `subject_cells`: per scorer x generator x version x subject x expression, the mean of
+  every run statistic (what the report's paired comparison pairs up).
+* `identity_separability`, `identity_histogram`: identity against impostors
+  (`exprbench.identity`); the leaderboard gets `identity_auc` from the first.
 * Neutral rows are the reference for metrics measured against the neutral image
   (`relative_to_neutral`: identity, age drift, ST-LPIPS): their values are excluded
   everywhere, and a table of such metrics only has no neutral column.

@@ -21,9 +21,11 @@ labelled "missing", never as a value.
 The summary ranks generator/versions per study table (its headline metric: the first
 leaderboard entry with a direction, else the first directed metric) for the primary
 scorer (faceapi when it measured the metric, else the first scorer of the run that did),
-from the `run_intervals` table, and says whether the best and the runner-up differ: a
-Welch two-sample t-interval on the difference of their means, significant when it
-excludes 0.
+from the `run_intervals` table, and says whether the best and the runner-up differ: on
+their shared subject x expression cells a paired comparison with a seeded bootstrap
+interval (`exprbench.report_uncertainty`), else a Welch two-sample t-interval on the
+difference of their means; significant when the interval excludes 0. Intervals shown are
+the bootstrap ones (`boot95_*`) where the aggregate computed them, else the t-interval.
 """
 
 from __future__ import annotations
