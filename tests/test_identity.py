@@ -207,3 +207,25 @@ def test_aggregate_bootstrap_intervals_are_ordered_seeded_and_on_every_mean(
     # without a bootstrap the columns exist and are NULL (the t-interval remains)
     plain = compute_tables(glob)["cells"].to_pylist()
     assert all(r["boot95_low_target_prob"] is None for r in plain)
+
+
+def test_identity_section_draws_both_distributions(tmp_path: Path) -> None:
+    from exprbench.report_uncertainty import PLOT_HEIGHT, PLOT_WIDTH, identity_section
+
+    tables = identity_tables(_scores_with_impostors(tmp_path))
+    section = identity_section(
+        tables["identity_separability"].to_pylist(), tables["identity_histogram"].to_pylist()
+    )
+    scorers = [scorer for scorer, _ in section["plots"]]
+    assert scorers == sorted(["dlib", "faceapi", ENSEMBLE])
+    for _, plots in section["plots"]:
+        for plot in plots:
+            kinds = {bar["kind"] for bar in plot["bars"]}
+            assert kinds == {"genuine", "impostor"}
+            for bar in plot["bars"]:
+                assert 0 <= bar["x"] <= PLOT_WIDTH and 0 <= bar["height"] <= PLOT_HEIGHT
+            # the tallest bar of the two series reaches the top
+            assert max(bar["height"] for bar in plot["bars"]) == PLOT_HEIGHT
+    rows = {(r["scorer"], r["generator"]): r for r in section["rows"]}
+    assert rows[("dlib", "ChatGPT")]["auc"] != "–"
+    assert rows[(ENSEMBLE, "ChatGPT")]["better"] in ("yes", "no")
