@@ -6,7 +6,9 @@ never committed (NVIDIA's terms for StyleGAN2 outputs: treat as non-commercial):
 fetch-models` fetches them into the user cache with npm; the score stage only reads them
 (`gallery_paths`, no download) and computes each identity scorer's descriptor of each face
 once (`gallery_descriptor`, cached by the image's sha256 and the scorer's cache identity).
-`exprbench.identity` uses them as impostors for every set.
+`exprbench.identity` uses them as impostors for every set. The real photos that ship in
+packages (`exprbench.demo_sources`) are deliberately not in the gallery: the demo set and
+the tests are made of them, so a gallery face could be the subject itself.
 """
 
 from __future__ import annotations
