@@ -141,7 +141,9 @@ def test_identity_against_impostors_on_real_photos(pipeline_run):
     with duckdb.connect(str(layout.database), read_only=True) as con:
         separability = con.sql("SELECT * FROM identity_separability").to_df()
         auc = con.sql("SELECT scorer, identity_auc FROM leaderboard").fetchall()
-        boot = con.sql("SELECT count(*) FROM run_intervals WHERE boot95_low IS NOT NULL").fetchone()
+        boot = con.execute(
+            "SELECT count(*) FROM run_intervals WHERE boot95_low IS NOT NULL"
+        ).fetchone()
     assert ((separability.auc >= 0) & (separability.auc <= 1)).all()
     assert {"faceapi", "dlib", "ensemble"} <= set(separability.scorer)
     assert any(s == "dlib" and a is not None for s, a in auc)
