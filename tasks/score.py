@@ -83,6 +83,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     # Impostor gallery: each identity scorer's descriptor of each gallery face, computed
     # once per (scorer identity, image content) and cached like any image's scores.
     gallery_files, gallery_note = gallery_paths(options.impostor_gallery)
+    gallery_cache = ContentCache(layout.cache, "gallery")  # counted apart from the images'
     detectors: list[FaceDetector] = []
 
     def gallery_output(name: str, path: Any) -> dict:
@@ -98,7 +99,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         gallery[name] = []
         for gallery_id, path, sha256 in gallery_files:
             key = cache_key("gallery", identities[name], gallery_code, sha256, GALLERY_DETECTION)
-            result = cache.get_or_compute(key, partial(gallery_output, name, path))
+            result = gallery_cache.get_or_compute(key, partial(gallery_output, name, path))
             if result.get("descriptor") is not None:
                 gallery[name].append((gallery_id, result["descriptor"]))
 
@@ -133,6 +134,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             "scorers": ", ".join(options.scorers),
             "cache_hits": cache.hits,
             "cache_misses": cache.misses,
+            "gallery_cache_misses": gallery_cache.misses,
             "impostor_gallery": gallery_note
             or ", ".join(f"{name}: {len(faces)} faces" for name, faces in gallery.items()),
         },
