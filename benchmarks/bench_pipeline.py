@@ -12,7 +12,8 @@ progress goes to stderr.
 
 `score`: ingest, upscale and faces run once, in this process. Then, for the six default
 scorers together and for each scorer alone, a NEW Python process (this file,
-`score-child`) runs the score task with the per-image score cache emptied first:
+`score-child`) runs the score task with the per-image score cache (and the impostor
+gallery's descriptors) emptied first:
 
 - images (results): images in the faces table; score results computed (cache misses:
   one per image with a face and per-image scorer, one per face/neutral pair for stlpips);
@@ -130,6 +131,7 @@ def bench_score(tmp: Path, runs: int) -> list[str]:
         for scorers in rows:
             _log(f"run {run + 1}/{runs}: {', '.join(scorers)}")
             shutil.rmtree(layout.cache / "score", ignore_errors=True)
+            shutil.rmtree(layout.cache / "gallery", ignore_errors=True)  # impostor gallery
             result_json = tmp / "child.json"
             child_args = (",".join(scorers), str(result_json))
             child = run_child(

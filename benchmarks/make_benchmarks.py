@@ -45,6 +45,7 @@ BLOCKS: dict[str, list[str]] = {
     "quality": ["benchmarks/bench_quality.py"],
     "clip": ["benchmarks/bench_clip.py"],
     "agreement": ["benchmarks/bench_agreement.py"],
+    "identity": ["benchmarks/bench_identity.py"],
 }
 
 

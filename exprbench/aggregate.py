@@ -20,6 +20,15 @@ one `<metric>_by_expression` table per plotted metric. Conventions every table f
 * 95% CI: Student t-interval, mean ± t(0.975, n-1) * sd / sqrt(n), NULL for n < 2, not
   clipped to the metric's range. t comes from a table for n-1 <= 30 and a 4-term
   Cornish-Fisher expansion above (error < 3e-8 there).
+* Bootstrap 95% interval (`boot95_low_*`, `boot95_high_*`; `boot95_low`/`boot95_high` in
+  run_intervals): seeded hierarchical bootstrap of the same mean, resampling subjects and
+  then images within subjects inside each row's group (`exprbench.uncertainty`,
+  `exprbench.table_intervals`); NULL with fewer than 2 values or without `uncertainty`.
+  The report shows it where present. `_build` checks every interval is ordered.
+* `subject_cells`: per scorer x generator x version x subject x expression, the mean of
+  every run statistic (what the report's paired comparison pairs up).
+* `identity_separability`, `identity_histogram`: identity against impostors
+  (`exprbench.identity`); the leaderboard gets `identity_auc` from the first.
 * Neutral rows are the reference for metrics measured against the neutral image
   (`relative_to_neutral`: identity, age drift, ST-LPIPS): their values are excluded
   everywhere, and a table of such metrics only has no neutral column.
@@ -55,12 +64,22 @@ import pyarrow.parquet as pq
 
 from exprbench.agreement import table_range_violations
 from exprbench.fileio import current_umask
+from exprbench.identity import IDENTITY_TABLES, add_leaderboard_auc, identity_tables
 from exprbench.judgement_specs import AMBIGUOUS, LAMBDA_WEIGHT, SCR_PAIRS
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
 from exprbench.schema import declared_columns, metric_specs, scores_schema
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
+from exprbench.table_intervals import (
+    BOOT_HIGH,
+    BOOT_LOW,
+    IntervalSource,
+    check_tables,
+    fill_intervals,
+)
+
+Uncertainty = tuple[int, int]  # (seed, resamples) of the bootstrap (params `uncertainty`)
 
 UNKNOWN_GENDER = "unknown"
 
@@ -156,7 +175,8 @@ def _setup_sql(scores_glob: str, specs: Sequence[MetricSpec] = BUILTIN_METRICS) 
         "CREATE TEMP MACRO ci_half(sd, n) AS t975(n - 1) * sd / sqrt(n)",
         # descriptors are large and unused here: leave them in the files.
         f"""CREATE TEMP TABLE scores AS
-            SELECT * EXCLUDE (descriptor) FROM read_parquet({_sql_string(scores_glob)},
+            SELECT * EXCLUDE (descriptor, impostor_ids, impostor_distances)
+            FROM read_parquet({_sql_string(scores_glob)},
                 hive_partitioning = false, union_by_name = true)""",
         f"""CREATE TEMP TABLE subjects AS
             SELECT generator, version, subject,
@@ -187,6 +207,8 @@ def _stats(spec: MetricSpec, source: str | None = None) -> str:
         f"avg({column}) - ci_half(stddev_samp({column}), count({column})) AS ci95_low_{name}",
         f"avg({column}) + ci_half(stddev_samp({column}), count({column})) AS ci95_high_{name}",
     ]
+    # filled by the bootstrap (exprbench.table_intervals) once the table exists
+    items += [f"NULL::DOUBLE AS {BOOT_LOW}_{name}", f"NULL::DOUBLE AS {BOOT_HIGH}_{name}"]
     if spec.abs_mean:
         items.append(f"avg(abs({column})) AS mean_abs_{name}")
     return ", ".join(items)
@@ -195,6 +217,7 @@ def _stats(spec: MetricSpec, source: str | None = None) -> str:
 def _stat_columns(spec: MetricSpec) -> list[str]:
     names = [f"n_{spec.column}", spec.mean_name, f"ci95_low_{spec.column}"]
     names.append(f"ci95_high_{spec.column}")
+    names += [f"{BOOT_LOW}_{spec.column}", f"{BOOT_HIGH}_{spec.column}"]
     if spec.abs_mean:
         names.append(f"mean_abs_{spec.column}")
     return names
@@ -236,20 +259,74 @@ def run_statistics(specs: Sequence[MetricSpec]) -> list[tuple[str, MetricSpec]]:
     return named
 
 
+def _run_value(spec: MetricSpec) -> tuple[str, str | None]:
+    """(value, condition or None) of a `run_intervals` statistic on a `scored` row `s`."""
+    if spec.leaderboard is not None:
+        return _leaderboard_value(spec)
+    return f"s.{spec.column}", None
+
+
+def interval_sources(specs: Sequence[MetricSpec]) -> dict[str, IntervalSource]:
+    """Table -> the per-image values its bootstrap intervals resample (see `table_sql`)."""
+    cell_metrics = [spec for metrics in tabled(specs).values() for spec in metrics]
+    keys = tuple(k.strip() for k in _CELL_KEYS.split(","))
+    values = ", ".join(f"{spec.column} AS v{i}" for i, spec in enumerate(cell_metrics))
+    sources = {
+        "cells": IntervalSource(
+            keys,
+            f"SELECT {_CELL_KEYS}, subject{', ' if values else ''}{values} FROM scored",
+            tuple(spec.column for spec in cell_metrics),
+        )
+    }
+    for spec in specs:
+        if spec.plot:
+            sources[f"{spec.column}_by_expression"] = IntervalSource(
+                ("scorer", "generator", "version", "expression"),
+                f"""SELECT scorer, generator, version, expression, subject,
+                       {spec.column} AS v0 FROM scored WHERE {spec.column} IS NOT NULL""",
+                (spec.column,),
+            )
+    statistics = run_statistics(specs)
+    run_values = []
+    for i, (_, spec) in enumerate(statistics):
+        value, scope = _run_value(spec)
+        run_values.append(f"CASE WHEN {scope or 'true'} THEN ({value})::DOUBLE END AS v{i}")
+    sources["run_intervals"] = IntervalSource(
+        ("scorer", "generator", "version"),
+        f"SELECT s.scorer, s.generator, s.version, s.subject, s.expression"
+        f"{''.join(f', {v}' for v in run_values)} FROM scored s",
+        tuple(name for name, _ in statistics),
+        long_column="statistic",
+    )
+    return sources
+
+
+SUBJECT_CELLS = "subject_cells"
+
+
+def subject_cells_sql(run: IntervalSource) -> str:
+    """Per scorer x generator/version x subject x expression, the mean of each run
+    statistic over that cell's images: what the report's paired comparison of two runs
+    pairs up (named like `run_intervals`' statistics)."""
+    means = "".join(f", avg(v{i}) AS {name}" for i, name in enumerate(run.stems))
+    return f"""CREATE TABLE {SUBJECT_CELLS} AS
+        SELECT scorer, generator, version, subject, expression{means}
+        FROM ({run.sql}) GROUP BY ALL
+        ORDER BY scorer, generator, version, subject, expression"""
+
+
 def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
     """n, mean, sd and 95% interval per scorer x generator x version of each statistic."""
     parts = []
     for order, (name, spec) in enumerate(run_statistics(specs)):
-        if spec.leaderboard is not None:
-            value, scope = _leaderboard_value(spec)
-        else:
-            value, scope = f"s.{spec.column}", None
+        value, scope = _run_value(spec)
         parts.append(
             f"""SELECT s.scorer, s.generator, s.version, {_sql_string(spec.column)} AS metric,
                    {_sql_string(name)} AS statistic, {order} AS statistic_order,
                    count(v) AS n, avg(v) AS mean, stddev_samp(v) AS sd,
                    avg(v) - ci_half(stddev_samp(v), count(v)) AS ci95_low,
-                   avg(v) + ci_half(stddev_samp(v), count(v)) AS ci95_high
+                   avg(v) + ci_half(stddev_samp(v), count(v)) AS ci95_high,
+                   NULL::DOUBLE AS {BOOT_LOW}, NULL::DOUBLE AS {BOOT_HIGH}
             FROM (SELECT s.*, ({value})::DOUBLE AS v FROM scored s
                   {"" if scope is None else f"WHERE {scope}"}) s
             GROUP BY s.scorer, s.generator, s.version HAVING count(v) > 0"""
@@ -260,7 +337,8 @@ def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
                    NULL::VARCHAR AS version, NULL::VARCHAR AS metric,
                    NULL::VARCHAR AS statistic, 0 AS statistic_order, 0::BIGINT AS n,
                    NULL::DOUBLE AS mean, NULL::DOUBLE AS sd, NULL::DOUBLE AS ci95_low,
-                   NULL::DOUBLE AS ci95_high
+                   NULL::DOUBLE AS ci95_high, NULL::DOUBLE AS boot95_low,
+                   NULL::DOUBLE AS boot95_high
             WHERE false"""
         )
     union = "\n            UNION ALL\n            ".join(parts)
@@ -385,8 +463,13 @@ JUDGEMENT_TABLE_NAMES: tuple[str, ...] = (
     "gender_agreement",
     "gender_runs",
 )
-# the built-in metrics' tables, in order, then the judgements'
-TABLE_NAMES: tuple[str, ...] = (*table_sql(), *JUDGEMENT_TABLE_NAMES)
+# the built-in metrics' tables, in order, then the judgements', then identity against impostors
+TABLE_NAMES: tuple[str, ...] = (
+    *table_sql(),
+    *JUDGEMENT_TABLE_NAMES,
+    SUBJECT_CELLS,
+    *IDENTITY_TABLES,
+)
 
 
 class NoScoresError(FileNotFoundError):
@@ -428,7 +511,9 @@ def _check_columns(
         raise ValueError(f"{scores_glob}: scores files lack columns {missing}")
 
 
-def _build(con: duckdb.DuckDBPyConnection, scores_glob: str) -> dict[str, pa.Table]:
+def _build(
+    con: duckdb.DuckDBPyConnection, scores_glob: str, uncertainty: Uncertainty | None = None
+) -> dict[str, pa.Table]:
     specs = scores_specs(scores_glob)
     try:
         _check_columns(con, scores_glob, specs)
@@ -437,25 +522,39 @@ def _build(con: duckdb.DuckDBPyConnection, scores_glob: str) -> dict[str, pa.Tab
     for statement in _setup_sql(scores_glob, specs):
         con.execute(statement)
     tables = {}
+    sources = interval_sources(specs)
     for name, query in table_sql(specs).items():
         con.execute(f"CREATE TABLE {name} AS {query}")
+        if uncertainty is not None and name in sources:
+            fill_intervals(con, name, sources[name], seed=uncertainty[0], resamples=uncertainty[1])
+    con.execute(subject_cells_sql(sources["run_intervals"]))
+    for name, table in identity_tables(scores_glob).items():
+        con.register("identity_source", table)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM identity_source")
+        con.unregister("identity_source")
+    add_leaderboard_auc(con)
+    for name in [*table_sql(specs), SUBJECT_CELLS, *IDENTITY_TABLES]:
         tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
     tables.update(build_judgement_tables(con, scores_declared(scores_glob)))
+    check_tables(tables)  # intervals ordered, AUCs and rates in [0, 1]
     return tables
 
 
-def compute_tables(scores_glob: str) -> dict[str, pa.Table]:
+def compute_tables(scores_glob: str, uncertainty: Uncertainty | None = None) -> dict[str, pa.Table]:
     """All tables, in memory (no files written)."""
     with duckdb.connect() as con:
-        return _build(con, scores_glob)
+        return _build(con, scores_glob, uncertainty)
 
 
-def build_tables(scores: str | Path, database: Path, csv_dir: Path) -> dict[str, pa.Table]:
+def build_tables(
+    scores: str | Path, database: Path, csv_dir: Path, uncertainty: Uncertainty | None = None
+) -> dict[str, pa.Table]:
     """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`.
 
     `scores` is a glob of scores Parquet files (str), or exactly one file (Path): then only
-    that file is read, whatever else lies beside it. Both outputs are replaced atomically:
-    built under temporary names beside them, then renamed.
+    that file is read, whatever else lies beside it. `uncertainty` (seed, resamples) fills
+    the bootstrap intervals (`boot95_*`); None leaves them NULL. Both outputs are replaced
+    atomically: built under temporary names beside them, then renamed.
     """
     if isinstance(scores, Path):
         if not scores.is_file():
@@ -473,7 +572,7 @@ def build_tables(scores: str | Path, database: Path, csv_dir: Path) -> dict[str,
     try:
         tmp_db = staging / database.name
         with duckdb.connect(str(tmp_db)) as con:
-            tables = _build(con, scores_glob)
+            tables = _build(con, scores_glob, uncertainty)
             con.execute("CHECKPOINT")
         write_csvs(tables, csv_dir)
         os.replace(tmp_db, database)

@@ -21,9 +21,11 @@ labelled "missing", never as a value.
 The summary ranks generator/versions per study table (its headline metric: the first
 leaderboard entry with a direction, else the first directed metric) for the primary
 scorer (faceapi when it measured the metric, else the first scorer of the run that did),
-from the `run_intervals` table, and says whether the best and the runner-up differ: a
-Welch two-sample t-interval on the difference of their means, significant when it
-excludes 0.
+from the `run_intervals` table, and says whether the best and the runner-up differ: on
+their shared subject x expression cells a paired comparison with a seeded bootstrap
+interval (`exprbench.report_uncertainty`), else a Welch two-sample t-interval on the
+difference of their means; significant when the interval excludes 0. Intervals shown are
+the bootstrap ones (`boot95_*`) where the aggregate computed them, else the t-interval.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -49,8 +52,16 @@ from exprbench.geometry_report import geometry_section
 from exprbench.judgement_report import judgement_context, rate_key
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
+from exprbench.report_uncertainty import (
+    IDENTITY_TEMPLATE,
+    PairedLookup,
+    identity_section,
+    paired_lookup,
+    paired_sentence,
+)
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
 from exprbench.unavailable import summary as unavailable_summary
+from exprbench.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED, PairedComparison
 
 if TYPE_CHECKING:
     from exprbench.validation import ValidationReport
@@ -207,6 +218,16 @@ def clipped(
     return min(max(low, bounds[0]), bounds[1]), max(min(high, bounds[1]), bounds[0])
 
 
+def best_interval(row: Mapping[str, Any], stem: str = "") -> tuple[Any, Any]:
+    """(low, high) of a table row's 95% interval: the bootstrap one (`boot95_*`,
+    exprbench.uncertainty) where the aggregate computed it, else the t-interval."""
+    suffix = f"_{stem}" if stem else ""
+    low, high = row.get(f"boot95_low{suffix}"), row.get(f"boot95_high{suffix}")
+    if not _missing(low) and not _missing(high):
+        return low, high
+    return row.get(f"ci95_low{suffix}"), row.get(f"ci95_high{suffix}")
+
+
 def _interval_text(interval: tuple[float, float] | None, digits: int) -> str | None:
     if interval is None:
         return None
@@ -263,7 +284,15 @@ def _ci_title(row: Row, spec: MetricSpec) -> str:
     low, high = row.get(f"ci95_low_{stem}"), row.get(f"ci95_high_{stem}")
     parts = [f"n images={row['n_images']}", f"missing={row['n_missing']}"]
     if not _missing(low) and not _missing(high):
-        parts.append(f"95% CI unclipped [{_fmt(low, spec.digits)}, {_fmt(high, spec.digits)}]")
+        parts.append(
+            f"95% t-interval unclipped [{_fmt(low, spec.digits)}, {_fmt(high, spec.digits)}]"
+        )
+    boot_low, boot_high = row.get(f"boot95_low_{stem}"), row.get(f"boot95_high_{stem}")
+    if not _missing(boot_low) and not _missing(boot_high):
+        parts.append(
+            f"95% bootstrap interval [{_fmt(boot_low, spec.digits)}, "
+            f"{_fmt(boot_high, spec.digits)}]"
+        )
     return "; ".join(parts)
 
 
@@ -323,11 +352,7 @@ def _heatmap_section(
                         | {"title": _ci_title(row, spec)}
                     )
                     continue
-                interval = clipped(
-                    row.get(f"ci95_low_{spec.column}"),
-                    row.get(f"ci95_high_{spec.column}"),
-                    (spec.low, spec.high),
-                )
+                interval = clipped(*best_interval(row, spec.column), (spec.low, spec.high))
                 enough, lines = _n_lines(row.get(f"n_{spec.column}"), interval, spec.digits, min_n)
                 colour_ok = enough and _counts(row, colour_spec, min_n)
                 line.append(
@@ -475,9 +500,7 @@ def _leaderboard_blocks(
                 found = intervals.get((row["scorer"], row["generator"], row["version"], column))
                 interval = None
                 if found is not None:
-                    interval = clipped(
-                        found["ci95_low"], found["ci95_high"], statistic_range(spec, column)
-                    )
+                    interval = clipped(*best_interval(found), statistic_range(spec, column))
                 enough, lines = _n_lines(n_of(row, column), interval, spec.digits, min_n)
                 cell_scale = scales.get(column)
                 cells.append(
@@ -503,10 +526,14 @@ def _leaderboard_blocks(
 # --------------------------------------------------------------------------- summary
 
 SUMMARY_TEST = (
-    "Best vs runner-up: Welch's two-sample t-interval (unequal variances) on the "
-    "difference of their means, images as the unit; significant when the 95% interval "
-    "excludes 0. The same subjects and prompts recur across generators and replicates are "
-    "counted as images, so with few subjects read it as a first indication, not a proof."
+    "Best vs runner-up: where they share subject x expression cells (the same subject "
+    "names), a paired comparison on those cells: mean difference, effect size d_z (mean "
+    "difference / sd of the differences) and a seeded bootstrap 95% interval resampling "
+    "subjects, then their cells; significant when it excludes 0. Without shared cells, "
+    "Welch's two-sample t-interval (unequal variances) on the difference of their means, "
+    "images as the unit, and the sentence says so. Values and rankings show the bootstrap "
+    "95% interval (subjects, then images within subjects) where the aggregate computed "
+    "it, else the t-interval. With few subjects read it as a first indication, not a proof."
 )
 
 
@@ -610,6 +637,7 @@ def _summary(
     interval_rows: list[Row],
     scorer_order: Sequence[str],
     min_n: int,
+    paired: PairedLookup | None = None,
 ) -> Row:
     by_statistic: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for row in interval_rows:
@@ -624,7 +652,7 @@ def _summary(
             continue
         order = [*scorer_order, *sorted(per_scorer)]
         scorer = next(s for s in order if s in per_scorer)
-        items.append(_answer(question, scorer, per_scorer, min_n))
+        items.append(_answer(question, scorer, per_scorer, min_n, paired))
     return {
         "items": items,
         "unmeasured": unmeasured,
@@ -644,7 +672,11 @@ def _ranked(rows: list[Row], question: Question, min_n: int) -> tuple[list[Row],
 
 
 def _verdict(
-    eligible: list[Row], describe: Callable[[Row], str], digits: int, min_n: int
+    eligible: list[Row],
+    describe: Callable[[Row], str],
+    digits: int,
+    min_n: int,
+    paired: Callable[[Row, Row], PairedComparison | None] | None = None,
 ) -> tuple[str, bool | None]:
     """(the sentence on best vs runner-up, significant or None when not testable)."""
     if not eligible:
@@ -665,6 +697,11 @@ def _verdict(
         f"{_run_label(best)} is best ({describe(best)}), "
         f"ahead of {_run_label(second)} ({describe(second)})"
     )
+    if paired is not None:
+        comparison = paired(best, second)
+        if comparison is not None:
+            return paired_sentence(head, comparison, digits)
+        head += "; no shared subject x expression cells, so Welch on all images"
     welch = welch_interval(best, second)
     if welch is None:
         return f"{head}; no test possible (n < 2).", None
@@ -687,17 +724,22 @@ def _verdict(
 
 
 def _answer(
-    question: Question, scorer: str, per_scorer: Mapping[str, list[Row]], min_n: int
+    question: Question,
+    scorer: str,
+    per_scorer: Mapping[str, list[Row]],
+    min_n: int,
+    paired: PairedLookup | None = None,
 ) -> Row:
     digits = question.spec.digits
     bounds = statistic_range(question.spec, question.statistic)
 
     def describe(row: Row) -> str:
-        interval = _interval_text(clipped(row["ci95_low"], row["ci95_high"], bounds), digits)
+        interval = _interval_text(clipped(*best_interval(row), bounds), digits)
         return f"{_fmt(row['mean'], digits)} {interval or 'no CI'}, n={row['n']}"
 
     eligible, excluded = _ranked(per_scorer[scorer], question, min_n)
-    verdict, significant = _verdict(eligible, describe, digits, min_n)
+    compare = None if paired is None else partial(paired, scorer, question.statistic)
+    verdict, significant = _verdict(eligible, describe, digits, min_n, compare)
     others = []
     for other, rows in sorted(per_scorer.items()):
         if other != scorer:
@@ -867,6 +909,7 @@ def render_report(
     specs: Sequence[MetricSpec] = BUILTIN_METRICS,
     min_n: int = MIN_N,
     image_notes: Mapping[str, str | None] | None = None,
+    uncertainty: tuple[int, int] = (DEFAULT_SEED, DEFAULT_RESAMPLES),
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
 
@@ -874,13 +917,18 @@ def render_report(
     the Data Docs index relative to `out_html`; `validation` adds the pass/fail line;
     `specs` (the metrics the scores carry) decide the heatmaps, leaderboard columns,
     captions and the summary's questions; a value from fewer than `min_n` images is shown
-    grey and left out of colours and rankings.
+    grey and left out of colours and rankings; `uncertainty` (seed, resamples) seeds the
+    summary's paired bootstrap.
     """
     if min_n < 1:
         raise ValueError(f"min_n must be at least 1; got {min_n}")
     by_column = {spec.column: spec for spec in specs}
     link = _check_relative(validation_link)
-    scores = _records(scores_df.drop(columns=["descriptor"], errors="ignore"))
+    scores = _records(
+        scores_df.drop(
+            columns=["descriptor", "impostor_ids", "impostor_distances"], errors="ignore"
+        )
+    )
     rows = {name: table.to_pylist() for name, table in tables.items()}
     extra_info = {
         str(k): v for k, v in run_info.items() if k not in ("timestamp", "params_hash", "scorers")
@@ -912,7 +960,12 @@ def render_report(
             rows.get("run_intervals", []),
             _scorer_order(scores, run_info),
             min_n,
+            paired_lookup(rows.get("subject_cells", []), *uncertainty),
         ),
+        "identity": identity_section(
+            rows.get("identity_separability", []), rows.get("identity_histogram", [])
+        ),
+        "identity_template": IDENTITY_TEMPLATE,
         "leaderboard": leaderboard,
         "leaderboard_legend": leaderboard_legend,
         "min_n": min_n,

@@ -135,6 +135,9 @@ _SCORE_TAIL_FIELDS = [
     pa.field("top1", pa.string()),
     pa.field("gender", pa.string()),
     pa.field("descriptor", pa.list_(pa.float32())),
+    # identity against impostors (exprbench.identity): who each distance is to
+    pa.field("impostor_ids", pa.list_(pa.string())),
+    pa.field("impostor_distances", pa.list_(pa.float32())),
     pa.field("note", pa.string()),  # why a value is null (no face, no neutral, ...)
     # JSON {output kind or "*": reason}: outputs a missing model left null (exprbench.unavailable)
     pa.field("unavailable", pa.string()),

@@ -106,6 +106,16 @@ def identity_thresholds(scorers: Mapping[str, type[Scorer]], default: float) -> 
     }
 
 
+def neutral_reference(members: Iterable[dict], output: str) -> dict | None:
+    """The reference of one generator/version/subject/scorer: its neutral image with a face
+    and `output` (lowest replicate), or None."""
+    neutrals = sorted(
+        (r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
+        key=lambda r: r["replicate"],
+    )
+    return next((r for r in neutrals if r.get(output) is not None), None)
+
+
 def add_relative_measures(
     rows: Iterable[dict],
     same_identity_threshold: float,
@@ -137,12 +147,8 @@ def add_relative_measures(
         group_measures = measures((thresholds or {}).get(scorer, same_identity_threshold))
         if pair_measures and scorer in pair_measures:
             group_measures = (("perceptual", "crop_sha256", pair_measures[scorer]),)
-        neutrals = sorted(
-            (r for r in members if r["expression"] == NEUTRAL and r["face_found"]),
-            key=lambda r: r["replicate"],
-        )
         for label, output, compare in group_measures:
-            reference = next((r for r in neutrals if r.get(output) is not None), None)
+            reference = neutral_reference(members, output)
             for row in members:
                 if not row["face_found"] or row.get(output) is None:
                     continue

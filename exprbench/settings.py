@@ -80,10 +80,16 @@ class ScoreSettings:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the seed study's weighting: lambda = 1 if the image's confidence >= tau, else it
     tau: float = 0.6
+    # first N StyleGAN2 faces of npm fake-avatars 1.1.0 as impostors (exprbench.identity)
+    impostor_gallery: int = 64
 
     def __post_init__(self) -> None:
         if not 0.0 < self.tau <= 1.0:
             raise ParamsError(f"params: score.tau must lie in (0, 1]; got {self.tau}")
+        if not 0 <= self.impostor_gallery <= 263:
+            raise ParamsError(
+                f"params: score.impostor_gallery must be in [0, 263]; got {self.impostor_gallery}"
+            )
 
     def options_for(self, scorer: str) -> dict[str, Any]:
         return dict(self.options.get(scorer) or {})
@@ -102,6 +108,20 @@ class ReportSettings:
     def __post_init__(self) -> None:
         if self.min_n < 1:
             raise ParamsError(f"params: report.min_n must be at least 1; got {self.min_n}")
+
+
+@dataclass(frozen=True)
+class UncertaintySettings:
+    """The seeded hierarchical bootstrap of every table mean (exprbench.uncertainty)."""
+
+    seed: int
+    resamples: int  # 0: no bootstrap intervals (the t-intervals remain)
+
+    def __post_init__(self) -> None:
+        if self.resamples < 0:
+            raise ParamsError(
+                f"params: uncertainty.resamples must be at least 0; got {self.resamples}"
+            )
 
 
 @dataclass(frozen=True)
@@ -193,6 +213,7 @@ class Settings:
     score: ScoreSettings
     validate: ValidateSettings
     report: ReportSettings
+    uncertainty: UncertaintySettings
     resolution: ResolutionSettings | None = None
 
     @classmethod

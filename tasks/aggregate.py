@@ -18,7 +18,10 @@ def aggregate(layout: Layout, settings: Settings) -> StageResult:
     require_validation_passed(layout.validation_json, "aggregate")
     read_scores(layout.scores)  # schema check with a clear message before any SQL
     # exactly the file the score stage wrote (and validate checked), never a stray beside it
-    tables = build_tables(layout.scores, layout.database, layout.tables)
+    bootstrap = settings.uncertainty
+    tables = build_tables(
+        layout.scores, layout.database, layout.tables, (bootstrap.seed, bootstrap.resamples)
+    )
     result = StageResult("aggregate", {name: table.num_rows for name, table in tables.items()})
     result.counts["database"] = str(layout.database)
     result.rows = tables["leaderboard"].to_pylist()

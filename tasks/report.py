@@ -101,6 +101,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
             settings.score,
             settings.validate,
             settings.report,
+            settings.uncertainty,
         ),
         "exprbench": exprbench.__version__,
         "upscale": f"{settings.upscale.method} below {settings.upscale.min_face_px} px",
@@ -123,6 +124,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         specs=specs,
         min_n=settings.report.min_n,
         image_notes={path: provenance_note(row) for path, row in images.items()},
+        uncertainty=(settings.uncertainty.seed, settings.uncertainty.resamples),
     )
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,10 @@ from prefect.cache_policies import NONE
 
 from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout
-from exprbench.faces import face_from_record
+from exprbench.faces import FaceDetector, face_from_record
+from exprbench.fingerprint import code_digest
+from exprbench.gallery import GALLERY_DETECTION, gallery_descriptor, gallery_paths
+from exprbench.identity import add_impostor_measures
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, IMAGES, UPSCALE, read_table, scores_schema, write_rows
 from exprbench.scorers import (
@@ -103,6 +107,29 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         key = cache_key("pair", identities[name], row["crop_sha256"], reference["crop_sha256"])
         return cached(name, key, compute)
 
+    # Impostor gallery: each identity scorer's descriptor of each gallery face, computed
+    # once per (scorer identity, image content) and cached like any image's scores.
+    gallery_files, gallery_note = gallery_paths(options.impostor_gallery)
+    gallery_cache = ContentCache(layout.cache, "gallery")  # counted apart from the images'
+    detectors: list[FaceDetector] = []
+
+    def gallery_output(name: str, path: Any) -> dict:
+        if not detectors:
+            detectors.append(FaceDetector())
+        return gallery_descriptor(detectors[0], scorer(name), load_rgb(path, max_pixels=max_pixels))
+
+    gallery: dict[str, list[tuple[str, list[float]]]] = {}
+    gallery_code = code_digest("exprbench.gallery")  # detection + scoring of a gallery face
+    for name, cls in classes.items():
+        if "identity" not in cls.outputs:
+            continue
+        gallery[name] = []
+        for gallery_id, path, sha256 in gallery_files:
+            key = cache_key("gallery", identities[name], gallery_code, sha256, GALLERY_DETECTION)
+            result = gallery_cache.get_or_compute(key, partial(gallery_output, name, path))
+            if result.get("descriptor") is not None:
+                gallery[name].append((gallery_id, result["descriptor"]))
+
     rows = score_rows(
         faces,
         upscaled,
@@ -115,6 +142,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         age_by_path=ages,
         tau=options.tau,
     )
+    rows = add_impostor_measures(rows, gallery, gallery_note)
     schema = scores_schema(
         [spec for cls in classes.values() for spec in cls.metrics()],
         {name: cls.filled_columns() for name, cls in classes.items()},
@@ -141,6 +169,9 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             # what a missing model left unmeasured; the reasons are in the report
             "unavailable": "; ".join(f"{e['scorer']}: {e['outputs']}" for e in summary(rows))
             or "none",
+            "gallery_cache_misses": gallery_cache.misses,
+            "impostor_gallery": gallery_note
+            or ", ".join(f"{name}: {len(faces)} faces" for name, faces in gallery.items()),
         },
     )
     per_scorer: dict[str, list[float]] = {}

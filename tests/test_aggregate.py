@@ -119,6 +119,17 @@ def _row(generator, version, subject, expression, rep, scorer, target) -> dict:
                 "same_identity": similarity >= 0.6,
                 "descriptor": [0.1] * 4,
             }
+            if not neutral:  # three impostors at 0.4 (exprbench.identity's columns)
+                own = 1.0 - similarity
+                row |= {
+                    "identity_rank1": own < 0.4,
+                    "identity_rank": 1.0 if own < 0.4 else 4.0,
+                    "identity_margin": 0.4 - own,
+                    "impostor_distance": 0.4,
+                    "identity_n_impostors": 3.0,
+                    "impostor_ids": [f"fake-avatars:{i}" for i in range(3)],
+                    "impostor_distances": [0.4] * 3,
+                }
     return row
 
 

@@ -116,6 +116,43 @@ def test_study_numbers_are_sensible(pipeline_run):
     assert "no neutral" in ident.loc["toolB/2/collins/happy.png", "note"]
 
 
+def test_identity_against_impostors_on_real_photos(pipeline_run):
+    """The real gallery faces and the other subjects as impostors, for every identity
+    model; the separability table, leaderboard AUC, bootstrap intervals and report."""
+    import duckdb
+
+    layout, _ = pipeline_run
+    scores = pq.read_table(layout.scores).to_pandas()
+    identity = scores[scores.identity_rank.notna()]
+    assert set(identity.scorer) >= {"faceapi", "dlib"}
+    assert (identity.identity_rank >= 1).all()
+    for _, row in identity.iterrows():
+        ids = list(row.impostor_ids)
+        # franck (toolB) has no other subject with a neutral: gallery faces only;
+        # obama (toolA) also has hopper's neutral
+        assert sum(i.startswith("fake-avatars:") for i in ids) >= 50, row.path
+        assert row.identity_n_impostors == len(ids) == len(row.impostor_distances)
+        assert row.identity_rank1 == (row.identity_rank == 1)
+        assert (
+            abs(row.identity_margin - (min(row.impostor_distances) - row.identity_distance)) < 1e-5
+        )
+    obama = identity[identity.path == "toolA/v1/obama/happy.jpg"]
+    assert all("subject:hopper" in list(ids) for ids in obama.impostor_ids)
+    with duckdb.connect(str(layout.database), read_only=True) as con:
+        separability = con.sql("SELECT * FROM identity_separability").to_df()
+        auc = con.sql("SELECT scorer, identity_auc FROM leaderboard").fetchall()
+        boot = con.execute(
+            "SELECT count(*) FROM run_intervals WHERE boot95_low IS NOT NULL"
+        ).fetchone()
+    assert ((separability.auc >= 0) & (separability.auc <= 1)).all()
+    assert {"faceapi", "dlib", "ensemble"} <= set(separability.scorer)
+    assert any(s == "dlib" and a is not None for s, a in auc)
+    assert boot[0] > 0
+    html = layout.report_html.read_text()
+    section = html.split('<h2 id="identity-impostors">', 1)[1].split("<h2", 1)[0]
+    assert "<svg" in section and "ensemble" in section
+
+
 def test_flow_runs_and_artifacts_reach_the_server(pipeline_run, prefect_server):
     from prefect.client.orchestration import get_client
 

@@ -406,20 +406,44 @@ def test_summary_ranks_with_interval_and_welch_test(report) -> None:
     gemini = [0.7] * 6 + [0.5] * 5
     welch = stats.ttest_ind(chatgpt, gemini, equal_var=False).confidence_interval(0.95)
     assert f"[{welch.low:+.2f}, {welch.high:+.2f}]" == "[+0.11, +0.29]"
+    # ChatGPT and Gemini share subjects: a paired comparison on their 11 shared cells,
+    # each exactly 0.2 apart (Welch on all images, [+0.11, +0.29], is the fallback)
     assert (
         "Expression fidelity (mean target p (non-neutral), higher is better; scorer fer): "
         "ChatGPT 4o is best (0.81 [0.74, 0.87], n=13), ahead of Gemini 2.5 "
-        "(0.61 [0.54, 0.68], n=11): difference +0.20, 95% CI [+0.11, +0.29], significant."
+        "(0.61 [0.54, 0.68], n=11): paired on 11 shared subject x expression cells "
+        "(2 subjects), mean difference +0.20; no interval (the differences do not vary)."
     ) in summary
     assert "Ranking: 1. ChatGPT 4o 0.81 [0.74, 0.87], n=13 · 2. Gemini 2.5" in summary
     assert "3. Copilot 10 0.29 [0.22, 0.36], n=11" in summary
     # |age Δ|: smaller is better; identity; a tie is called a tie
     assert "Age (mean |age Δ|, lower is better; scorer agegender): ChatGPT 4o is best" in summary
-    assert "Identity (mean identity sim., higher is better; scorer dlib): ChatGPT 4o" in summary
-    assert "ChatGPT 4o (1.00 [1.00, 1.00], n=15) and Gemini 2.5" in summary
+    assert (
+        "Identity (rank-1 id. vs impostors, higher is better; scorer dlib): ChatGPT 4o" in summary
+    )
+    assert "ChatGPT 4o (1.00 [1.00, 1.00], n=13) and Gemini 2.5" in summary
     assert "tie for first place" in summary
     assert "Not measured in this run: Image quality, Perceptual distance." in summary
-    assert "Welch's two-sample t-interval" in summary
+    assert "Welch's two-sample t-interval" in summary  # the fallback, explained
+
+
+def test_verdict_pairs_shared_cells_and_falls_back_to_welch() -> None:
+    from exprbench.report import _verdict
+    from exprbench.uncertainty import paired_comparison
+
+    best = {"generator": "A", "version": "1", "mean": 0.8, "sd": 0.1, "n": 6}
+    second = {"generator": "B", "version": "1", "mean": 0.6, "sd": 0.1, "n": 6}
+    a = {("s1", "happy"): 0.9, ("s1", "sad"): 0.7, ("s2", "happy"): 0.85, ("s2", "sad"): 0.75}
+    b = {("s1", "happy"): 0.6, ("s1", "sad"): 0.6, ("s2", "happy"): 0.62, ("s2", "sad"): 0.58}
+    text, significant = _verdict(
+        [best, second], lambda r: "x", 2, 3, lambda x, y: paired_comparison(a, b, resamples=200)
+    )
+    assert "paired on 4 shared subject x expression cells (2 subjects)" in text
+    assert "mean difference +0.20, d_z" in text and "95% bootstrap CI [+" in text
+    assert significant is True
+    text, _ = _verdict([best, second], lambda r: "x", 2, 3, lambda x, y: None)
+    assert "no shared subject x expression cells, so Welch on all images" in text
+    assert "95% CI [" in text
 
 
 def test_welch_interval_matches_scipy() -> None:
@@ -498,7 +522,7 @@ def test_summary_questions_come_from_the_study_tables() -> None:
         ("Expression fidelity", "mean_target_prob", True),  # the ranked leaderboard entry
         ("Age", "mean_abs_age_delta", False),  # a mean |drift|: smaller is better
         ("Gender match", "gender_match_rate", True),
-        ("Identity", "mean_identity_similarity", True),
+        ("Identity", "identity_rank1_rate", True),  # against impostors, not a threshold
         ("Image quality", "mean_brisque", False),  # no leaderboard entry: its heatmap metric
         ("Perceptual distance", "mean_stlpips_vgg", False),
     ]

@@ -51,7 +51,7 @@ def test_means_equal_the_leaderboard(tables) -> None:
             )
             assert found["mean"] == pytest.approx(row[column])
             checked += 1
-    assert checked == 18  # 3 runs x (2 fer + 2 agegender + 2 dlib) entries
+    assert checked == 24  # 3 runs x (2 fer + 2 agegender + 4 dlib) entries
     assert "run_intervals" in TABLE_NAMES  # in the DuckDB file and as CSV
 
 

@@ -23,6 +23,7 @@ from exprbench.validation import (
     validate_scores,
 )
 from exprbench.validation.suite import (
+    IMPOSTOR_COLUMN,
     NO_FACE_FILLED_COLUMN,
     SAME_IDENTITY_COLUMN,
     THRESHOLD_ATTR,
@@ -126,6 +127,18 @@ def _same_identity_far_away(df: pd.DataFrame) -> int:
     return row
 
 
+def _rank1_with_rank_three(df: pd.DataFrame) -> int:
+    row = _first(df, scorer="dlib", generator="Gemini", subject="anna", expression="sad")
+    df.loc[row, "identity_rank"] = 3.0  # identity_rank1 stays true
+    return row
+
+
+def _rank_zero(df: pd.DataFrame) -> int:
+    row = _first(df, scorer="dlib", generator="ChatGPT", subject="anna", expression="sad")
+    df.loc[row, "identity_rank"] = 0.0  # a rank is at least 1
+    return row
+
+
 def _value_without_face(df: pd.DataFrame) -> int:
     generator, subject, expression = NO_FACE
     row = _first(
@@ -156,6 +169,12 @@ CORRUPTIONS: dict[str, tuple[Callable[[pd.DataFrame], int], str, str]] = {
         "same_identity_matches_distance",
         SAME_IDENTITY_COLUMN,
     ),
+    "rank-1 with rank 3": (
+        _rank1_with_rank_three,
+        "impostor_measures_consistent",
+        IMPOSTOR_COLUMN,
+    ),
+    "rank 0": (_rank_zero, "range:identity_rank", "identity_rank"),
     "metric on a face_found=false row": (
         _value_without_face,
         "no_values_without_face",

@@ -121,6 +121,62 @@ OUTPUT_METRICS: dict[str, tuple[MetricSpec, ...]] = {
             relative_to_neutral=True,
             table="identity",
         ),
+        # Against impostors (exprbench.identity): first, so the summary's identity verdict
+        # is the rank-1 rate, not a fixed threshold.
+        MetricSpec(
+            "identity_rank1",
+            0.0,
+            1.0,
+            True,
+            "the own neutral is nearer than every impostor (other subjects' neutrals of the "
+            "generator/version and the impostor gallery): rank-1 identification",
+            dtype="bool",
+            relative_to_neutral=True,
+            table="identity",
+            leaderboard=Leaderboard("identity_rank1_rate", "rank-1 id. vs impostors"),
+        ),
+        MetricSpec(
+            "identity_margin",
+            -4.0,
+            4.0,
+            True,
+            "nearest impostor's distance minus the own neutral's (> 0: own neutral nearer)",
+            relative_to_neutral=True,
+            table="identity",
+            heatmap=Heatmap(
+                "Margin against impostors",
+                "mean of (nearest impostor's distance - own neutral's distance); > 0 means "
+                "the model tells this subject from the others and from the impostor gallery",
+            ),
+            leaderboard=Leaderboard("mean_identity_margin", "mean identity margin"),
+        ),
+        MetricSpec(
+            "identity_rank",
+            1.0,
+            1_000_000.0,
+            False,
+            "rank of the own neutral among own + impostors by distance (1 = nearest)",
+            relative_to_neutral=True,
+            table="identity",
+            digits=1,
+        ),
+        MetricSpec(
+            "impostor_distance",
+            0.0,
+            4.0,
+            True,
+            "L2 distance to the nearest impostor",
+            relative_to_neutral=True,
+        ),
+        MetricSpec(
+            "identity_n_impostors",
+            1.0,
+            1_000_000.0,
+            None,
+            "how many impostors the image was compared with",
+            relative_to_neutral=True,
+            digits=0,
+        ),
         MetricSpec(
             "identity_similarity",
             0.0,

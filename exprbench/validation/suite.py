@@ -44,6 +44,7 @@ SAME_IDENTITY_COLUMN = "chk_same_identity_inconsistent"
 AMBIGUOUS_COLUMN = "chk_ambiguous_not_lambda_below_1"
 AGE_RANGE_COLUMN = "chk_age_in_range_not_error_0"
 UNAVAILABLE_FILLED_COLUMN = "chk_unavailable_but_filled"
+IMPOSTOR_COLUMN = "chk_impostor_measures_inconsistent"
 # The score stage records score.same_identity_threshold here (DataFrame.attrs, from the
 # scores table's schema metadata); without it the check asks that one threshold exists.
 THRESHOLD_ATTR = "same_identity_threshold"
@@ -237,6 +238,15 @@ def build_checks(
             "age_in_prompt_range must equal age_prompt_error = 0, and both be filled or "
             f"both empty (derived column {AGE_RANGE_COLUMN})",
         ),
+        Check(
+            "impostor_measures_consistent",
+            "ExpectColumnValuesToBeNull",
+            {"column": IMPOSTOR_COLUMN},
+            "identity against impostors: identity_rank1 equals identity_rank = 1, "
+            "identity_margin equals impostor_distance - identity_distance, and "
+            "identity_n_impostors equals the number of impostor_distances (derived column "
+            f"{IMPOSTOR_COLUMN})",
+        ),
     ]
 
 
@@ -321,6 +331,34 @@ def _same_identity_inconsistent(frame: pd.DataFrame) -> pd.Series:
     return out
 
 
+def _impostor_inconsistent(frame: pd.DataFrame) -> pd.Series:
+    """Per row, what contradicts itself among the impostor columns (exprbench.identity)."""
+    out = pd.Series(None, index=frame.index, dtype=object)
+    needed = {"identity_rank", "identity_rank1", "identity_margin", "impostor_distance"}
+    if not needed <= set(frame.columns):
+        return out
+    rank = frame["identity_rank"].astype("float64")
+    for index in frame.index[rank.notna()]:
+        row = frame.loc[index]
+        problems = []
+        if row["identity_rank1"] is None or bool(row["identity_rank1"]) != (rank[index] == 1):
+            problems.append(
+                f"identity_rank {rank[index]:g} with identity_rank1 {row['identity_rank1']}"
+            )
+        own = row.get("identity_distance")
+        if own is not None and not pd.isna(own):
+            expected = float(row["impostor_distance"]) - float(own)
+            if abs(float(row["identity_margin"]) - expected) > 1e-5:
+                problems.append(f"identity_margin {row['identity_margin']:.5f} != {expected:.5f}")
+        distances = row.get("impostor_distances")
+        count = row.get("identity_n_impostors")
+        if distances is not None and count is not None and len(distances) != count:
+            problems.append(f"identity_n_impostors {count:g} but {len(distances)} distances")
+        if problems:
+            out[index] = "; ".join(problems)
+    return out
+
+
 def with_derived_columns(
     df: pd.DataFrame,
     declared: Mapping[str, Collection[str]],
@@ -344,6 +382,7 @@ def with_derived_columns(
     frame[AGE_RANGE_COLUMN] = _disagreeing(
         frame, "age_in_prompt_range", "age_prompt_error", lambda v: v == 0
     )
+    frame[IMPOSTOR_COLUMN] = _impostor_inconsistent(frame)
     face = frame["face_found"].fillna(False).astype(bool)
     with_note = frame["note"].notna()
     neutral = frame["expression"] == NEUTRAL
