@@ -43,6 +43,8 @@ BLOCKS: dict[str, list[str]] = {
     "sr": ["benchmarks/bench_sr.py"],
     "resolution": ["benchmarks/bench_resolution.py"],
     "quality": ["benchmarks/bench_quality.py"],
+    "human": ["benchmarks/bench_human.py"],
+    "deepface": ["benchmarks/bench_deepface.py"],
     "clip": ["benchmarks/bench_clip.py"],
     "agreement": ["benchmarks/bench_agreement.py"],
     "identity": ["benchmarks/bench_identity.py"],

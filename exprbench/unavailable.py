@@ -16,6 +16,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from exprbench.judgement_specs import JUDGEMENT_METRICS
 from exprbench.scorers.base import OUTPUT_EXTRA_COLUMNS, OUTPUT_METRICS
 
 COLUMN = "unavailable"
@@ -44,10 +45,9 @@ def whole_scorer(error: BaseException) -> dict[str, str]:
 
 
 def kind_columns(kind: str) -> set[str]:
-    """The scores columns an output kind fills."""
-    return {s.column for s in OUTPUT_METRICS.get(kind, ()) if s.stored} | set(
-        OUTPUT_EXTRA_COLUMNS.get(kind, ())
-    )
+    """The scores columns an output kind fills, with the judgements built on it (lambda)."""
+    specs = (*OUTPUT_METRICS.get(kind, ()), *JUDGEMENT_METRICS.get(kind, ()))
+    return {s.column for s in specs if s.stored} | set(OUTPUT_EXTRA_COLUMNS.get(kind, ()))
 
 
 def excused_columns(value: Any, filled: Collection[str]) -> set[str]:
