@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -345,7 +343,7 @@ def test_cli_score_without_weights_is_a_clear_error(photos, tmp_path, monkeypatc
 
 CHILD = textwrap.dedent(
     """
-    import socket, sys
+    import sys
     import numpy as np
     from exprbench.geometry import Face
     from exprbench.scorers.clip_zero_shot import ClipScorer
@@ -356,15 +354,6 @@ CHILD = textwrap.dedent(
     face = Face((40.0, 40.0, 60.0, 60.0), 1.0, *points)
     out = scorer.score(np.full((160, 160, 3), 128, np.uint8), face)
     assert abs(sum(out.probabilities.values()) - 1) < 1e-9
-    try:
-        open(sys.argv[2])
-    except OSError:
-        pass
-    try:  # the control: a lookup strace must see
-        socket.getaddrinfo("exprbench-probe.invalid", 80)
-    except OSError:
-        pass
-    print("child done")
     """
 )
 
@@ -372,21 +361,7 @@ CHILD = textwrap.dedent(
 def test_clip_makes_no_network_attempt(tiny_clip, tmp_path):
     """Load and score in a network namespace with only loopback, under strace: no connect
     before the marker, with the Hugging Face offline variables NOT set by the caller."""
-    from test_no_network import MARKER, _network_connects, _tools
+    from test_no_network import traced_offline
 
-    _tools()
-    trace = tmp_path / "strace.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    command = ["unshare", "-rn", "strace", "-f", "-qq"]
-    command += ["-e", "trace=connect,sendto,sendmsg,openat,open", "-o", str(trace)]
-    command += [sys.executable, "-c", CHILD, str(tiny_clip), MARKER]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0 and "child done" in result.stdout, result.stderr[-3000:]
-    lines = trace.read_text().splitlines()
-    marker = next(i for i, line in enumerate(lines) if MARKER in line)
-    before, after = lines[:marker], lines[marker:]
-    assert any("htons(53)" in line for line in _network_connects(after)) or any(
-        "exprbench-probe" in line for line in after
-    ), "the control lookup is not in the trace: the check cannot see DNS"
-    assert not _network_connects(before), "\n".join(_network_connects(before)[:10])
+    traced_offline(CHILD, [str(tiny_clip)], env, tmp_path / "strace.log", 300)

@@ -32,7 +32,7 @@ WAIT_S = float(os.environ.get("EXPRBENCH_TELEMETRY_WAIT_S", "25"))
 
 CHILD = textwrap.dedent(
     f"""
-    import os, socket, time
+    import time
     import numpy as np
     from exprbench.scorers.age_gender import AgeGenderScorer
     from exprbench.faceapi import FaceApi
@@ -42,15 +42,6 @@ CHILD = textwrap.dedent(
     scorer._gender.run(None, {{"images": np.zeros((1, 3, 32, 32), np.float32)}})
     FaceApi().detect_all(np.zeros((160, 160, 3), np.uint8))
     time.sleep({WAIT_S})
-    try:
-        open({MARKER!r})
-    except OSError:
-        pass
-    try:  # the control: a lookup strace must see
-        socket.getaddrinfo("exprbench-probe.invalid", 80)
-    except OSError:
-        pass
-    print("child done")
     """
 )
 
@@ -77,39 +68,53 @@ def _network_connects(lines: list[str]) -> list[str]:
     ]
 
 
-def test_scorers_make_no_network_attempt(models: None, tmp_path: Path) -> None:
+# The end of every child: the marker, then the control lookup the trace must show.
+CONTROL_TAIL = textwrap.dedent(
+    f"""
+    import socket
+    try:
+        open({MARKER!r})
+    except OSError:
+        pass
+    try:  # the control: a lookup strace must see
+        socket.getaddrinfo("exprbench-probe.invalid", 80)
+    except OSError:
+        pass
+    print("child done")
+    """
+)
+
+
+def traced_offline(
+    child: str, args: list[str], env: dict[str, str], trace: Path, timeout: float
+) -> list[str]:
+    """Run `python -c child + CONTROL_TAIL *args` in a network namespace (loopback only)
+    under strace; check it finished and that the control lookup after the marker is in the
+    trace (so a DNS attempt would be seen). Returns the trace lines before the marker."""
     _tools()
-    assert weight_path("age-v1").is_file()
-    trace = tmp_path / "strace.log"
-    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    command = [
-        "unshare",
-        "-rn",
-        "strace",
-        "-f",
-        "-qq",
-        "-e",
-        "trace=connect,sendto,sendmsg,openat,open",
-        "-o",
-        str(trace),
-        sys.executable,
-        "-c",
-        CHILD,
-    ]
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
+    command = ["unshare", "-rn", "strace", "-f", "-qq"]
+    command += ["-e", "trace=connect,sendto,sendmsg,openat,open", "-o", str(trace)]
+    command += [sys.executable, "-c", child + CONTROL_TAIL, *args]
     result = subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=WAIT_S + 200, check=False
+        command, capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
     assert result.returncode == 0 and "child done" in result.stdout, result.stderr[-3000:]
     lines = trace.read_text().splitlines()
     marker = next(i for i, line in enumerate(lines) if MARKER in line)
     before, after = lines[:marker], lines[marker:]
-    # the control: strace in this namespace does see a DNS attempt
     assert any("htons(53)" in line for line in _network_connects(after)) or any(
         "exprbench-probe" in line for line in after
     ), "the control lookup is not in the trace: the check cannot see DNS"
     assert not _network_connects(before), "network connects:\n" + "\n".join(
         _network_connects(before)[:10]
     )
+    return before
+
+
+def test_scorers_make_no_network_attempt(models: None, tmp_path: Path) -> None:
+    assert weight_path("age-v1").is_file()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    before = traced_offline(CHILD, [], env, tmp_path / "strace.log", WAIT_S + 200)
     telemetry = [line for line in before if ".onnxruntime" in line or "DeveloperTools" in line]
     assert not telemetry, "onnxruntime telemetry store touched:\n" + "\n".join(telemetry[:5])
