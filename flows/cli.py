@@ -124,13 +124,21 @@ def cmd_score(args: argparse.Namespace) -> int:
     import json
 
     from exprbench.imageio import ImageRejected, load_rgb
-    from exprbench.scorers import get_scorer_class
+    from exprbench.scorers import PairScorer, get_scorer_class
     from exprbench.settings import load_settings
     from exprbench.single import score_image
 
+    scorer_class = get_scorer_class(args.scorer)
+    if issubclass(scorer_class, PairScorer):
+        print(
+            f"exprbench: error: {args.scorer} compares a face with its set's neutral image, so it "
+            "runs in the pipeline (`exprbench run`, `.venv/bin/dvc repro`), not on single images",
+            file=sys.stderr,
+        )
+        return 2
     settings = load_settings(_params_path(None))
     min_score = settings.faces.min_score
-    scorer = get_scorer_class(args.scorer)(settings.score.options_for(args.scorer))
+    scorer = scorer_class(settings.score.options_for(args.scorer))
     detector = None
     if args.scorer != "faceapi":
         from exprbench.faces import FaceDetector

@@ -297,3 +297,12 @@ def test_launcher_runs_this_checkout_from_a_plain_shell():
     )
     assert result.returncode == 0, result.stderr
     assert str(REPO) in result.stdout
+
+
+@pytest.mark.parametrize("scorer", ["geometry", "stlpips"])
+def test_score_with_a_pair_scorer_is_a_clear_error(scorer: str, capsys) -> None:
+    # a pair scorer needs the set's neutral image: one line saying where it runs instead
+    assert main(["score", "any.jpg", "--scorer", scorer]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"exprbench: error: {scorer} compares a face with its set's neutral")
+    assert "Traceback" not in err
