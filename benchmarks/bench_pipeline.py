@@ -118,6 +118,7 @@ def score_child(raw: str, out: str, scorers: str, result_json: str) -> None:
 
 def bench_score(tmp: Path, runs: int) -> list[str]:
     from exprbench.config import Layout
+    from exprbench.gallery import descriptor_cache_dir
     from exprbench.settings import load_settings
 
     load_at_start = load()
@@ -131,7 +132,7 @@ def bench_score(tmp: Path, runs: int) -> list[str]:
         for scorers in rows:
             _log(f"run {run + 1}/{runs}: {', '.join(scorers)}")
             shutil.rmtree(layout.cache / "score", ignore_errors=True)
-            shutil.rmtree(layout.cache / "gallery", ignore_errors=True)  # impostor gallery
+            shutil.rmtree(descriptor_cache_dir(), ignore_errors=True)  # impostor gallery
             result_json = tmp / "child.json"
             child_args = (",".join(scorers), str(result_json))
             child = run_child(

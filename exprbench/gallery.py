@@ -20,7 +20,7 @@ import numpy as np
 
 from exprbench.faces import FaceDetector, choose_primary
 from exprbench.gallery_sums import FAKE_AVATARS_PNG_SHA256
-from exprbench.packaged import PackagedFile, PackagedFileError, ensure, ensure_all
+from exprbench.packaged import PackagedFile, PackagedFileError, cache_home, ensure, ensure_all
 from exprbench.scorers.base import Scorer, ScorerFoundNoFaceError
 from exprbench.scoring import output_to_dict
 
@@ -36,6 +36,14 @@ GALLERY_PREFIX = "fake-avatars:"
 # How a gallery face is found (256 px, one large frontal face): dlib HOG without
 # upsampling (FaceDetector.detect's keywords), the primary face. Part of the cache key.
 GALLERY_DETECTION: dict[str, Any] = {"upsample": 0, "min_score": 0.3}
+
+
+def descriptor_cache_dir() -> Path:
+    """Where each identity model's descriptors of the gallery faces are kept: the user cache,
+    shared by every run and checkout (the gallery is the same pinned files for all, and each
+    entry's key is what determines it: scorer code, weights and options, this module's code,
+    the image's sha256, the detection settings)."""
+    return cache_home() / "gallery-descriptors"
 
 
 def gallery_items(size: int) -> list[PackagedFile]:

@@ -15,7 +15,12 @@ from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout
 from exprbench.faces import FaceDetector, face_from_record
 from exprbench.fingerprint import code_digest
-from exprbench.gallery import GALLERY_DETECTION, gallery_descriptor, gallery_paths
+from exprbench.gallery import (
+    GALLERY_DETECTION,
+    descriptor_cache_dir,
+    gallery_descriptor,
+    gallery_paths,
+)
 from exprbench.identity import add_impostor_measures
 from exprbench.imageio import load_rgb
 from exprbench.schema import FACES, IMAGES, UPSCALE, read_table, scores_schema, write_rows
@@ -110,7 +115,8 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     # Impostor gallery: each identity scorer's descriptor of each gallery face, computed
     # once per (scorer identity, image content) and cached like any image's scores.
     gallery_files, gallery_note = gallery_paths(options.impostor_gallery)
-    gallery_cache = ContentCache(layout.cache, "gallery")  # counted apart from the images'
+    # shared by every run (exprbench.gallery.descriptor_cache_dir); counted apart
+    gallery_cache = ContentCache(descriptor_cache_dir(), "gallery")
     detectors: list[FaceDetector] = []
 
     def gallery_output(name: str, path: Any) -> dict:
