@@ -130,11 +130,18 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         if "identity" not in cls.outputs:
             continue
         gallery[name] = []
-        for gallery_id, path, sha256 in gallery_files:
-            key = cache_key("gallery", identities[name], gallery_code, sha256, GALLERY_DETECTION)
-            result = gallery_cache.get_or_compute(key, partial(gallery_output, name, path))
-            if result.get("descriptor") is not None:
-                gallery[name].append((gallery_id, result["descriptor"]))
+        try:
+            for gallery_id, path, sha256 in gallery_files:
+                key = cache_key(
+                    "gallery", identities[name], gallery_code, sha256, GALLERY_DETECTION
+                )
+                result = gallery_cache.get_or_compute(key, partial(gallery_output, name, path))
+                if result.get("descriptor") is not None:
+                    gallery[name].append((gallery_id, result["descriptor"]))
+        except ModelUnavailableError as error:
+            # its rows say why (unavailable, via `cached`); the run goes on without it
+            failed.setdefault(name, error)
+            gallery[name] = []
 
     rows = score_rows(
         faces,

@@ -205,7 +205,8 @@ class NeedsWeights(Scorer):
     """A scorer whose weights the user did not give (as a CLIP scorer without a path)."""
 
     name: ClassVar[str] = "needs_weights_probe"
-    outputs: ClassVar[frozenset] = frozenset({"expression"})
+    # identity too: the score stage also asks identity models for the impostor gallery
+    outputs: ClassVar[frozenset] = frozenset({"expression", "identity"})
     description: ClassVar[str] = "raises ModelUnavailableError (test scorer)"
     crop: ClassVar[str] = "none"
     REASON = "probe weights not given: set score.options.needs_weights_probe.path"
