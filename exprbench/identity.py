@@ -31,6 +31,7 @@ beats the best single member.
 from __future__ import annotations
 
 import glob
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -41,13 +42,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exprbench.labels import NEUTRAL
+from exprbench.schema import THRESHOLD_METADATA_KEY, THRESHOLDS_METADATA_KEY
 from exprbench.scoring import neutral_reference
 from exprbench.uncertainty import auc_mann_whitney
 
 SUBJECT_PREFIX = "subject:"
 ENSEMBLE = "ensemble"
 # Written by the score stage (tasks/score.py) into scores.parquet's schema metadata.
-THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
 HISTOGRAM_BINS = 24
 
 NO_IMPOSTORS = (
@@ -135,22 +136,35 @@ _COLUMNS = (
 )
 
 
-def _read(scores_glob: str) -> tuple[list[dict[str, Any]], float | None]:
+def _read(scores_glob: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Identity rows (non-neutral, face found) and each scorer's same-person threshold.
+
+    The threshold is the one each scorer's `same_identity` was computed with (a scorer may
+    declare its own, e.g. human_faceres 0.9), from the scores files' metadata; files from
+    before per-scorer thresholds fall back to the single global one.
+    """
     files = sorted(glob.glob(scores_glob, recursive=True))
     rows: list[dict[str, Any]] = []
-    threshold = None
+    thresholds: dict[str, float] = {}
     for path in files:
         schema = pq.read_schema(path)
-        raw = (schema.metadata or {}).get(THRESHOLD_METADATA_KEY)
-        if raw is not None:
-            threshold = float(raw)
+        metadata = schema.metadata or {}
+        per_scorer = metadata.get(THRESHOLDS_METADATA_KEY)
+        default = metadata.get(THRESHOLD_METADATA_KEY)
         present = [c for c in _COLUMNS if c in schema.names]
         if "impostor_distances" not in present:
             continue
         table = pq.read_table(path, columns=present)
         mask = pa.compute.is_valid(table.column("identity_distance"))
-        rows += table.filter(mask).to_pylist()
-    return [r for r in rows if r["expression"] != NEUTRAL and r["face_found"]], threshold
+        found = table.filter(mask).to_pylist()
+        declared = json.loads(per_scorer) if per_scorer is not None else {}
+        for scorer in {r["scorer"] for r in found}:
+            if scorer in declared:
+                thresholds[scorer] = float(declared[scorer])
+            elif default is not None:
+                thresholds[scorer] = float(default)
+        rows += found
+    return [r for r in rows if r["expression"] != NEUTRAL and r["face_found"]], thresholds
 
 
 def _share_below(values: np.ndarray, threshold: float | None) -> float | None:
@@ -291,7 +305,7 @@ def _ensemble(
 
 def identity_tables(scores_glob: str) -> dict[str, pa.Table]:
     """`identity_separability` and `identity_histogram` from the scores files."""
-    rows, threshold = _read(scores_glob)
+    rows, thresholds = _read(scores_glob)
     by_run_scorer: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     by_run: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -318,7 +332,9 @@ def identity_tables(scores_glob: str) -> dict[str, pa.Table]:
         rank1 = [bool(r["identity_rank1"]) for r in measured if r["identity_rank1"] is not None]
         margin = [float(r["identity_margin"]) for r in measured if r["identity_margin"] is not None]
         summary.append(
-            _summary_row(scorer, run, scorer, genuine, impostor, sets, rank1, margin, threshold)
+            _summary_row(
+                scorer, run, scorer, genuine, impostor, sets, rank1, margin, thresholds.get(scorer)
+            )
         )
         histogram += _histograms(scorer, run, genuine, impostor)
     for run, (members, genuine, impostor, rank1, margin) in sorted(_ensemble(by_run).items()):

@@ -19,6 +19,12 @@ from exprbench.labels import EXPRESSIONS
 from exprbench.metrics import MetricSpec, merge_specs
 from exprbench.scorers.base import BUILTIN_METRICS
 
+# Scores Parquet metadata written by the score stage, read by validate and the identity
+# tables: the global same-person threshold, and JSON {scorer: threshold} for the threshold
+# each scorer's same_identity came from (a scorer may declare its own)
+THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
+THRESHOLDS_METADATA_KEY = b"exprbench.same_identity_thresholds"
+
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in EXPRESSIONS)
 
 

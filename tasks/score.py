@@ -23,7 +23,16 @@ from exprbench.gallery import (
 )
 from exprbench.identity import add_impostor_measures
 from exprbench.imageio import load_rgb
-from exprbench.schema import FACES, IMAGES, UPSCALE, read_table, scores_schema, write_rows
+from exprbench.schema import (
+    FACES,
+    IMAGES,
+    THRESHOLD_METADATA_KEY,
+    THRESHOLDS_METADATA_KEY,
+    UPSCALE,
+    read_table,
+    scores_schema,
+    write_rows,
+)
 from exprbench.scorers import (
     ModelUnavailableError,
     PairScorer,
@@ -35,12 +44,6 @@ from exprbench.scoring import identity_thresholds, output_to_dict, score_rows
 from exprbench.settings import Settings
 from exprbench.unavailable import summary, whole_scorer
 from tasks.common import StageResult, progress
-
-# read by tasks/validate.py (the same literal: validate must not import the scorers)
-THRESHOLD_METADATA_KEY = b"exprbench.same_identity_threshold"
-# JSON {scorer: threshold}: the threshold each scorer's same_identity came from (a scorer
-# may declare its own, Scorer.same_identity_threshold)
-THRESHOLDS_METADATA_KEY = b"exprbench.same_identity_thresholds"
 
 
 @task(name="score", cache_policy=NONE)

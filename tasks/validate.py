@@ -10,7 +10,13 @@ from prefect.cache_policies import NONE
 
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
-from exprbench.schema import SchemaMismatchError, declared_columns, read_scores
+from exprbench.schema import (
+    THRESHOLD_METADATA_KEY,
+    THRESHOLDS_METADATA_KEY,
+    SchemaMismatchError,
+    declared_columns,
+    read_scores,
+)
 from exprbench.settings import Settings
 from tasks.common import StageResult
 
@@ -76,10 +82,10 @@ def validate(layout: Layout, settings: Settings) -> StageResult:
         return _nothing_to_validate(layout)
     frame = table.to_pandas()
     # written by tasks/score.py: the score.same_identity_threshold same_identity came from
-    threshold = (table.schema.metadata or {}).get(b"exprbench.same_identity_threshold")
+    threshold = (table.schema.metadata or {}).get(THRESHOLD_METADATA_KEY)
     if threshold is not None:
         frame.attrs[THRESHOLD_ATTR] = float(threshold)
-    per_scorer = (table.schema.metadata or {}).get(b"exprbench.same_identity_thresholds")
+    per_scorer = (table.schema.metadata or {}).get(THRESHOLDS_METADATA_KEY)
     if per_scorer is not None:
         frame.attrs[THRESHOLDS_ATTR] = json.loads(per_scorer)
     report = validate_scores(

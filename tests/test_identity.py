@@ -167,6 +167,51 @@ def test_separability_table_matches_hand_computed_auc(tmp_path: Path) -> None:
     assert sum(h["share"] for h in genuine_bins) == pytest.approx(1.0)
 
 
+def test_separability_shares_use_each_scorers_own_threshold(tmp_path: Path) -> None:
+    """A scorer with its own same-person threshold (human_faceres: 0.9) is counted against
+    it, the others against the global one, as the score stage recorded them."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from exprbench.schema import THRESHOLD_METADATA_KEY, THRESHOLDS_METADATA_KEY
+
+    glob = _scores_with_impostors(tmp_path)
+    own = {"dlib": 0.45, "faceapi": 0.6}
+    for path in sorted(tmp_path.glob("scores/**/*.parquet")):
+        table = pq.read_table(path)
+        metadata = {
+            **(table.schema.metadata or {}),
+            THRESHOLD_METADATA_KEY: b"0.6",
+            THRESHOLDS_METADATA_KEY: json.dumps(own).encode(),
+        }
+        pq.write_table(table.replace_schema_metadata(metadata), path)
+    separability = identity_tables(glob)["identity_separability"].to_pylist()
+    rows = [
+        r
+        for path in sorted(tmp_path.glob("scores/**/*.parquet"))
+        for r in pq.read_table(path).to_pylist()
+        if r["generator"] == "ChatGPT"
+        and r["expression"] != "neutral"
+        and r["identity_distance"] is not None
+    ]
+    for scorer, threshold in own.items():
+        entry = next(
+            r for r in separability if r["scorer"] == scorer and r["generator"] == "ChatGPT"
+        )
+        impostor = np.array(
+            [d for r in rows if r["scorer"] == scorer for d in r["impostor_distances"]]
+        )
+        genuine = np.array([r["identity_distance"] for r in rows if r["scorer"] == scorer])
+        assert entry["threshold"] == threshold
+        assert entry["impostor_below_threshold"] == pytest.approx(
+            float((impostor < threshold).mean())
+        )
+        assert entry["genuine_below_threshold"] == pytest.approx(
+            float((genuine < threshold).mean())
+        )
+
+
 def test_aggregate_bootstrap_intervals_are_ordered_seeded_and_on_every_mean(
     tmp_path: Path,
 ) -> None:
