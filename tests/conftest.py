@@ -175,6 +175,21 @@ def npm_harness(directory: Path = PARITY_DIR) -> Path:
     return modules
 
 
+def run_node_harness(script: str, *args: str, directory: Path = PARITY_DIR) -> dict:
+    """Run a Node harness script in `directory` (its pinned packages installed first) and
+    return the JSON it prints; a failed run fails the test with its stderr."""
+    npm_harness(directory)
+    result = subprocess.run(
+        ["node", str(directory / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"{script} failed:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout)
+
+
 # ---------------------------------------------------------------- artifacts
 
 

@@ -22,13 +22,11 @@ the test fails.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PARITY_DIR, npm_harness, record_artifact
+from conftest import record_artifact, run_node_harness
 from PIL import Image
 
 from exprbench.faceapi import FaceApi, FaceApiOptions
@@ -63,16 +61,7 @@ TINY_CASES = [("feat_multi_face", 1.0), ("obama2", 1.0)]
 
 def run_harness(paths: list[Path], *extra: str) -> dict[str, dict]:
     """face-api.js's results per image path (see harness.mjs)."""
-    npm_harness(PARITY_DIR)
-    result = subprocess.run(
-        ["node", str(PARITY_DIR / "harness.mjs"), *extra, *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, f"harness failed:\n{result.stderr[-3000:]}"
-    out = json.loads(result.stdout)
+    out = run_node_harness("harness.mjs", *extra, *map(str, paths))
     assert out["backend"] == "wasm", out["backend"]
     return {image["path"]: image for image in out["images"]}
 

@@ -21,13 +21,12 @@ written to `<artifacts>/human_parity.json`.
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PARITY_DIR, missing_prerequisite, npm_harness, record_artifact
+from conftest import missing_prerequisite, record_artifact, run_node_harness
 
 from exprbench.faces import FaceDetector
 from exprbench.human import (
@@ -74,18 +73,9 @@ def _cases(photos: dict[str, Path], root: Path) -> list[dict]:
 
 
 def _run_harness(job: dict, root: Path) -> dict:
-    npm_harness(PARITY_DIR)
     path = root / f"job-{job['model']}.json"
     path.write_text(json.dumps(job))
-    result = subprocess.run(
-        ["node", str(PARITY_DIR / "human_harness.mjs"), str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, f"harness failed:\n{result.stderr[-3000:]}"
-    out = json.loads(result.stdout)
+    out = run_node_harness("human_harness.mjs", str(path))
     assert out["backend"] == "wasm" and out["versions"]["human"] == "3.3.6", out["versions"]
     return out
 
