@@ -26,10 +26,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from exprbench.ingest import MANIFEST_NAME, InputConfigError, _read_csv
+from exprbench.ingest import MANIFEST_NAME, VERSIONS_NAME, InputConfigError, _read_csv
 
-VERSIONS_NAME = "versions.csv"
 Source = str  # "versions.csv" | "manifest" | "mtime" | "name" (no folder to date)
+
+
+class VersionOrderError(InputConfigError):
+    """versions.csv or the manifest's release_date is malformed; `file` names the file."""
+
+    def __init__(self, file: str, message: str) -> None:
+        super().__init__(message)
+        self.file = file
 
 
 @dataclass(frozen=True)
@@ -114,8 +121,11 @@ def declared_dates(raw_dir: Path) -> tuple[dict[str, dict[str, tuple[datetime, s
         if not path.is_file():
             found.append({})
             continue
-        rows = _read_csv(path, required, name)
-        found.append(_dated(((f"{name}:{line}", row) for line, row in rows), need_date))
+        try:
+            rows = _read_csv(path, required, name)
+            found.append(_dated(((f"{name}:{line}", row) for line, row in rows), need_date))
+        except InputConfigError as error:
+            raise VersionOrderError(name, str(error)) from None
     return tuple(found)
 
 
