@@ -22,10 +22,8 @@ from exprbench.compare import (
 )
 from exprbench.config import Layout
 from exprbench.schema import IMAGES, scores_schema, write_rows
-from exprbench.settings import load_settings
 from exprbench.versions import VersionOrder
 from flows.cli import main
-from tests.conftest import build_raw
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE = RegressionRule(("target_prob", "identity_distance", "top1_correct"), 0.05, True)
@@ -256,45 +254,9 @@ def test_choosing_versions() -> None:
 
 
 # ------------------------------------------------------------------ end to end, real run
-
-# Two versions of one generator, declared old < new by versions.csv (name order says the
-# opposite). In 'new', s1's happy images are replaced by photos that do not smile; s2/happy
-# is the same photo in both; s2/sad exists only in 'old', s2/surprise only in 'new'.
-TWO_VERSIONS = {
-    "toolA/old/s1/happy.jpg": "feat_happy",
-    "toolA/old/s1/happy-2.jpg": "obama",
-    "toolA/old/s2/happy.jpg": "astronaut",
-    "toolA/old/s2/sad.jpg": "biden",
-    "toolA/new/s1/happy.jpg": "feat_angry",
-    "toolA/new/s1/happy-2.jpg": "obama2",
-    "toolA/new/s2/happy.jpg": "astronaut",
-    "toolA/new/s2/surprise.jpg": "feat_surprise",
-    "toolB/1/s3/happy.jpg": "feat_single_face",
-}
-
-
-@pytest.fixture(scope="module")
-def two_version_run(tmp_path_factory, photos, models):
-    """A real run (ingest, upscale, faces, score with fer) over TWO_VERSIONS."""
-    from tasks.faces import faces
-    from tasks.ingest import ingest
-    from tasks.score import score
-    from tasks.upscale import upscale
-
-    tmp = tmp_path_factory.mktemp("two_versions")
-    raw = build_raw(tmp / "raw", photos, TWO_VERSIONS)
-    (raw / "versions.csv").write_text(
-        "generator,version,release_date\ntoolA,new,2026-12-01\ntoolA,old,2026-01-15\n"
-    )
-    settings = load_settings(ROOT / "params.yaml")
-    settings = replace(
-        settings,
-        upscale=replace(settings.upscale, method="none"),
-        score=replace(settings.score, scorers=("fer",), impostor_gallery=0),
-    )
-    layout = Layout.for_output(raw, tmp / "out")
-    results = [stage.fn(layout, settings) for stage in (ingest, upscale, faces, score)]
-    return layout, results[0]
+# `two_version_run` (tests/conftest.py): toolA old < new by versions.csv; in new, s1/happy
+# no longer smiles, s2/happy is the same photo, s2/sad is only in old, s2/surprise only in
+# new; toolB has one version.
 
 
 def _cli(layout: Layout, *args: str) -> list[str]:
