@@ -187,7 +187,8 @@ class Comparison:
                 shown = ", ".join(cells[:20]) + (
                     f" and {len(cells) - 20} more" if len(cells) > 20 else ""
                 )
-                lines.append(f"Only in {version} ({len(cells)} cells): {shown}.")
+                plural = "s" if len(cells) != 1 else ""
+                lines.append(f"Only in {version} ({len(cells)} cell{plural}): {shown}.")
         return lines
 
     def _overall_rows(self) -> list[list[str]]:
@@ -244,7 +245,9 @@ class Comparison:
         regressions = self._regression_lines()
         if regressions:
             lines += ["", "Regressed:", *(f"  {line}" for line in regressions)]
-        lines += self._missing_lines()
+        missing = self._missing_lines()
+        if missing:
+            lines += ["", *missing]
         return "\n".join(lines)
 
 
@@ -461,8 +464,9 @@ def _metric_deltas(
         delta = low = high = None
         if b is not None and h is not None:
             delta = h[0] - b[0]
-            rng = group_rng(seed, ("compare-cell", *key, scorer, spec.column, subject, expression))
-            low, high = _cell_interval(b[1], h[1], resamples, rng)
+            if len(b[1]) > 1 and len(h[1]) > 1:  # else no interval (and no stream to seed)
+                where = ("compare-cell", *key, scorer, spec.column, subject, expression)
+                low, high = _cell_interval(b[1], h[1], resamples, group_rng(seed, where))
         n_base, n_head = len(b[1]) if b else 0, len(h[1]) if h else 0
         both = b is not None and h is not None
         out.append(
