@@ -29,7 +29,8 @@ How a delta is measured (`compare_versions`):
 
 Memory: DuckDB reads the scores Parquet and returns one row per scorer x metric x cell x
 version (its images' mean and values), streamed in batches and handled one scorer x
-metric at a time; nothing holds the image rows of the corpus.
+metric at a time; nothing holds the image rows of the corpus (the result holds one
+CellDelta per scorer x metric x cell).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class CellDelta:
     delta: float | None  # head - base (raw units of the metric)
     low: float | None  # paired bootstrap 95% interval of delta over the shared cells
     high: float | None
-    n_shared: int  # shared subject x expression cells (images for a single cell)
+    n_shared: int  # shared subject x expression cells (a single cell: its images, both sides)
     base_only: int  # cells/images only in base
     head_only: int
     better: str  # "higher" | "lower" (from the MetricSpec direction)

@@ -383,6 +383,7 @@ the daily loop (from the project root):
   exprbench run --input DIR --output DIR
                                   the whole pipeline on any folder, without DVC
   exprbench score IMAGE...        score single images (no pipeline)
+  exprbench compare               what changed in each generator's newest version
   exprbench scorers               what each scorer measures
 
 `exprbench COMMAND --help` describes a command and its options."""
