@@ -308,9 +308,13 @@ def plan_pairs(
             old = base if base is not None else _before(versions, new)
         if old is None or old == new:
             if generator is not None and (base is not None or head is not None):
+                problem = (
+                    f"no version before {new!r} to compare it with"
+                    if old is None
+                    else f"{new!r} is the newest version: give a --head to compare it with"
+                )
                 raise UnknownVersionError(
-                    f"{order.generator}: no version before {new!r} to compare it with; "
-                    f"versions (oldest first): {', '.join(versions)}"
+                    f"{order.generator}: {problem}; versions (oldest first): {', '.join(versions)}"
                 )
             continue
         pairs.append((order, old, new))

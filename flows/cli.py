@@ -239,6 +239,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare versions of each generator; exit 1 on a regression with --fail-on-regression."""
     import json
+    from dataclasses import asdict
 
     from exprbench.compare import (
         RegressionRule,
@@ -283,7 +284,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         document = {
             "comparisons": [c.to_json() for c in found],
             "one_version": single,
-            "orders": {g: o.describe() for g, o in orders.items()},
+            "orders": {g: asdict(o) for g, o in orders.items()},
         }
         print(json.dumps(document, indent=2, allow_nan=False))
     else:
