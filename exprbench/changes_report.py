@@ -121,27 +121,39 @@ def _column_order(key: CellKey) -> tuple[int, str, int, str]:
     return group, subject or "", rank, expression or ""
 
 
-def _missing_text(delta: CellDelta, base: str, head: str) -> str:
-    if _finite(delta.head_mean) and not _finite(delta.base_mean):
-        return f"only in {head}"
-    if _finite(delta.base_mean) and not _finite(delta.head_mean):
-        return f"only in {base}"
-    return "no value in either"
+def _no_delta(key: CellKey, delta: CellDelta | None, c: Comparison) -> tuple[str, str]:
+    """(class, text) of a cell without a delta: hatched "only in <version>" where the other
+    version has no image for it (`Comparison.missing`), else grey "no value" (images on
+    both sides but no value on one, e.g. no face, or the neutral of a metric measured
+    against it)."""
+    label = _column_label(key)
+    for side, version in (("base_only", c.base), ("head_only", c.head)):
+        if label in c.missing.get(side, ()):
+            return "missing", f"only in {version}"
+    if delta is not None and _finite(delta.base_mean) != _finite(delta.head_mean):
+        return "novalue", f"no value in {c.base if _finite(delta.head_mean) else c.head}"
+    return "novalue", "no value"
 
 
-def _cell(delta: CellDelta | None, spec: MetricSpec | None, extent: float, c: Comparison) -> Row:
+def _cell(
+    key: CellKey,
+    delta: CellDelta | None,
+    spec: MetricSpec | None,
+    extent: float,
+    c: Comparison,
+) -> Row:
     digits = spec.digits if spec is not None else 2
-    blank: Row = {"lines": [], "colour": None, "regressed": False}
-    if delta is None:
-        return blank | {"cls": "missing", "text": "missing", "title": ""}
-    title = (
-        f"{c.base}: {_fmt(delta.base_mean, digits)}; {c.head}: {_fmt(delta.head_mean, digits)}; "
-        f"shared {delta.n_shared}, only in {c.base} {delta.base_only}, "
-        f"only in {c.head} {delta.head_only}"
-    )
-    if not _finite(delta.delta):
-        text = _missing_text(delta, c.base, c.head)
-        return blank | {"cls": "missing", "text": text, "title": title}
+    title = ""
+    if delta is not None:
+        title = (
+            f"{c.base}: {_fmt(delta.base_mean, digits)}; "
+            f"{c.head}: {_fmt(delta.head_mean, digits)}; shared {delta.n_shared}, "
+            f"only in {c.base} {delta.base_only}, only in {c.head} {delta.head_only}"
+        )
+    if delta is None or not _finite(delta.delta):
+        cls, text = _no_delta(key, delta, c)
+        return {"cls": cls, "text": text, "title": title, "lines": [], "colour": None}
+    assert delta is not None
     lines = []
     if _finite(delta.low) and _finite(delta.high):
         lines.append(
@@ -198,7 +210,7 @@ def delta_heatmap(comparison: Comparison, specs: Sequence[MetricSpec]) -> Row:
                 "direction": _direction(better),
                 "description": spec.description if spec is not None else "",
                 "cells": [
-                    _cell(line.get(key), spec, extents[metric], comparison)
+                    _cell(key, line.get(key), spec, extents[metric], comparison)
                     | {"key": f"{metric} {scorer} {_column_label(key)}"}
                     for key in columns
                 ],
