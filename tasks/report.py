@@ -112,7 +112,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         "tau": settings.score.tau,
     }
     notes = {path: provenance_note(row) for path, row in images.items()}
-    rule = RegressionRule(**asdict(settings.compare))
+    rule = RegressionRule.from_settings(settings.compare)
     seed, resamples = settings.uncertainty.seed, settings.uncertainty.resamples
     try:  # newest version of each generator vs the previous one
         comparisons = compare_versions(

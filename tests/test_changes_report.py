@@ -245,3 +245,56 @@ def test_headline_deltas_for_dvc_metrics(built, tmp_path: Path) -> None:
     changed = diff["ChatGPT.fer.mean_target_prob.delta"]
     assert changed["new"] == pytest.approx(entry["fer"]["mean_target_prob"]["delta"])
     assert changed["old"] == 0.0
+
+
+# ------------------------------------------------------------------ the report stage, real run
+# `two_version_run` (tests/conftest.py): toolA old < new by versions.csv; in new, s1/happy
+# no longer smiles (a regression), s2/sad is only in old; toolB has one version. The later
+# stages run on a copy of its output.
+
+
+@pytest.fixture(scope="module")
+def stage_report(two_version_run, tmp_path_factory: pytest.TempPathFactory):
+    from dataclasses import replace
+
+    from exprbench.config import Layout
+    from exprbench.settings import load_settings
+    from tasks.aggregate import aggregate
+    from tasks.report import report
+    from tasks.validate import validate
+
+    layout, _ = two_version_run
+    out = tmp_path_factory.mktemp("changes_stage") / "out"
+    shutil.copytree(layout.scores_dir.parent, out)
+    copy = Layout.for_output(layout.input_dir, out, layout.cache)
+    settings = load_settings(Path(__file__).resolve().parent.parent / "params.yaml")
+    settings = replace(
+        settings,
+        upscale=replace(settings.upscale, method="none"),
+        score=replace(settings.score, scorers=("fer",), impostor_gallery=0),
+        uncertainty=replace(settings.uncertainty, resamples=200),
+    )
+    for stage in (validate, aggregate, report):
+        stage.fn(copy, settings)
+    return copy
+
+
+def test_report_stage_writes_the_page_links_it_and_the_deltas(stage_report) -> None:
+    reports = stage_report.reports
+    assert sorted(p.name for p in (reports / "changes").iterdir()) == ["toolA.html"]
+    page = (reports / "changes" / "toolA.html").read_text(encoding="utf-8")
+    assert "<title>What changed in toolA new (vs old)</title>" in page
+    cls, text = _cell(page, "target_prob", "fer", "s1/happy")
+    assert cls == "regressed" and "regressed" in text and float(text.split()[0]) < -0.5
+    assert _cell(page, "target_prob", "fer", "s2/sad") == ("missing", "only in old")
+    sheets = page.split('id="sheets"', 1)[1].split('id="missing"', 1)[0]
+    for version in ("old", "new"):  # both versions' aligned crops of the regressed cell
+        alts = re.findall(r'<img src="data:image/jpeg;base64,[^"]+" alt="([^"]+)"', sheets)
+        assert {f"toolA/{version}/s1/happy.jpg", f"toolA/{version}/s1/happy-2.jpg"} <= set(alts)
+    index = (reports / "index.html").read_text(encoding="utf-8")
+    assert 'href="changes/toolA.html"' in index
+    assert "toolB: only one version (1)" in index
+    deltas = json.loads((reports / "deltas.json").read_text())
+    assert set(deltas) == {"toolA"}
+    assert deltas["toolA"]["fer"]["mean_target_prob"]["delta"] < 0
+    assert deltas["toolA"]["regressions"] >= 1
