@@ -76,14 +76,10 @@ def _column_label(key: tuple[str | None, str | None]) -> str:
     return f"{subject or 'all subjects'}/{expression or 'all expressions'}"
 
 
-def cell_label(delta: CellDelta) -> str:
-    """'subject/expression', or 'overall' (a None part reads 'all ...')."""
-    return _column_label((delta.subject, delta.expression))
-
-
 def regression_label(delta: CellDelta) -> str:
-    """How a regression is named everywhere: scorer/metric/subject/expression."""
-    return f"{delta.scorer}/{delta.metric}/{cell_label(delta)}"
+    """A regression's name, as `exprbench compare` prints it: scorer/metric/subject/expression
+    ('*' for all subjects or expressions)."""
+    return delta.where
 
 
 def _finite(value: float | None) -> bool:
@@ -240,9 +236,6 @@ def _regression_rows(comparison: Comparison, specs: Sequence[MetricSpec]) -> lis
         rows.append(
             {
                 "label": regression_label(delta),
-                "scorer": delta.scorer,
-                "metric": delta.metric,
-                "cell": cell_label(delta),
                 "base": _fmt(delta.base_mean, digits),
                 "head": _fmt(delta.head_mean, digits),
                 "delta": _fmt(delta.delta, digits, sign=True),

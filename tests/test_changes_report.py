@@ -26,7 +26,7 @@ from PIL import Image
 from test_aggregate import _row
 
 from exprbench.aggregate import compute_tables
-from exprbench.changes_report import headline_deltas, page_name, write_changes
+from exprbench.changes_report import delta_colour, headline_deltas, page_name, write_changes
 from exprbench.compare import RegressionRule, compare_versions
 from exprbench.labels import EXPRESSIONS
 from exprbench.report import render_report
@@ -198,6 +198,16 @@ def test_page_names_are_safe_and_distinct() -> None:
     assert len(set(odd)) == len(odd)
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+\.html", name) for name in odd)
     assert not any(name.startswith(".") for name in odd)
+
+
+def test_colour_follows_the_better_direction() -> None:
+    hue = lambda colour: int(colour.split("(")[1].split(",")[0])  # noqa: E731
+    assert hue(delta_colour(-0.1, "lower", 0.2)) == 120  # lower is better: an improvement
+    assert hue(delta_colour(-0.1, "higher", 0.2)) == 0  # higher is better: worse
+    assert hue(delta_colour(0.1, "higher", 0.2)) == 120
+    stronger, weaker = delta_colour(-0.2, "higher", 0.2), delta_colour(-0.05, "higher", 0.2)
+    assert stronger != weaker
+    assert delta_colour(None, "higher", 0.2) is None and delta_colour(0.0, "higher", 0.2) is None
 
 
 def test_headline_deltas_for_dvc_metrics(built, tmp_path: Path) -> None:
