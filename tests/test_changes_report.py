@@ -28,6 +28,7 @@ from test_aggregate import _row
 from exprbench.aggregate import compute_tables
 from exprbench.changes_report import delta_colour, headline_deltas, page_name, write_changes
 from exprbench.compare import RegressionRule, compare_versions
+from exprbench.ingest import InputConfigError
 from exprbench.labels import EXPRESSIONS
 from exprbench.report import render_report
 from exprbench.schema import IMAGES, SCORES, write_table
@@ -190,6 +191,29 @@ def test_one_version_gets_no_page_and_a_note_on_the_index(built) -> None:
     assert "What changed in ChatGPT 5 (vs 4o)" in index
     assert "fer/target_prob/anna/happy" in index
     assert "Gemini: only one version (2.5)" in index
+
+
+def test_a_bad_versions_csv_is_said_on_the_index(built, tmp_path: Path) -> None:
+    """What the report stage does when the version order cannot be read (ingest has
+    quarantined the file): no page, the reason on the index."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "versions.csv").write_text("generator,version,release_date\nChatGPT,5,someday\n")
+    root = built["reports"].parent
+    with pytest.raises(InputConfigError) as error:
+        compare_versions(
+            root / "scores" / "scores.parquet", root / "images.parquet", raw, RULE, 1, 10
+        )
+    reports = tmp_path / "report"
+    changes = write_changes(
+        [], RULE, {"ChatGPT": [BASE, HEAD]}, _scores(), None, {}, reports,
+        specs=BUILTIN_METRICS, error=str(error.value),
+    )  # fmt: skip
+    index = render_report(
+        built["tables"], _scores(), None, None, {}, {}, reports / "index.html", changes=changes
+    ).read_text(encoding="utf-8")
+    assert "Versions not compared:" in index and "someday" in index
+    assert not list((reports / "changes").iterdir())
 
 
 def test_page_names_are_safe_and_distinct() -> None:
