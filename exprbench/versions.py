@@ -80,6 +80,8 @@ def _dated(
                 raise InputConfigError(f"{where}: empty release_date")
             continue
         if not generator or not version:
+            if not need_date:
+                continue  # a manifest row whose labels the file's metadata fills: undated
             raise InputConfigError(f"{where}: a release_date needs a generator and a version")
         date = _release_date(text, where)
         known = dates.setdefault(generator, {})

@@ -239,6 +239,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare versions of each generator; exit 1 on a regression with --fail-on-regression."""
     import json
+    from dataclasses import asdict
 
     from exprbench.compare import (
         RegressionRule,
@@ -283,7 +284,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         document = {
             "comparisons": [c.to_json() for c in found],
             "one_version": single,
-            "orders": {g: o.describe() for g, o in orders.items()},
+            "orders": {g: asdict(o) for g, o in orders.items()},
         }
         print(json.dumps(document, indent=2, allow_nan=False))
     else:
@@ -383,6 +384,7 @@ the daily loop (from the project root):
   exprbench run --input DIR --output DIR
                                   the whole pipeline on any folder, without DVC
   exprbench score IMAGE...        score single images (no pipeline)
+  exprbench compare               what changed in each generator's newest version
   exprbench scorers               what each scorer measures
 
 `exprbench COMMAND --help` describes a command and its options."""

@@ -151,8 +151,10 @@ def _version_order(
     try:
         orders = version_orders(layout.input_dir, pairs)
     except VersionOrderError as error:
-        found.n_discovered += 1
-        rejected.append(Rejected(error.file, f"{error}; the version order was not read from it"))
+        if not any(r.path == error.file for r in rejected):  # a broken manifest already is
+            found.n_discovered += 1
+            reason = f"{error}; the version order was not read from it"
+            rejected.append(Rejected(error.file, reason))
         return {"version_order": f"not read ({error.file} quarantined)"}
     several = [order for order in orders.values() if len(order.versions) > 1]
     counts: dict[str, int | float | str] = {

@@ -221,9 +221,10 @@ TWO_VERSIONS = {
 
 @pytest.fixture(scope="session")
 def two_version_run(tmp_path_factory, photos, models):
-    """A real run over TWO_VERSIONS: ingest, upscale (method none), faces and score with
-    the fer scorer only, called as task functions (no Prefect server). Yields (layout,
-    ingest's StageResult). Tests that need later stages run them on a copy."""
+    """A real run over TWO_VERSIONS: ingest, upscale (method none, faces measured without
+    HOG upsampling), faces and score with the fer scorer only, called as task functions (no
+    Prefect server). Returns (layout, ingest's StageResult). Tests that need later stages
+    run them on a copy."""
     from dataclasses import replace
 
     from exprbench.config import Layout
@@ -241,7 +242,7 @@ def two_version_run(tmp_path_factory, photos, models):
     settings = load_settings(Path(__file__).resolve().parent.parent / "params.yaml")
     settings = replace(
         settings,
-        upscale=replace(settings.upscale, method="none"),
+        upscale=replace(settings.upscale, method="none", detect_upsample=0),
         score=replace(settings.score, scorers=("fer",), impostor_gallery=0),
     )
     layout = Layout.for_output(raw, tmp / "out")

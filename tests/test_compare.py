@@ -250,6 +250,10 @@ def test_choosing_versions() -> None:
         plan_pairs(orders, "G", head="9")
     with pytest.raises(UnknownVersionError, match="no version before '1'"):
         plan_pairs(orders, "G", head="1")
+    with pytest.raises(UnknownVersionError, match="'3' is the newest version: give a --head"):
+        plan_pairs(orders, "G", base="3")
+    with pytest.raises(UnknownVersionError, match="both '2'"):
+        plan_pairs(orders, "G", "2", "2")
     assert plan_pairs(orders, "H") == []  # one version: nothing to compare
 
 
@@ -285,6 +289,7 @@ def test_compare_command_on_a_real_run(two_version_run, capsys) -> None:
     assert main([*_cli(layout), "--json"]) == 0  # no --fail-on-regression: exit 0
     document = json.loads(capsys.readouterr().out)
     assert document["one_version"] == {"toolB": "1"}
+    assert document["orders"]["toolA"]["versions"] == ["old", "new"]
     [found] = document["comparisons"]
     assert (found["generator"], found["base"], found["head"]) == ("toolA", "old", "new")
     assert found["missing"] == {"base_only": ["s2/sad"], "head_only": ["s2/surprise"]}

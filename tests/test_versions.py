@@ -14,6 +14,7 @@ from exprbench.schema import QUARANTINE, read_table
 from exprbench.settings import Settings, load_params
 from exprbench.versions import version_orders
 from tasks.ingest import ingest
+from tests.badinputs import swallowing_manifest
 from tests.conftest import build_raw
 
 PARAMS = Settings.from_params(load_params(Path(__file__).resolve().parent.parent / "params.yaml"))
@@ -158,3 +159,25 @@ def test_ingest_records_the_order_and_quarantines_a_bad_versions_csv(
     quarantine = read_table(layout.quarantine, QUARANTINE).to_pylist()
     assert [r["path"] for r in quarantine] == ["versions.csv"]
     assert quarantine[0]["reason"].startswith("versions.csv:2: release_date 'soon'")
+
+
+def test_a_broken_manifest_is_quarantined_once(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    swallowing_manifest(raw)
+    layout = Layout.for_output(raw, tmp_path / "out")
+    result = ingest.fn(layout, PARAMS)
+    assert result.counts["version_order"] == "not read (manifest.csv quarantined)"
+    quarantine = read_table(layout.quarantine, QUARANTINE).to_pylist()
+    assert [r["path"] for r in quarantine].count("manifest.csv") == 1
+    assert result.counts["quarantined"] == result.counts["discovered"] == 2  # + the image
+
+
+def test_undated_manifest_rows_without_labels_are_skipped(tmp_path: Path) -> None:
+    found = _folders(tmp_path, {"gen/a": 200, "gen/b": 100})
+    (tmp_path / "manifest.csv").write_text(
+        "path,generator,version,subject,expression,release_date\n"
+        "x/0.png,,,s,happy,2026-03-01\n"  # labels from the file's metadata: not attributable
+        "x/1.jpg,gen,a,s,happy,2026-01-05\n"
+        "x/3.jpg,gen,b,s,happy,2026-02-01\n"
+    )
+    assert version_orders(tmp_path, found)["gen"].versions == ("a", "b")
