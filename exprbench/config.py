@@ -64,5 +64,6 @@ class Layout:
     validation_json = property(lambda self: self.reports / "validation.json")
     report_html = property(lambda self: self.reports / "index.html")
     metrics_json = property(lambda self: self.reports / "metrics.json")  # headline, DVC
+    deltas_json = property(lambda self: self.reports / "deltas.json")  # newest vs previous, DVC
     leaderboard_json = property(lambda self: self.reports / "leaderboard.json")  # per run
     plots_dir = property(lambda self: self.reports / "plots")

@@ -910,6 +910,7 @@ def render_report(
     min_n: int = MIN_N,
     image_notes: Mapping[str, str | None] | None = None,
     uncertainty: tuple[int, int] = (DEFAULT_SEED, DEFAULT_RESAMPLES),
+    changes: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
 
@@ -918,7 +919,8 @@ def render_report(
     `specs` (the metrics the scores carry) decide the heatmaps, leaderboard columns,
     captions and the summary's questions; a value from fewer than `min_n` images is shown
     grey and left out of colours and rankings; `uncertainty` (seed, resamples) seeds the
-    summary's paired bootstrap.
+    summary's paired bootstrap; `changes` (exprbench.changes_report.write_changes) links
+    the "What changed" pages from the summary.
     """
     if min_n < 1:
         raise ValueError(f"min_n must be at least 1; got {min_n}")
@@ -996,6 +998,7 @@ def render_report(
         "unavailable": unavailable_summary(scores),
         "unavailable_template": UNAVAILABLE_TEMPLATE,
         "geometry": geometry_section(scores, min_n),
+        "changes": changes,
     }
     html = _environment().get_template(TEMPLATE_NAME).render(**context)
     atomic_write_text(out_html, html)

@@ -18,9 +18,11 @@ from prefect.cache_policies import NONE
 
 import exprbench
 from exprbench.aggregate import headline_metrics, metrics_summary
+from exprbench.changes_report import headline_deltas, write_changes
+from exprbench.compare import RegressionRule, compare_versions
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
-from exprbench.ingest import provenance_note
+from exprbench.ingest import InputConfigError, provenance_note
 from exprbench.metrics import MetricSpec
 from exprbench.report import render_report
 from exprbench.runlock import require_validation_passed
@@ -102,12 +104,37 @@ def report(layout: Layout, settings: Settings) -> StageResult:
             settings.validate,
             settings.report,
             settings.uncertainty,
+            settings.compare,
         ),
         "exprbench": exprbench.__version__,
         "upscale": f"{settings.upscale.method} below {settings.upscale.min_face_px} px",
         "thumbnail px": thumb_px,
         "tau": settings.score.tau,
     }
+    notes = {path: provenance_note(row) for path, row in images.items()}
+    rule = RegressionRule.from_settings(settings.compare)
+    seed, resamples = settings.uncertainty.seed, settings.uncertainty.resamples
+    try:  # newest version of each generator vs the previous one
+        comparisons = compare_versions(
+            layout.scores, layout.images, layout.input_dir, rule, seed, resamples
+        )
+        not_compared = None
+    except InputConfigError as error:  # e.g. a bad versions.csv: said on the report
+        comparisons, not_compared = [], str(error)
+    changes = write_changes(
+        comparisons,
+        rule,
+        {g: sorted(set(v)) for g, v in scores.groupby("generator")["version"]},
+        scores,
+        faces,
+        thumbnails,
+        layout.reports,
+        specs=specs,
+        thumb_px=thumb_px,
+        image_notes=notes,
+        timestamp=str(run_info["timestamp"]),
+        error=not_compared,
+    )
     docs_index = layout.validation_dir / "index.html"
     link = docs_index.relative_to(layout.reports).as_posix() if docs_index.is_file() else None
     render_report(
@@ -123,12 +150,14 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         thumb_px=thumb_px,
         specs=specs,
         min_n=settings.report.min_n,
-        image_notes={path: provenance_note(row) for path, row in images.items()},
-        uncertainty=(settings.uncertainty.seed, settings.uncertainty.resamples),
+        image_notes=notes,
+        uncertainty=(seed, resamples),
+        changes=changes,
     )
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
         (layout.leaderboard_json, metrics_summary(tables)),
+        (layout.deltas_json, headline_deltas(tables, comparisons, settings.score.scorers, specs)),
     ):
         atomic_write_bytes(path, json.dumps(content, indent=2, sort_keys=True).encode())
     write_plot_data(tables, specs, layout.plots_dir)
