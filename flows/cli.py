@@ -284,7 +284,12 @@ class _ScorerNames:
         return iter(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names()
+        from exprbench.scorers import get_scorer_class
+
+        try:  # imports only that scorer's module when it is named like the scorer
+            return isinstance(name, str) and get_scorer_class(name) is not None
+        except KeyError:
+            return False
 
     def __len__(self) -> int:
         return len(self._names())
