@@ -3,7 +3,7 @@
 Building a network (decoding its quantised weights, assembling the graph, serialising the
 model) took ~0.8 s of every process that scores with face-api.js, more than the chain on
 one image. The serialised model depends only on the weight files and the code that
-converts them, so it is built once and stored as `<cache home>/onnx/<key>.onnx`
+converts them, so it is built once and stored as `<cache home>/onnx/<network>-<key>.onnx`
 (~/.cache/exprbench, or $EXPRBENCH_HOME), where `key` is the sha256 of the network's name
 and variant, the pinned sha256 of its weight files and the digest of the converter code
 (every module of `exprbench.faceapi`, which holds the weight decoding and every graph
@@ -14,7 +14,9 @@ Each stored file is a valid ONNX model whose last field is a metadata entry
 `exprbench.crc32` holding the CRC-32 of every byte before it. A file that is unreadable,
 short or fails that check is a miss: the model is rebuilt and rewritten (atomically, like
 every cache write, so concurrent processes and workers sharing the cache never see a torn
-file). Weights passed as a plain dict (not `NetworkWeights`) are built every time.
+file). Writing a build removes the same network's builds from other code or weights that
+are more than a week old. Weights passed as a plain dict (not `NetworkWeights`) are built
+every time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import hashlib
 import json
 import sys
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,6 +42,8 @@ CHECKSUM_KEY = "exprbench.crc32"
 # metadata_props entry with an 8-hex-digit value: a fixed-size trailer.
 _TRAILER_PREFIX = metadata_entry(CHECKSUM_KEY, "00000000")[:-8]
 _TRAILER_SIZE = len(_TRAILER_PREFIX) + 8
+
+STALE_AFTER_S = 7 * 24 * 3600  # other builds of a network older than this are removed
 
 Builder = Callable[..., Graph]
 
@@ -102,7 +107,8 @@ def network_model(weights: Mapping[str, np.ndarray], build: Builder, *variant: A
     `weights` is a `NetworkWeights` (then built and stored only on a miss)."""
     if not isinstance(weights, NetworkWeights):
         return build(weights, *variant).to_bytes()
-    path = cache_dir() / f"{model_key(weights, build, variant)}.onnx"
+    stem = "-".join([weights.network, *(str(v) for v in variant)])
+    path = cache_dir() / f"{stem}-{model_key(weights, build, variant)}.onnx"
     model = load(path)
     if model is None:
         model = with_checksum(build(weights, *variant).to_bytes())
@@ -110,4 +116,25 @@ def network_model(weights: Mapping[str, np.ndarray], build: Builder, *variant: A
             atomic_write_bytes(path, model)
         except OSError as error:  # costs the build next time, never the result
             print(f"exprbench: could not cache {path}: {error}", file=sys.stderr)
+        prune(path, stem)
     return model
+
+
+def prune(kept: Path, stem: str, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the other builds of the same network and variant (older code or weights)
+    written more than `max_age_s` ago: each is ~1-22 MB, and one code change would
+    otherwise leave a full set behind. Recent ones stay, for checkouts of other versions
+    that share the cache."""
+    removed = []
+    cutoff = time.time() - max_age_s
+    for other in kept.parent.glob(f"{stem}-*.onnx"):
+        name = other.name[len(stem) + 1 : -len(".onnx")]
+        if other == kept or len(name) != 64:  # another variant's stem can share the prefix
+            continue
+        try:
+            if other.stat().st_mtime < cutoff:
+                other.unlink()
+                removed.append(other)
+        except OSError:
+            continue  # gone already, or not ours to remove
+    return removed
