@@ -126,3 +126,38 @@ def test_old_builds_of_the_same_network_are_pruned(fresh_cache):
     assert not stale.exists()
     assert recent.exists() and other.exists()  # recent, or another network's
     assert len(list(fresh_cache.glob("face_expression-*.onnx"))) == 2
+
+
+def test_score_faceapi_process_imports_no_pipeline_stack(models, tmp_path):
+    # `exprbench score --scorer faceapi` in a fresh process: the JSON comes out, the
+    # offline settings of `import flows` apply, and none of the heavy stacks is imported.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from exprbench.demo_sources import fetch_photos
+
+    image = fetch_photos(["astronaut"])["astronaut"]
+    heavy = ("torch", "prefect", "pandas", "duckdb", "cv2", "dlib", "great_expectations")
+    code = (
+        "import json, os, sys\n"
+        "from flows.cli import main\n"
+        f"code = main(['score', '--scorer', 'faceapi', '--json', {str(image)!r}])\n"
+        f"loaded = [m for m in {heavy!r} if m in sys.modules]\n"
+        "print(json.dumps({'code': code, 'loaded': loaded, "
+        "'offline': os.environ.get('DO_NOT_TRACK')}))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+        timeout=120,
+    )
+    scored, report = (json.loads(line) for line in result.stdout.splitlines())
+    assert len(scored["faces"]) == 1 and len(scored["faces"][0]["descriptor"]) == 128
+    assert report == {"code": 0, "loaded": [], "offline": "1"}
