@@ -41,8 +41,10 @@ class Detection:
 
 def ssd_input(image: np.ndarray) -> np.ndarray:
     """uint8 H x W x 3 -> 1 x 512 x 512 x 3 float32 in [-1, 1] (toBatchTensor(512, false))."""
-    square = to_batch_tensor(image, INPUT_SIZE, center=False)
-    return (square / np.float32(127.5) - np.float32(1))[None]
+    square = to_batch_tensor(image, INPUT_SIZE, center=False)  # a new float32 array
+    square /= np.float32(127.5)
+    square -= np.float32(1)
+    return square[None]
 
 
 def build_graph(w: Mapping[str, np.ndarray]) -> Graph:
