@@ -161,3 +161,28 @@ def test_score_faceapi_process_imports_no_pipeline_stack(models, tmp_path):
     scored, report = (json.loads(line) for line in result.stdout.splitlines())
     assert len(scored["faces"]) == 1 and len(scored["faces"][0]["descriptor"]) == 128
     assert report == {"code": 0, "loaded": [], "offline": "1"}
+
+
+def test_several_images_at_once_give_the_same_records_in_order(
+    models, photos, tmp_path, monkeypatch
+):
+    from exprbench import single
+    from exprbench.scorers.faceapi import FaceApiScorer
+    from exprbench.single import image_workers, score_paths
+
+    monkeypatch.setattr(single.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    paths = [str(photos[n]) for n in ("feat_multi_face", "obama")] + [str(bad)]
+    paths.append(str(photos["astronaut"]))
+    assert image_workers("faceapi", {}, 1) == ({}, 1)
+    assert image_workers("faceapi", {"threads": 2}, 9) == ({"threads": 2}, 1)
+    assert image_workers("fer", {}, 9) == ({}, 1)
+    assert image_workers("faceapi", {"min_iou": 0.4}, 9) == ({"min_iou": 0.4, "threads": 1}, 4)
+    assert image_workers("faceapi", {}, 3) == ({"threads": 1}, 3)
+    one_by_one = list(score_paths(paths, FaceApiScorer({"threads": 2}), None))
+    at_once = list(score_paths(paths, FaceApiScorer({"threads": 1}), None, workers=3))
+    assert [r["path"] for r in at_once] == paths
+    assert "error" in at_once[2] and len(at_once[0]["faces"]) == 5
+    assert at_once == one_by_one  # same floats, whatever the threads
