@@ -12,12 +12,14 @@ interpreter start, imports, model loading, image decoding, the chain and printin
 JSON all count. Both sides compute the same outputs for every face: detection, 68
 landmarks, expressions, age/gender and the 128-d descriptor (Node: tests/parity/
 harness.mjs, face-api.js 1.7.15 on tfjs 4.22 wasm, one thread, `--repeat 1 --warmup 0`;
-Python: onnxruntime, one thread per core). Python and Node runs alternate (A, B, B, A,
-...) so a change in the machine's load hits both. "Warm" is the usual case: exprbench's
-built ONNX models are already in the user cache (one untimed run first); "empty cache"
-is the first run ever, with an empty ONNX cache (a fresh EXPRBENCH_HOME that links to the
-fetched weights and photos), which builds and stores the five models. Files are in the
-page cache in every run (the machine is shared: caches are not dropped).
+Python: onnxruntime, one image with one thread per core, several images one per core at
+once with one thread each, as `exprbench score` does by default). Python and Node runs
+alternate (A, B, B, A, ...) so a change in the machine's load hits both. "Warm" is the
+usual case: exprbench's built ONNX models are already in the user cache (one untimed run
+first); "empty cache" is the first run ever, with an empty ONNX cache (a fresh
+EXPRBENCH_HOME that links to the fetched weights and photos), which builds and stores
+the five models. Files are in the page cache in every run (the machine is shared:
+caches are not dropped).
 
 Images: 1 = astronaut (scikit-image, 512 x 512, one face). 57 = the 25 real photos that
 ship in packages (exprbench.demo_sources.PHOTOS: every photo of the demo set and the
