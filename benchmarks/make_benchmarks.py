@@ -48,6 +48,7 @@ BLOCKS: dict[str, list[str]] = {
     "clip": ["benchmarks/bench_clip.py"],
     "agreement": ["benchmarks/bench_agreement.py"],
     "identity": ["benchmarks/bench_identity.py"],
+    "startup": ["benchmarks/bench_startup.py"],
 }
 
 

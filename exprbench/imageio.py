@@ -200,7 +200,8 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         frames = int(getattr(image, "n_frames", 1) or 1)
         orientation = int(image.getexif().get(0x0112, 1) or 1)
         image.load()  # forces a full decode: truncated files fail here, not later
-        upright = ImageOps.exif_transpose(image)
+        # exif_transpose copies the whole image even when there is nothing to turn
+        upright = ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
         rgb = np.asarray(_to_rgb(upright), dtype=np.uint8)
         return DecodedImage(rgb, fmt, mode, orientation, frames)
 

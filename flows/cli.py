@@ -123,10 +123,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     """Score single images without a pipeline run; one JSON object per image."""
     import json
 
-    from exprbench.imageio import ImageRejected, load_rgb
     from exprbench.scorers import PairScorer, get_scorer_class
     from exprbench.settings import load_settings
-    from exprbench.single import score_image
+    from exprbench.single import image_workers, score_paths
 
     scorer_class = get_scorer_class(args.scorer)
     if issubclass(scorer_class, PairScorer):
@@ -138,19 +137,19 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings(_params_path(None))
     min_score = settings.faces.min_score
-    scorer = scorer_class(settings.score.options_for(args.scorer))
+    options, workers = image_workers(
+        args.scorer, settings.score.options_for(args.scorer), len(args.images)
+    )
+    scorer = scorer_class(options)
     detector = None
     if args.scorer != "faceapi":
         from exprbench.faces import FaceDetector
 
         detector = FaceDetector()
     failed = 0
-    for path in args.images:
-        try:
-            record = {"path": path, **score_image(load_rgb(path), scorer, detector, min_score)}
-        except (ImageRejected, OSError) as error:
-            failed += 1
-            record = {"path": path, "error": str(error)}
+    for record in score_paths(args.images, scorer, detector, min_score, workers):
+        path = record["path"]
+        failed += "error" in record
         if args.json:
             print(json.dumps(record), flush=True)
         elif "error" in record:
@@ -355,7 +354,12 @@ class _ScorerNames:
         return iter(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names()
+        from exprbench.scorers import get_scorer_class
+
+        try:  # imports only that scorer's module when it is named like the scorer
+            return isinstance(name, str) and get_scorer_class(name) is not None
+        except KeyError:
+            return False
 
     def __len__(self) -> int:
         return len(self._names())

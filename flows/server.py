@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def api_url(port: int) -> str:
 
 
 def is_healthy(port: int, timeout: float = 0.5) -> bool:
+    import urllib.request  # here: ~60 ms (http, ssl, email) that `exprbench score` skips
+
     try:
         with urllib.request.urlopen(f"{api_url(port)}/health", timeout=timeout) as response:
             return response.status == 200 and json.loads(response.read() or b"false") is True

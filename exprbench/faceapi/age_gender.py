@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from exprbench.faceapi.graph import Graph, Network
+from exprbench.faceapi.model_cache import network_model
 
 INPUT_SIZE = 112
 NUM_MAIN_BLOCKS = 2
@@ -74,7 +75,7 @@ class AgeGenderNet:
     """Weights from `age_gender_model` (decoded manifest)."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], threads: int | None = None) -> None:
-        self.network = Network(build_graph(weights), threads)
+        self.network = Network(network_model(weights, build_graph), threads)
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """N x 112 x 112 x 3 normalised crops -> (ages N, gender probabilities N x 2)."""

@@ -38,7 +38,7 @@ from exprbench.faceapi.preprocess import normalize, to_batch_tensor
 from exprbench.faceapi.recognition import FaceRecognitionNet
 from exprbench.faceapi.ssd_mobilenetv1 import Detection, SsdMobilenetv1
 from exprbench.faceapi.tiny_face_detector import TinyFaceDetector
-from exprbench.faceapi.weights import network_weights
+from exprbench.faceapi.weights import NetworkWeights
 from exprbench.imagecheck import check_rgb_image
 
 Detector = Literal["ssd", "tiny"]
@@ -124,7 +124,7 @@ def _load(name: str, threads: int | None = None) -> Any:
         key = (name, threads)
         if key not in _MODELS:
             factory, network = _FACTORIES[name]
-            _MODELS[key] = factory(network_weights(network), threads)
+            _MODELS[key] = factory(NetworkWeights(network), threads)
         return _MODELS[key]
 
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from exprbench.faceapi.feature_extractor import face_net_graph
-from exprbench.faceapi.graph import Network
+from exprbench.faceapi.graph import Graph, Network
+from exprbench.faceapi.model_cache import network_model
 from exprbench.labels import EXPRESSIONS
 
 # faceExpressionNet/FaceExpressions.ts FACE_EXPRESSION_LABELS (output order)
@@ -36,11 +37,16 @@ CANONICAL: dict[str, str] = {
 assert set(CANONICAL.values()) == set(EXPRESSIONS), "face-api.js labels must cover ours"
 
 
+def build_graph(weights: Mapping[str, np.ndarray]) -> Graph:
+    """FaceFeatureExtractor + fc + softmax: input N x 112 x 112 x 3 -> `output` N x 7."""
+    return face_net_graph("face_expression", weights, softmax=True)
+
+
 class FaceExpressionNet:
     """Weights from `face_expression_model` (decoded manifest)."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], threads: int | None = None) -> None:
-        self.network = Network(face_net_graph("face_expression", weights, softmax=True), threads)
+        self.network = Network(network_model(weights, build_graph), threads)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """N x 112 x 112 x 3 normalised crops -> N x 7 probabilities (face-api.js order)."""

@@ -97,6 +97,11 @@ def _value_info(name: str, shape: Sequence[int | str] | None) -> bytes:
     return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
 
 
+def metadata_entry(key: str, value: str) -> bytes:
+    """A ModelProto `metadata_props` entry; appended to a serialised model, it adds one."""
+    return _bytes(14, _str(1, key) + _str(2, value))
+
+
 # ---------------------------------------------------------------- graph builder
 
 
@@ -289,10 +294,14 @@ def session(model: bytes, threads: int | None = None, spin: bool = False) -> ort
 
 
 class Network:
-    """A built graph and its session: `run(**inputs)` returns the outputs by name."""
+    """A built graph (or serialised model) and its session: `run(**inputs)` returns the
+    outputs by name."""
 
-    def __init__(self, graph: Graph, threads: int | None = None, spin: bool = False) -> None:
-        self.session = session(graph.to_bytes(), threads, spin)
+    def __init__(
+        self, graph: Graph | bytes, threads: int | None = None, spin: bool = False
+    ) -> None:
+        model = graph if isinstance(graph, bytes) else graph.to_bytes()
+        self.session = session(model, threads, spin)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,16 +13,22 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from exprbench.faceapi.feature_extractor import INPUT_SIZE, face_net_graph
-from exprbench.faceapi.graph import Network
+from exprbench.faceapi.graph import Graph, Network
+from exprbench.faceapi.model_cache import network_model
 
 NUM_POINTS = 68
+
+
+def build_graph(weights: Mapping[str, np.ndarray]) -> Graph:
+    """FaceFeatureExtractor + fc: input N x 112 x 112 x 3 -> `output` N x 136."""
+    return face_net_graph("face_landmark_68", weights, softmax=False)
 
 
 class FaceLandmark68Net:
     """Weights from `face_landmark_68_model` (decoded manifest)."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], threads: int | None = None) -> None:
-        self.network = Network(face_net_graph("face_landmark_68", weights, softmax=False), threads)
+        self.network = Network(network_model(weights, build_graph), threads)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """N x 112 x 112 x 3 normalised crops -> N x 136 raw outputs (float32)."""

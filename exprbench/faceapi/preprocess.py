@@ -59,20 +59,19 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     y0, y1, fy = _bilinear_taps(image.shape[0], height)
     x0, x1, fx = _bilinear_taps(image.shape[1], width)
-    rows0 = image[y0].astype(np.float32)  # whole source rows first: cheap contiguous copies
-    rows1 = image[y1].astype(np.float32)
-    fx = fx[None, :, None]
-    # top = tl + (tr - tl) * fx; bottom likewise; out = top + (bottom - top) * fy, in place
-    top = np.take(rows0, x1, axis=1)
-    left = np.take(rows0, x0, axis=1)
-    top -= left
-    top *= fx
-    top += left
-    bottom = np.take(rows1, x1, axis=1)
-    left = np.take(rows1, x0, axis=1)
-    bottom -= left
-    bottom *= fx
-    bottom += left
+    # Along x once per source row used (an output row's top and bottom are lerped source
+    # rows, whichever output rows share them), gathering in the input's own dtype first.
+    rows, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    source = image[rows]
+    # right - left, * fx, + left: tl + (tr - tl) * fx in float32, in place
+    lerped = np.take(source, x1, axis=1).astype(np.float32)
+    left = np.take(source, x0, axis=1).astype(np.float32)
+    lerped -= left
+    lerped *= fx[None, :, None]
+    lerped += left
+    top = lerped[where[:height]]
+    bottom = lerped[where[height:]]
+    # out = top + (bottom - top) * fy, in place
     bottom -= top
     bottom *= fy[:, None, None]
     bottom += top

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from exprbench.faceapi.graph import Graph, Network
+from exprbench.faceapi.model_cache import network_model
 
 INPUT_SIZE = 150
 
@@ -90,7 +91,7 @@ class FaceRecognitionNet:
     """Weights from `face_recognition_model` (decoded manifest)."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], threads: int | None = None) -> None:
-        self.network = Network(build_graph(weights), threads)
+        self.network = Network(network_model(weights, build_graph), threads)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """N x 150 x 150 x 3 normalised crops -> N x 128 descriptors (float32)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from exprbench.faceapi.boxes import Box, detection_box
 from exprbench.faceapi.graph import Graph, Network
+from exprbench.faceapi.model_cache import network_model
 from exprbench.faceapi.preprocess import js_round, to_batch_tensor
 
 INPUT_SIZE = 512
@@ -40,8 +41,10 @@ class Detection:
 
 def ssd_input(image: np.ndarray) -> np.ndarray:
     """uint8 H x W x 3 -> 1 x 512 x 512 x 3 float32 in [-1, 1] (toBatchTensor(512, false))."""
-    square = to_batch_tensor(image, INPUT_SIZE, center=False)
-    return (square / np.float32(127.5) - np.float32(1))[None]
+    square = to_batch_tensor(image, INPUT_SIZE, center=False)  # a new float32 array
+    square /= np.float32(127.5)
+    square -= np.float32(1)
+    return square[None]
 
 
 def build_graph(w: Mapping[str, np.ndarray]) -> Graph:
@@ -100,7 +103,7 @@ class SsdMobilenetv1:
     """The detector; weights from `ssd_mobilenetv1_model` (decoded manifest)."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], threads: int | None = None) -> None:
-        self.network = Network(build_graph(weights), threads)
+        self.network = Network(network_model(weights, build_graph), threads)
         self.anchors = np.ascontiguousarray(weights["Output/extra_dim"].reshape(-1, 4), np.float32)
         if self.anchors.shape[0] != NUM_ANCHORS:
             raise ValueError(f"expected {NUM_ANCHORS} anchors, got {self.anchors.shape[0]}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from exprbench.faceapi.boxes import detection_box, iou, relative_box
 from exprbench.faceapi.graph import Graph, Network
+from exprbench.faceapi.model_cache import network_model
 from exprbench.faceapi.preprocess import js_round, normalize, to_batch_tensor
 from exprbench.faceapi.ssd_mobilenetv1 import Detection
 
@@ -62,7 +63,7 @@ class TinyFaceDetector:
     """Weights from `tiny_face_detector_model` (decoded manifest); one graph per input size."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], threads: int | None = None) -> None:
-        self.weights = dict(weights)
+        self.weights = weights
         self.threads = threads
         self._networks: dict[int, Network] = {}
 
@@ -70,7 +71,8 @@ class TinyFaceDetector:
         """N x S x S x 3 normalised input -> N x S/32 x S/32 x 25 raw output (NHWC)."""
         size = batch.shape[1]
         if size not in self._networks:
-            self._networks[size] = Network(build_graph(self.weights, size), self.threads)
+            model = network_model(self.weights, build_graph, size)
+            self._networks[size] = Network(model, self.threads)
         return self._networks[size].run(input=batch)["output"]
 
     def locate_faces(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,26 @@ def dequantize(q: np.ndarray, scale: float, minimum: float, dtype: str = "float3
     return values.astype(np.float32)
 
 
+def _decode_entry(data: bytes, offset: int, spec: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    """One manifest entry read from `data` at `offset`: (its tensor, the offset after it)."""
+    name, dtype = spec["name"], spec["dtype"]
+    shape = tuple(int(d) for d in spec["shape"])
+    count = math.prod(shape)
+    quant = spec.get("quantization")
+    stored = _QUANTISED[quant["dtype"]] if quant else _STORED[dtype]
+    size = count * stored.itemsize
+    if offset + size > len(data):
+        raise WeightFormatError(f"{name}: needs bytes {offset}..{offset + size}, have {len(data)}")
+    raw = np.frombuffer(data, dtype=stored, count=count, offset=offset)
+    if quant and quant["dtype"] == "float16":
+        values = raw.astype(np.float32)
+    elif quant:
+        values = dequantize(raw, quant["scale"], quant["min"], dtype)
+    else:
+        values = raw.astype(np.bool_) if dtype == "bool" else raw.copy()
+    return values.reshape(shape), offset + size
+
+
 def decode_weights(
     manifest: Sequence[Mapping[str, Any]], read: Callable[[str], bytes]
 ) -> dict[str, np.ndarray]:
@@ -64,25 +84,7 @@ def decode_weights(
         data = b"".join(read(path) for path in group["paths"])
         offset = 0
         for spec in group["weights"]:
-            name, dtype = spec["name"], spec["dtype"]
-            shape = tuple(int(d) for d in spec["shape"])
-            count = math.prod(shape)
-            quant = spec.get("quantization")
-            stored = _QUANTISED[quant["dtype"]] if quant else _STORED[dtype]
-            size = count * stored.itemsize
-            if offset + size > len(data):
-                raise WeightFormatError(
-                    f"{name}: needs bytes {offset}..{offset + size}, have {len(data)}"
-                )
-            raw = np.frombuffer(data, dtype=stored, count=count, offset=offset)
-            offset += size
-            if quant and quant["dtype"] == "float16":
-                values = raw.astype(np.float32)
-            elif quant:
-                values = dequantize(raw, quant["scale"], quant["min"], dtype)
-            else:
-                values = raw.astype(np.bool_) if dtype == "bool" else raw.copy()
-            tensors[name] = values.reshape(shape)
+            tensors[spec["name"]], offset = _decode_entry(data, offset, spec)
         if offset != len(data):
             raise WeightFormatError(f"{len(data) - offset} bytes left over after the last weight")
     return tensors
@@ -109,3 +111,62 @@ def network_weights(network: str) -> dict[str, np.ndarray]:
 
     key = NETWORK_WEIGHTS[network]
     return load_manifest_weights(weight_path(f"{key}-manifest"), weight_path(key))
+
+
+class NetworkWeights(Mapping[str, np.ndarray]):
+    """One network's decoded tensors, read and decoded on first use, tensor by tensor.
+
+    Identified by its weight files' pinned sha256 (`sha256`), so a model built from it can
+    be cached (`exprbench.faceapi.model_cache`) and a cached model needs no weights at
+    all; the SSD detector reads only its anchors. Decoding is `decode_weights`' own, entry
+    by entry: the values are the same. A missing file raises ModelUnavailableError (with
+    `exprbench fetch-models`) at the first tensor read.
+    """
+
+    def __init__(self, network: str) -> None:
+        from exprbench.weights import WEIGHTS
+
+        self.network = network
+        key = NETWORK_WEIGHTS[network]
+        self.sha256 = {k: WEIGHTS[k].sha256 for k in (key, f"{key}-manifest")}
+        self._index: dict[str, tuple[int, Mapping[str, Any]]] | None = None
+        self._data = b""
+        self._decoded: dict[str, np.ndarray] = {}
+
+    def _entries(self) -> dict[str, tuple[int, Mapping[str, Any]]]:
+        if self._index is None:
+            from exprbench.weights import weight_path
+
+            key = NETWORK_WEIGHTS[self.network]
+            manifest_path, bin_path = weight_path(f"{key}-manifest"), weight_path(key)
+            manifest = json.loads(manifest_path.read_text())
+            listed = [p for group in manifest for p in group["paths"]]
+            if listed != [bin_path.name]:
+                raise WeightFormatError(
+                    f"{manifest_path.name} lists {listed}, expected [{bin_path.name!r}]"
+                )
+            self._data = bin_path.read_bytes()
+            index, offset = {}, 0
+            for spec in manifest[0]["weights"]:
+                index[spec["name"]] = (offset, spec)
+                quant = spec.get("quantization")
+                stored = _QUANTISED[quant["dtype"]] if quant else _STORED[spec["dtype"]]
+                offset += math.prod(int(d) for d in spec["shape"]) * stored.itemsize
+            if offset != len(self._data):
+                raise WeightFormatError(
+                    f"{bin_path.name}: {len(self._data)} bytes, its manifest lists {offset}"
+                )
+            self._index = index
+        return self._index
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._decoded:
+            offset, spec = self._entries()[name]
+            self._decoded[name], _ = _decode_entry(self._data, offset, spec)
+        return self._decoded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries())
+
+    def __len__(self) -> int:
+        return len(self._entries())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import pkgutil
 from abc import ABC, abstractmethod
@@ -398,6 +399,15 @@ def available_scorers() -> dict[str, type[Scorer]]:
 
 
 def get_scorer_class(name: str) -> type[Scorer]:
+    # The module named like the scorer first (faceapi -> exprbench.scorers.faceapi): a
+    # single-scorer command then skips importing every scorer's stack (torch, cv2, ...).
+    if name not in _REGISTRY and name.isidentifier() and name != "base":
+        import exprbench.scorers as package
+
+        if importlib.util.find_spec(f"{package.__name__}.{name}") is not None:
+            importlib.import_module(f"{package.__name__}.{name}")
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     scorers = available_scorers()
     if name not in scorers:
         raise KeyError(f"unknown scorer {name!r}; registered: {', '.join(scorers)}")
