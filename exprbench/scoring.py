@@ -165,7 +165,8 @@ def add_relative_measures(
                     continue
                 if reference is None:
                     _append_note(row, f"{label}: {NO_NEUTRAL}")
-                elif row["path"] == reference["path"]:  # one row per image and scorer
+                elif row is reference or ("path" in row and row["path"] == reference["path"]):
+                    # (a batch holds a copy of its neutrals' rows: one per image and scorer)
                     _append_note(row, f"{label}: {IS_REFERENCE}")
                 else:
                     row.update(compare(row, reference))

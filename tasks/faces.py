@@ -79,6 +79,7 @@ def faces(layout: Layout, settings: Settings) -> StageResult:
     runner = settings.runner
     counts = {"images": 0, "no_face": 0, "multi_face": 0}
     hits = misses = 0
+    workers: set[str] = set()  # host:pid of the processes that ran batches
     no_face: list[dict] = []
     many: list[dict] = []
     bar = progress_bar("faces", table_rows(layout.upscale_table))
@@ -95,6 +96,7 @@ def faces(layout: Layout, settings: Settings) -> StageResult:
             out.write(batch.rows)
             bar.update(len(batch.rows))
             hits, misses = hits + batch.cache_hits, misses + batch.cache_misses
+            workers.add(batch.worker)
             for r in batch.rows:
                 counts["images"] += 1
                 detail = {"path": r["path"], "faces": r["face_count"], "note": r["face_reason"]}
@@ -105,6 +107,9 @@ def faces(layout: Layout, settings: Settings) -> StageResult:
                     counts["multi_face"] += 1
                     keep_detail(many, detail)
     bar.close()
-    result = StageResult("faces", {**counts, "cache_hits": hits, "cache_misses": misses})
+    result = StageResult(
+        "faces",
+        {**counts, "cache_hits": hits, "cache_misses": misses, "worker_processes": len(workers)},
+    )
     result.rows = no_face + many
     return result

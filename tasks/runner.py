@@ -17,10 +17,12 @@ per worker process), reused by every batch that worker runs.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,6 +50,7 @@ class BatchResult:
     rows: list[dict]
     cache_hits: int = 0
     cache_misses: int = 0
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
 def task_runner(options: RunnerSettings) -> TaskRunner:

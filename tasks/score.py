@@ -71,7 +71,7 @@ class ScoreRun:
     failed: dict[str, ModelUnavailableError]  # scorers that could not run in the stage
 
 
-class _Batch:
+class Scoring:
     """One batch's scorer calls: cached outputs, this worker's scorer instances."""
 
     def __init__(self, run: ScoreRun) -> None:
@@ -138,17 +138,22 @@ class _Batch:
         key = cache_key("pair", identity, row["crop_sha256"], reference["crop_sha256"])
         return self.cached(name, key, compute)
 
-    def rows(self, items: list[dict], neutrals: list[dict] | None) -> BatchResult:
-        """`image_rows` of `items` (neutrals None), else their finished rows."""
+    def inputs(self, items: list[dict]) -> tuple[list[dict], dict, dict, dict]:
+        """Faces rows, upscale rows, genders and ages of `face_items`' items (by path)."""
         faces = [item["face"] for item in items]
         self.upscaled = {item["face"]["path"]: item["upscale"] for item in items}
         genders = {item["face"]["path"]: item["gender"] for item in items}
         ages = {item["face"]["path"]: item["age"] for item in items}
+        return faces, self.upscaled, genders, ages
+
+    def rows(self, items: list[dict], neutrals: list[dict] | None) -> BatchResult:
+        """`image_rows` of `items` (neutrals None), else their finished rows."""
+        faces, upscaled, genders, ages = self.inputs(items)
         options = self.run.options
         if neutrals is None:
             rows = image_rows(
                 faces,
-                self.upscaled,
+                upscaled,
                 genders,
                 self.classes,
                 self.score,
@@ -158,7 +163,7 @@ class _Batch:
         else:
             rows = score_rows(
                 faces,
-                self.upscaled,
+                upscaled,
                 genders,
                 self.classes,
                 self.score,
@@ -177,17 +182,17 @@ class _Batch:
 @task(name="score-neutrals", cache_policy=NONE)
 def score_neutrals(batch: list[dict], run: ScoreRun) -> BatchResult:
     """The rows of a batch of neutral images, before the measures against the neutral."""
-    return _Batch(run).rows(batch, None)
+    return Scoring(run).rows(batch, None)
 
 
 @task(name="score-batch", cache_policy=NONE)
 def score_batch(batch: list[dict], run: ScoreRun, neutrals: list[dict]) -> BatchResult:
     """The finished scores rows of a batch of images; `neutrals`: `score_neutrals`' rows of
     every neutral image of the batch's generator/versions."""
-    return _Batch(run).rows(batch, neutrals)
+    return Scoring(run).rows(batch, neutrals)
 
 
-def _face_items(layout: Layout, batch_size: int) -> Iterator[dict]:
+def face_items(layout: Layout, batch_size: int) -> Iterator[dict]:
     """Each faces row with its upscale row and its subject's labels, streamed (upscale and
     faces write their tables in the images table's order)."""
     tables = (
@@ -212,7 +217,7 @@ def _face_items(layout: Layout, batch_size: int) -> Iterator[dict]:
         }
 
 
-def _gallery(
+def impostor_gallery(
     options: ScoreSettings, identities: dict[str, str], max_pixels: int
 ) -> tuple[dict[str, list[tuple[str, list[float]]]], str | None, dict, int]:
     """Impostor gallery: each identity scorer's descriptor of each gallery face, computed
@@ -263,7 +268,9 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     identities = {
         name: cls.cache_identity(options.options_for(name)) for name, cls in classes.items()
     }
-    gallery, gallery_note, failed, gallery_misses = _gallery(options, identities, max_pixels)
+    gallery, gallery_note, failed, gallery_misses = impostor_gallery(
+        options, identities, max_pixels
+    )
     run = ScoreRun(
         absolute_layout(layout), options, max_pixels, identities, gallery, gallery_note, failed
     )
@@ -283,6 +290,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     )
     n_faces = table_rows(layout.faces_table)
     hits = misses = 0
+    workers: set[str] = set()  # host:pid of the processes that ran batches
     unavailable: set[tuple[str, str]] = set()  # (scorer, unavailable column) seen
     target_probs: dict[str, array] = {}
     bar = progress_bar("score", n_faces)
@@ -290,7 +298,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         # 1. the neutral images (few): every other image is measured against them
         neutral_items = (
             item
-            for item in _face_items(layout, runner.batch_size)
+            for item in face_items(layout, runner.batch_size)
             if item["face"]["expression"] == NEUTRAL
         )
         neutral_rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -300,12 +308,13 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             run=run,
         ):
             hits, misses = hits + done.cache_hits, misses + done.cache_misses
+            workers.add(done.worker)
             for row in done.rows:
                 neutral_rows[(row["generator"], row["version"])].append(row)
 
         # 2. every image, in the faces table's order, batch by batch into the scores table
         def calls() -> Iterator[dict]:
-            for items in batched(_face_items(layout, runner.batch_size), runner.batch_size):
+            for items in batched(face_items(layout, runner.batch_size), runner.batch_size):
                 sets = dict.fromkeys((i["face"]["generator"], i["face"]["version"]) for i in items)
                 yield {"batch": items, "neutrals": [r for s in sets for r in neutral_rows[s]]}
 
@@ -314,6 +323,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
                 out.write(done.rows)
                 bar.update(len({row["path"] for row in done.rows}))
                 hits, misses = hits + done.cache_hits, misses + done.cache_misses
+                workers.add(done.worker)
                 for row in done.rows:
                     if row.get(UNAVAILABLE) is not None:
                         unavailable.add((row["scorer"], row[UNAVAILABLE]))
@@ -331,6 +341,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             "scorers": ", ".join(options.scorers),
             "cache_hits": hits,
             "cache_misses": misses,
+            "worker_processes": len(workers),
             # what a missing model left unmeasured; the reasons are in the report
             "unavailable": "; ".join(f"{e['scorer']}: {e['outputs']}" for e in missing) or "none",
             "gallery_cache_misses": gallery_misses,

@@ -106,6 +106,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
     layout.upscaled_dir.mkdir(parents=True, exist_ok=True)
     counts = {"images": 0, "upscaled": 0, "capped": 0}
     hits = misses = 0
+    workers: set[str] = set()  # host:pid of the processes that ran batches
     details: list[dict] = []
     bar = progress_bar("upscale", table_rows(layout.images))
     with BatchMap(runner) as mapper, ParquetRowWriter(layout.upscale_table, UPSCALE) as out:
@@ -121,6 +122,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
             out.write(batch.rows)
             bar.update(len(batch.rows))
             hits, misses = hits + batch.cache_hits, misses + batch.cache_misses
+            workers.add(batch.worker)
             for r in batch.rows:
                 counts["images"] += 1
                 counts["capped"] += "capped from" in r["upscale_detail"]
@@ -143,6 +145,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
             "method": rules["method"],
             "cache_hits": hits,
             "cache_misses": misses,
+            "worker_processes": len(workers),
         },
     )
     result.rows = details
