@@ -131,6 +131,15 @@ class BatchMap:
         if self._saved is not None:
             _local.slots = self._saved
 
+    def _parallelism(self) -> int:
+        """Batches that run at once: `workers`, or a running cluster's worker threads."""
+        if self.options.kind == "dask" and self.options.address:
+            from prefect_dask import DaskTaskRunner
+
+            assert isinstance(self._runner, DaskTaskRunner)
+            return max(1, sum(self._runner.client.nthreads().values()))
+        return self.options.workers
+
     def __call__(
         self, task: Task[..., R], calls: Iterable[dict[str, Any]], **shared: Any
     ) -> Iterator[R]:
@@ -139,7 +148,7 @@ class BatchMap:
             for call in calls:
                 yield task.fn(**call, **shared)
             return
-        window = IN_FLIGHT_PER_WORKER * self.options.workers
+        window = IN_FLIGHT_PER_WORKER * self._parallelism()
         pending: deque[PrefectFuture[R]] = deque()
         for call in calls:
             pending.append(self._runner.submit(task, {**call, **shared}))

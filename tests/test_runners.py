@@ -140,7 +140,8 @@ def test_batches_give_the_rows_of_the_whole_table_at_once(threads_run) -> None:
     whole = layout.scores.with_name("whole.parquet")
     write_rows(rows, whole, streamed.schema)
     assert pq.read_table(whole).equals(streamed, check_metadata=True)
-    assert any(r["impostor_distances"] for r in rows) and any(r["identity_rank"] for r in rows)
+    assert any(r.get("impostor_distances") for r in rows)
+    assert any(r.get("identity_rank") for r in rows)
 
 
 def test_the_streaming_writer_gives_one_file_whatever_the_batches(threads_run, tmp_path) -> None:
