@@ -1,4 +1,10 @@
-"""Stage 4, score: run every configured scorer on each primary face (long format)."""
+"""Stage 4, score: run every configured scorer on each primary face (long format).
+
+In batches through the task runner of params `runner` (tasks/runner.py): first the neutral
+images (every image is measured against its set's neutral, and against the other
+subjects' neutrals as impostors), then every image in the faces table's order, streamed
+into the scores table. The rows are those of `score_rows` over the whole table at once.
+"""
 
 from __future__ import annotations
 
