@@ -244,12 +244,15 @@ def image_rows(
     progress: Callable[[Sequence[Mapping[str, Any]]], Iterable[Mapping[str, Any]]] = iter,
     age_by_path: Mapping[str, str | None] | None = None,
     tau: float = DEFAULT_TAU,
+    versions: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """The scores rows (image x scorer) of `faces` with the judgements on each image
     (`exprbench.agreement.add_weights`: lambda_weight, ambiguous; age against the subject's
     requested age in `age_by_path`), before the measures against the neutral. Each image's
-    rows depend on that image alone."""
-    versions = {name: cls.code_version() for name, cls in scorers.items()}
+    rows depend on that image alone. `versions`: each scorer's `code_version()`, when the
+    caller has them (they take a while to derive)."""
+    if versions is None:
+        versions = {name: cls.code_version() for name, cls in scorers.items()}
     rows = [
         row
         for face_row in progress(faces)
@@ -279,6 +282,7 @@ def score_rows(
     age_by_path: Mapping[str, str | None] | None = None,
     tau: float = DEFAULT_TAU,
     neutrals: Sequence[dict] | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """Every scores row (image x scorer) for the faces table (`image_rows`), measured
     against the neutrals.
@@ -293,7 +297,7 @@ def score_rows(
         known[row["path"]].append(dict(row))
     fresh: dict[str, list[dict]] = defaultdict(list)
     todo = [face for face in faces if face["path"] not in known]
-    args = (upscale_by_path, gender_by_path, scorers, run, progress, age_by_path, tau)
+    args = (upscale_by_path, gender_by_path, scorers, run, progress, age_by_path, tau, versions)
     for row in image_rows(todo, *args):
         fresh[row["path"]].append(row)
     rows = [row for face in faces for row in known.get(face["path"]) or fresh[face["path"]]]

@@ -72,6 +72,7 @@ class ScoreRun:
     options: ScoreSettings
     max_pixels: int
     identities: dict[str, str]  # scorer -> cache identity
+    versions: dict[str, str]  # scorer -> code_version() (derived once, in the stage)
     gallery: dict[str, list[tuple[str, list[float]]]]  # identity scorer -> impostor faces
     gallery_note: str | None
     failed: dict[str, ModelUnavailableError]  # scorers that could not run in the stage
@@ -178,6 +179,7 @@ class Scoring:
                 age_by_path=ages,
                 tau=options.tau,
                 neutrals=neutrals,
+                versions=self.run.versions,
             )
             rows = add_impostor_measures(
                 rows, self.run.gallery, self.run.gallery_note, impostor_references(neutrals)
@@ -277,8 +279,16 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     gallery, gallery_note, failed, gallery_misses = impostor_gallery(
         options, identities, max_pixels
     )
+    versions = {name: cls.code_version() for name, cls in classes.items()}
     run = ScoreRun(
-        absolute_layout(layout), options, max_pixels, identities, gallery, gallery_note, failed
+        absolute_layout(layout),
+        options,
+        max_pixels,
+        identities,
+        versions,
+        gallery,
+        gallery_note,
+        failed,
     )
     schema = scores_schema(
         [spec for cls in classes.values() for spec in cls.metrics()],

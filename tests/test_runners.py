@@ -129,7 +129,10 @@ def test_batches_give_the_rows_of_the_whole_table_at_once(threads_run) -> None:
         n: get_scorer_class(n).cache_identity(options.options_for(n)) for n in options.scorers
     }
     gallery, note, failed, _ = impostor_gallery(options, identities, max_pixels)
-    run = ScoreRun(absolute_layout(layout), options, max_pixels, identities, gallery, note, failed)
+    versions = {n: get_scorer_class(n).code_version() for n in options.scorers}
+    run = ScoreRun(
+        absolute_layout(layout), options, max_pixels, identities, versions, gallery, note, failed
+    )
     scoring = Scoring(run)
     faces, upscaled, genders, ages = scoring.inputs(list(face_items(layout, 100)))
     args = (scoring.classes, scoring.score, scoring.compare, options.same_identity_threshold)
