@@ -166,6 +166,7 @@ class Scoring:
                 self.score,
                 age_by_path=ages,
                 tau=options.tau,
+                versions=self.run.versions,
             )
         else:
             rows = score_rows(
