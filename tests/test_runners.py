@@ -74,7 +74,7 @@ def _same_tables(a: Layout, b: Layout) -> None:
 
 
 def test_a_dask_cluster_gives_the_same_tables_as_threads(threads_run, tmp_path, prefect_server):
-    distributed = import_or_missing("distributed", "pip install -e '.[dev]' (prefect-dask)")
+    distributed = import_or_missing("distributed", "pip install -e . (pins distributed)")
     raw, threads_layout, threads_results = threads_run
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
