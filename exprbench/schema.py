@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exprbench.fileio import atomic_target
@@ -234,17 +235,20 @@ def _check_columns(source: Path, found: pa.Schema, schema: pa.Schema) -> None:
 
 
 def iter_rows(
-    path: str | os.PathLike[str], schema: pa.Schema, batch_size: int
+    path: str | os.PathLike[str],
+    schema: pa.Schema,
+    batch_size: int,
+    where: pc.Expression | None = None,
 ) -> Iterator[list[dict]]:
     """A stage's Parquet output as lists of at most `batch_size` row dicts, checked like
-    `read_table`; only one batch is held at a time."""
+    `read_table`; only one batch is held at a time. `where`: only the rows it selects."""
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: missing; run the stage that writes it first")
     file = pq.ParquetFile(source)
     _check_columns(source, file.schema_arrow, schema)
     for batch in file.iter_batches(batch_size=batch_size, columns=schema.names):
-        yield batch.to_pylist()
+        yield (batch if where is None else batch.filter(where)).to_pylist()
 
 
 ROW_GROUP_ROWS = 8192

@@ -18,6 +18,7 @@ from itertools import chain, zip_longest
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -201,15 +202,19 @@ def score_batch(batch: list[dict], run: ScoreRun, neutrals: list[dict]) -> Batch
     return Scoring(run).rows(batch, neutrals)
 
 
-def face_items(layout: Layout, batch_size: int) -> Iterator[dict]:
-    """Each faces row with its upscale row and its subject's labels, streamed (upscale and
-    faces write their tables in the images table's order)."""
+def face_items(layout: Layout, batch_size: int, expression: str | None = None) -> Iterator[dict]:
+    """Each faces row (of `expression` only, if given) with its upscale row and its
+    subject's labels, streamed (upscale and faces write their tables in the images table's
+    order)."""
     tables = (
         (layout.faces_table, FACES),
         (layout.upscale_table, UPSCALE),
         (layout.images, IMAGES),
     )
-    streams = [chain.from_iterable(iter_rows(p, schema, batch_size)) for p, schema in tables]
+    where = None if expression is None else pc.field("expression") == expression
+    streams = [
+        chain.from_iterable(iter_rows(path, schema, batch_size, where)) for path, schema in tables
+    ]
     for face, upscaled, image in zip_longest(*streams):
         paths = {r["path"] if r else None for r in (face, upscaled, image)}
         if len(paths) != 1:
@@ -313,11 +318,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
     bar = progress_bar("score", n_faces)
     with BatchMap(runner) as mapper:
         # 1. the neutral images (few): every other image is measured against them
-        neutral_items = (
-            item
-            for item in face_items(layout, runner.batch_size)
-            if item["face"]["expression"] == NEUTRAL
-        )
+        neutral_items = face_items(layout, runner.batch_size, NEUTRAL)
         neutral_rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for done in mapper(
             score_neutrals,
