@@ -61,21 +61,15 @@ def _append_note(row: dict, note: str) -> None:
     row["note"] = f"{row['note']}; {note}" if row.get("note") else note
 
 
-def add_impostor_measures(
-    rows: Iterable[dict],
-    gallery: Mapping[str, Sequence[tuple[str, Sequence[float]]]],
-    gallery_note: str | None = None,
-) -> list[dict]:
-    """Fill the impostor columns of every row that has an identity distance to its neutral.
+References = Mapping[tuple[str, str, str], Sequence[tuple[str, str, np.ndarray]]]
 
-    `gallery`: scorer -> [(impostor id, descriptor)] of the gallery faces it found;
-    `gallery_note` (why the gallery is missing) is added to the rows it would have served.
-    """
-    rows = list(rows)
+
+def impostor_references(rows: Iterable[dict]) -> dict[tuple, list[tuple[str, str, np.ndarray]]]:
+    """(generator, version, scorer) -> [(subject, id, descriptor)] of every subject's neutral
+    reference among `rows` (subjects in sorted order); the neutral images' rows suffice."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["generator"], row["version"], row["subject"], row["scorer"])].append(row)
-    # (generator, version, scorer) -> [(id, descriptor)] of every subject's neutral
     references: dict[tuple, list[tuple[str, str, np.ndarray]]] = defaultdict(list)
     for (generator, version, subject, scorer), members in sorted(groups.items()):
         reference = neutral_reference(members, "descriptor")
@@ -83,6 +77,25 @@ def add_impostor_measures(
             references[(generator, version, scorer)].append(
                 (subject, f"{SUBJECT_PREFIX}{subject}", np.asarray(reference["descriptor"]))
             )
+    return references
+
+
+def add_impostor_measures(
+    rows: Iterable[dict],
+    gallery: Mapping[str, Sequence[tuple[str, Sequence[float]]]],
+    gallery_note: str | None = None,
+    references: References | None = None,
+) -> list[dict]:
+    """Fill the impostor columns of every row that has an identity distance to its neutral.
+
+    `gallery`: scorer -> [(impostor id, descriptor)] of the gallery faces it found;
+    `gallery_note` (why the gallery is missing) is added to the rows it would have served.
+    `references`: `impostor_references` of the whole corpus when `rows` are one batch of
+    it; default: those of `rows`.
+    """
+    rows = list(rows)
+    if references is None:
+        references = impostor_references(rows)
     stacks: dict[tuple, tuple[list[str], list[str], np.ndarray | None]] = {}
     for row in rows:
         if row.get("identity_distance") is None or row.get("descriptor") is None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exprbench.fileio import atomic_target
@@ -222,15 +225,92 @@ def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pa.Table:
     if not source.is_file():
         raise FileNotFoundError(f"{source}: missing; run the stage that writes it first")
     table = pq.read_table(source)
+    _check_columns(source, table.schema, schema)
+    return table.select(schema.names)
+
+
+def _check_columns(source: Path, found: pa.Schema, schema: pa.Schema) -> None:
     for field in schema:
-        if field.name not in table.column_names:
+        if field.name not in found.names:
             raise SchemaMismatchError(f"{source}: column {field.name!r} is missing")
-        actual = table.schema.field(field.name).type
+        actual = found.field(field.name).type
         if actual != field.type:
             raise SchemaMismatchError(
                 f"{source}: column {field.name!r} has type {actual}, expected {field.type}"
             )
-    return table.select(schema.names)
+
+
+def iter_rows(
+    path: str | os.PathLike[str],
+    schema: pa.Schema,
+    batch_size: int,
+    where: pc.Expression | None = None,
+) -> Iterator[list[dict]]:
+    """A stage's Parquet output as lists of at most `batch_size` row dicts, checked like
+    `read_table`; only one batch is held at a time. `where`: only the rows it selects."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: missing; run the stage that writes it first")
+    file = pq.ParquetFile(source)
+    _check_columns(source, file.schema_arrow, schema)
+    for batch in file.iter_batches(batch_size=batch_size, columns=schema.names):
+        yield (batch if where is None else batch.filter(where)).to_pylist()
+
+
+ROW_GROUP_ROWS = 8192
+
+
+class ParquetRowWriter:
+    """Rows written to a Parquet file as they come, atomically (temp file, then rename on a
+    clean exit), with the explicit `schema` (missing keys become null).
+
+    Rows are held as Arrow until a row group of `row_group_rows` is full: memory stays
+    bounded, and the file is the same whatever the sizes of the lists given to `write`.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS
+    ) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.row_group_rows = row_group_rows
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._stack = ExitStack()
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> ParquetRowWriter:
+        with ExitStack() as stack:
+            tmp = stack.enter_context(atomic_target(self.path))
+            self._writer = stack.enter_context(pq.ParquetWriter(tmp, self.schema))
+            self._stack = stack.pop_all()
+        return self
+
+    def write(self, rows: Sequence[Mapping]) -> None:
+        columns = {name: [row.get(name) for row in rows] for name in self.schema.names}
+        self._pending.append(pa.Table.from_pydict(columns, schema=self.schema))
+        self._pending_rows += len(rows)
+        self.rows += len(rows)
+        while self._pending_rows >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def _flush(self, n: int) -> None:
+        assert self._writer is not None, "ParquetRowWriter used outside its `with`"
+        table = pa.concat_tables(self._pending)
+        self._writer.write_table(table.slice(0, n), row_group_size=self.row_group_rows)
+        rest = table.slice(n)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None and self._pending_rows:
+            try:
+                self._flush(self._pending_rows)
+            except BaseException as error:  # the temp file goes, the error stays
+                self._stack.__exit__(type(error), error, error.__traceback__)
+                raise
+        self._stack.__exit__(*exc)
 
 
 def read_scores(path: str | os.PathLike[str]) -> tuple[pa.Table, tuple[MetricSpec, ...]]:

@@ -116,11 +116,20 @@ def neutral_reference(members: Iterable[dict], output: str) -> dict | None:
     return next((r for r in neutrals if r.get(output) is not None), None)
 
 
+def _groups(rows: Iterable[dict]) -> dict[tuple, list[dict]]:
+    """Rows by set and scorer: (generator, version, subject, scorer)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["generator"], row["version"], row["subject"], row["scorer"])].append(row)
+    return groups
+
+
 def add_relative_measures(
     rows: Iterable[dict],
     same_identity_threshold: float,
     pair_measures: Mapping[str, Callable[[dict, dict], dict]] | None = None,
     thresholds: Mapping[str, float] | None = None,
+    neutrals: Iterable[dict] | None = None,
 ) -> list[dict]:
     """Fill identity_*, age_delta and pair-scorer columns against each set's neutral image.
 
@@ -130,6 +139,8 @@ def add_relative_measures(
     `pair_measures` maps a pair scorer's name to a function (row, reference row) -> columns;
     its rows are compared through their aligned crops (`crop_sha256`). `thresholds` maps a
     scorer to its own same-identity threshold (default: `same_identity_threshold`).
+    `neutrals`: the rows the references are chosen from when `rows` are one batch of the
+    corpus (the rows of its sets' neutral images); default: `rows` themselves.
     """
 
     # (label in notes, the output compared, columns from (row, reference))
@@ -140,21 +151,22 @@ def add_relative_measures(
         )
 
     rows = list(rows)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for row in rows:
-        groups[(row["generator"], row["version"], row["subject"], row["scorer"])].append(row)
-    for (*_, scorer), members in groups.items():
+    groups = _groups(rows)
+    candidates = groups if neutrals is None else _groups(neutrals)
+    for key, members in groups.items():
+        scorer = key[-1]
         group_measures = measures((thresholds or {}).get(scorer, same_identity_threshold))
         if pair_measures and scorer in pair_measures:
             group_measures = (("perceptual", "crop_sha256", pair_measures[scorer]),)
         for label, output, compare in group_measures:
-            reference = neutral_reference(members, output)
+            reference = neutral_reference(candidates.get(key, ()), output)
             for row in members:
                 if not row["face_found"] or row.get(output) is None:
                     continue
                 if reference is None:
                     _append_note(row, f"{label}: {NO_NEUTRAL}")
-                elif row is reference:
+                elif row is reference or ("path" in row and row["path"] == reference["path"]):
+                    # (a batch holds a copy of its neutrals' rows: one per image and scorer)
                     _append_note(row, f"{label}: {IS_REFERENCE}")
                 else:
                     row.update(compare(row, reference))
@@ -223,22 +235,24 @@ def _note_unmeasured(row: dict, name: str, result: Mapping[str, Any]) -> None:
         _append_note(row, f"{name}: {', '.join(unmeasured)} not measurable on this image")
 
 
-def score_rows(
+def image_rows(
     faces: Sequence[Mapping[str, Any]],
     upscale_by_path: Mapping[str, Mapping[str, Any]],
     gender_by_path: Mapping[str, str | None],
     scorers: Mapping[str, type[Scorer]],
     run: RunScorer,
-    compare: ComparePair,
-    same_identity_threshold: float,
     progress: Callable[[Sequence[Mapping[str, Any]]], Iterable[Mapping[str, Any]]] = iter,
     age_by_path: Mapping[str, str | None] | None = None,
     tau: float = DEFAULT_TAU,
+    versions: Mapping[str, str] | None = None,
 ) -> list[dict]:
-    """Every scores row (image x scorer) for the faces table, measured against the neutrals,
-    with the judgements on each image (`exprbench.agreement.add_weights`: lambda_weight,
-    ambiguous; age against the subject's requested age in `age_by_path`)."""
-    versions = {name: cls.code_version() for name, cls in scorers.items()}
+    """The scores rows (image x scorer) of `faces` with the judgements on each image
+    (`exprbench.agreement.add_weights`: lambda_weight, ambiguous; age against the subject's
+    requested age in `age_by_path`), before the measures against the neutral. Each image's
+    rows depend on that image alone. `versions`: each scorer's `code_version()`, when the
+    caller has them (they take a while to derive)."""
+    if versions is None:
+        versions = {name: cls.code_version() for name, cls in scorers.items()}
     rows = [
         row
         for face_row in progress(faces)
@@ -253,7 +267,40 @@ def score_rows(
         )
     ]
     judges = [n for n, c in scorers.items() if IMAGE_CONFIDENCE.column in c.filled_columns()]
-    rows = add_weights(rows, tau, judges)
+    return add_weights(rows, tau, judges)
+
+
+def score_rows(
+    faces: Sequence[Mapping[str, Any]],
+    upscale_by_path: Mapping[str, Mapping[str, Any]],
+    gender_by_path: Mapping[str, str | None],
+    scorers: Mapping[str, type[Scorer]],
+    run: RunScorer,
+    compare: ComparePair,
+    same_identity_threshold: float,
+    progress: Callable[[Sequence[Mapping[str, Any]]], Iterable[Mapping[str, Any]]] = iter,
+    age_by_path: Mapping[str, str | None] | None = None,
+    tau: float = DEFAULT_TAU,
+    neutrals: Sequence[dict] | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> list[dict]:
+    """Every scores row (image x scorer) for the faces table (`image_rows`), measured
+    against the neutrals.
+
+    `neutrals`: when `faces` is one batch of the corpus, the `image_rows` of every neutral
+    image of its generator/versions (computed first): the references, and the rows of the
+    batch's own neutral images (copied, not computed again). Batch by batch, the rows are
+    the same as for the whole faces table at once.
+    """
+    known: dict[str, list[dict]] = defaultdict(list)
+    for row in neutrals or ():
+        known[row["path"]].append(dict(row))
+    fresh: dict[str, list[dict]] = defaultdict(list)
+    todo = [face for face in faces if face["path"] not in known]
+    args = (upscale_by_path, gender_by_path, scorers, run, progress, age_by_path, tau, versions)
+    for row in image_rows(todo, *args):
+        fresh[row["path"]].append(row)
+    rows = [row for face in faces for row in known.get(face["path"]) or fresh[face["path"]]]
 
     def pair_measure(name: str) -> Callable[[dict, dict], dict]:
         def measure(row: dict, reference: dict) -> dict:
@@ -270,4 +317,4 @@ def score_rows(
         name: pair_measure(name) for name, cls in scorers.items() if issubclass(cls, PairScorer)
     }
     thresholds = identity_thresholds(scorers, same_identity_threshold)
-    return add_relative_measures(rows, same_identity_threshold, pair_measures, thresholds)
+    return add_relative_measures(rows, same_identity_threshold, pair_measures, thresholds, neutrals)

@@ -34,6 +34,7 @@ UpscaleMethod = Literal[
     "esrgan-thick",
 ]
 AlignMode = Literal["none", "similarity", "ffhq"]
+RunnerKind = Literal["threads", "processes", "dask"]
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,39 @@ class ResolutionSettings:
     max_faces: int
 
 
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How the per-image stages (upscale, faces, score) map over their images
+    (tasks/runner.py): batches of `batch_size` images, run by `workers` threads, processes,
+    or Dask workers (a LocalCluster of `workers` processes, or the cluster at `address`)."""
+
+    kind: RunnerKind = "threads"
+    workers: int = 1
+    batch_size: int = 32
+    address: str | None = None  # a Dask scheduler, e.g. tcp://10.0.0.5:8786 (kind: dask)
+
+    def __post_init__(self) -> None:
+        for key in ("workers", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ParamsError(
+                    f"params: runner.{key} must be at least 1; got {getattr(self, key)}"
+                )
+        if self.address is not None and self.kind != "dask":
+            raise ParamsError(
+                f"params: runner.address is a Dask scheduler; set runner.kind to dask "
+                f"(got kind {self.kind!r})"
+            )
+
+
 def _check(value: Any, kind: Any, key: str) -> Any:
     """`value` converted to `kind` (lists become tuples), or ParamsError naming `key`."""
     origin = get_origin(kind)
     if kind is Any:
         return value
+    if kind is type(None):
+        if value is None:
+            return None
+        raise ParamsError(f"params: {key} must be null; got {value!r}")
     if origin is Literal:
         allowed = get_args(kind)
         if value in allowed and not isinstance(value, bool):
@@ -233,6 +262,7 @@ class Settings:
     uncertainty: UncertaintySettings
     compare: CompareSettings
     resolution: ResolutionSettings | None = None
+    runner: RunnerSettings = RunnerSettings()  # optional section: these defaults
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Settings:
@@ -252,6 +282,8 @@ class Settings:
                 kind = next(k for k in get_args(kind) if k is not type(None))
                 if item.name not in params:
                     continue
+            elif item.name not in params and item.default is not MISSING:
+                continue
             elif item.name not in params:
                 raise ParamsError(f"params: missing section {item.name!r}")
             values[item.name] = _section(kind, params[item.name], item.name)

@@ -42,6 +42,22 @@ def progress_bar(desc: str, total: int | None, items: Iterable[T] | None = None)
     )
 
 
+def table_rows(path: str | os.PathLike[str]) -> int | None:
+    """Rows in a Parquet file (from its footer), None when it is missing."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows if Path(path).is_file() else None
+
+
+DETAIL_ROWS = 500  # a stage's detail table in the Prefect UI shows this many rows
+
+
+def keep_detail(details: list[dict], row: dict) -> None:
+    """Add `row` to a stage's detail table unless it is full (memory stays bounded)."""
+    if len(details) < DETAIL_ROWS:
+        details.append(row)
+
+
 def progress(items: Iterable[T], desc: str) -> Iterator[T]:
     """Iterate `items` behind a progress bar (see `progress_bar`)."""
     return iter(progress_bar(desc, len(items) if isinstance(items, Sized) else None, items))

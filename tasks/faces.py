@@ -10,35 +10,25 @@ from exprbench.config import Layout
 from exprbench.faces import detect_record
 from exprbench.fingerprint import code_digest, weight_digests
 from exprbench.imageio import load_rgb
-from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, read_table, write_rows
-from exprbench.settings import Settings
-from tasks.common import StageResult, materialise, progress
+from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, ParquetRowWriter, iter_rows
+from exprbench.settings import FacesSettings, Settings
+from tasks.common import StageResult, keep_detail, materialise, progress_bar, table_rows
+from tasks.runner import BatchMap, BatchResult, absolute_layout, face_detector
 
 
-@task(name="faces", cache_policy=NONE)
-def faces(layout: Layout, settings: Settings) -> StageResult:
-    options = settings.faces
-    max_pixels = settings.ingest.max_pixels  # upscale keeps its images within this too
-    identity = [
-        code_digest("exprbench.faces", "exprbench.align"),
-        weight_digests("dlib-landmarks"),
-        options,
-    ]
-    images = read_table(layout.upscale_table, UPSCALE).to_pylist()
+@task(name="faces-batch", cache_policy=NONE)
+def faces_batch(
+    batch: list[dict], layout: Layout, options: FacesSettings, max_pixels: int, identity: list
+) -> BatchResult:
+    """The faces table's rows of a batch of upscale rows (a worker's own face detector)."""
     cache = ContentCache(layout.cache, "faces")
-    detector = None
     rows: list[dict] = []
-    for image in progress(images, "faces"):
+    for image in batch:
 
         def compute(image: dict = image) -> dict:
-            nonlocal detector
-            if detector is None:
-                from exprbench.faces import FaceDetector
-
-                detector = FaceDetector()
             rgb = load_rgb(layout.resolve(image["work_path"]), max_pixels=max_pixels)
             record, crop = detect_record(
-                detector,
+                face_detector(),
                 rgb,
                 upsample=options.upsample,
                 min_score=options.min_score,
@@ -74,21 +64,52 @@ def faces(layout: Layout, settings: Settings) -> StageResult:
                 align_detail=record["align_detail"],
             )
         rows.append(row)
-    write_rows(rows, layout.faces_table, FACES)
-    no_face = [r for r in rows if not r["face_found"]]
-    many = [r for r in rows if r["face_count"] > 1]
+    return BatchResult(rows, cache.hits, cache.misses)
+
+
+@task(name="faces", cache_policy=NONE)
+def faces(layout: Layout, settings: Settings) -> StageResult:
+    options = settings.faces
+    max_pixels = settings.ingest.max_pixels  # upscale keeps its images within this too
+    identity = [
+        code_digest("exprbench.faces", "exprbench.align"),
+        weight_digests("dlib-landmarks"),
+        options,
+    ]
+    runner = settings.runner
+    counts = {"images": 0, "no_face": 0, "multi_face": 0}
+    hits = misses = 0
+    workers: set[str] = set()  # host:pid of the processes that ran batches
+    no_face: list[dict] = []
+    many: list[dict] = []
+    bar = progress_bar("faces", table_rows(layout.upscale_table))
+    with BatchMap(runner) as mapper, ParquetRowWriter(layout.faces_table, FACES) as out:
+        batches = mapper(
+            faces_batch,
+            ({"batch": b} for b in iter_rows(layout.upscale_table, UPSCALE, runner.batch_size)),
+            layout=absolute_layout(layout),
+            options=options,
+            max_pixels=max_pixels,
+            identity=identity,
+        )
+        for batch in batches:
+            out.write(batch.rows)
+            bar.update(len(batch.rows))
+            hits, misses = hits + batch.cache_hits, misses + batch.cache_misses
+            workers.add(batch.worker)
+            for r in batch.rows:
+                counts["images"] += 1
+                detail = {"path": r["path"], "faces": r["face_count"], "note": r["face_reason"]}
+                if not r["face_found"]:
+                    counts["no_face"] += 1
+                    keep_detail(no_face, detail)
+                if r["face_count"] > 1:
+                    counts["multi_face"] += 1
+                    keep_detail(many, detail)
+    bar.close()
     result = StageResult(
         "faces",
-        {
-            "images": len(rows),
-            "no_face": len(no_face),
-            "multi_face": len(many),
-            "cache_hits": cache.hits,
-            "cache_misses": cache.misses,
-        },
+        {**counts, "cache_hits": hits, "cache_misses": misses, "worker_processes": len(workers)},
     )
-    result.rows = [
-        {"path": r["path"], "faces": r["face_count"], "note": r["face_reason"]}
-        for r in no_face + many
-    ]
+    result.rows = no_face + many
     return result

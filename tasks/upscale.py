@@ -12,46 +12,38 @@ from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout
 from exprbench.fingerprint import code_digest, weight_digests
 from exprbench.imageio import load_rgb
-from exprbench.schema import IMAGES, KEY_COLUMNS, UPSCALE, read_table, write_rows
-from exprbench.settings import Settings
-from tasks.common import StageResult, materialise, progress
+from exprbench.schema import IMAGES, KEY_COLUMNS, UPSCALE, ParquetRowWriter, iter_rows
+from exprbench.settings import Settings, UpscaleSettings
+from tasks.common import StageResult, keep_detail, materialise, progress_bar, table_rows
+from tasks.runner import BatchMap, BatchResult, absolute_layout, face_detector
 
 
-@task(name="upscale", cache_policy=NONE)
-def upscale(layout: Layout, settings: Settings) -> StageResult:
-    options = settings.upscale
-    # images are read, and upscaled images capped, under the limit ingest accepted them with
-    max_pixels = settings.ingest.max_pixels
-    rules: dict[str, Any] = {
+def _rules(options: UpscaleSettings) -> dict[str, Any]:
+    return {
         "method": options.method,
         "min_face_px": options.min_face_px,
         "max_factor": options.max_factor,
         "factor": options.factor,
     }
-    up.decide(options.min_face_px, "image", **rules)  # validates the params before any work
-    # the face measurement (dlib HOG + landmarks) and a learned method's own weights
-    method_weights = (options.method,) if options.method in up.SR_METHOD_NAMES else ()
-    identity = [
-        code_digest("exprbench.upscale"),
-        weight_digests("dlib-landmarks", *method_weights),
-        rules,
-        options.detect_upsample,
-        max_pixels,
-    ]
-    images = read_table(layout.images, IMAGES).to_pylist()
+
+
+@task(name="upscale-batch", cache_policy=NONE)
+def upscale_batch(
+    batch: list[dict],
+    layout: Layout,
+    options: UpscaleSettings,
+    max_pixels: int,
+    identity: list[Any],
+) -> BatchResult:
+    """The upscale table's rows of a batch of images (a worker's own face detector)."""
+    rules = _rules(options)
     cache = ContentCache(layout.cache, "upscale")
-    detector = None
     rows: list[dict] = []
-    layout.upscaled_dir.mkdir(parents=True, exist_ok=True)
-    for image in progress(images, "upscale"):
+    for image in batch:
 
         def compute(image: dict = image) -> dict:
-            nonlocal detector
             rgb = load_rgb(layout.resolve(image["source"]), max_pixels=max_pixels)
-            if detector is None:
-                from exprbench.faces import FaceDetector
-
-                detector = FaceDetector()
+            detector = face_detector()
             measured_px, measured_on = up.measure(detector, rgb, options.detect_upsample)
             height, width = rgb.shape[:2]
             decision = up.cap(
@@ -91,27 +83,70 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
                 "height": record["height"],
             }
         )
-    write_rows(rows, layout.upscale_table, UPSCALE)
-    n_up = sum(1 for r in rows if r["upscale_factor"] > 1)
+    return BatchResult(rows, cache.hits, cache.misses)
+
+
+@task(name="upscale", cache_policy=NONE)
+def upscale(layout: Layout, settings: Settings) -> StageResult:
+    options = settings.upscale
+    # images are read, and upscaled images capped, under the limit ingest accepted them with
+    max_pixels = settings.ingest.max_pixels
+    rules = _rules(options)
+    up.decide(options.min_face_px, "image", **rules)  # validates the params before any work
+    # the face measurement (dlib HOG + landmarks) and a learned method's own weights
+    method_weights = (options.method,) if options.method in up.SR_METHOD_NAMES else ()
+    identity = [
+        code_digest("exprbench.upscale"),
+        weight_digests("dlib-landmarks", *method_weights),
+        rules,
+        options.detect_upsample,
+        max_pixels,
+    ]
+    runner = settings.runner
+    layout.upscaled_dir.mkdir(parents=True, exist_ok=True)
+    counts = {"images": 0, "upscaled": 0, "capped": 0}
+    hits = misses = 0
+    workers: set[str] = set()  # host:pid of the processes that ran batches
+    details: list[dict] = []
+    bar = progress_bar("upscale", table_rows(layout.images))
+    with BatchMap(runner) as mapper, ParquetRowWriter(layout.upscale_table, UPSCALE) as out:
+        batches = mapper(
+            upscale_batch,
+            ({"batch": b} for b in iter_rows(layout.images, IMAGES, runner.batch_size)),
+            layout=absolute_layout(layout),
+            options=options,
+            max_pixels=max_pixels,
+            identity=identity,
+        )
+        for batch in batches:
+            out.write(batch.rows)
+            bar.update(len(batch.rows))
+            hits, misses = hits + batch.cache_hits, misses + batch.cache_misses
+            workers.add(batch.worker)
+            for r in batch.rows:
+                counts["images"] += 1
+                counts["capped"] += "capped from" in r["upscale_detail"]
+                if r["upscale_factor"] > 1:
+                    counts["upscaled"] += 1
+                    keep_detail(
+                        details,
+                        {
+                            "path": r["path"],
+                            "factor": r["upscale_factor"],
+                            "measured_px": r["measured_px"],
+                            "on": r["measured_on"],
+                        },
+                    )
+    bar.close()
     result = StageResult(
         "upscale",
         {
-            "images": len(rows),
-            "upscaled": n_up,
-            "capped": sum(1 for r in rows if "capped from" in r["upscale_detail"]),
+            **counts,
             "method": rules["method"],
-            "cache_hits": cache.hits,
-            "cache_misses": cache.misses,
+            "cache_hits": hits,
+            "cache_misses": misses,
+            "worker_processes": len(workers),
         },
     )
-    result.rows = [
-        {
-            "path": r["path"],
-            "factor": r["upscale_factor"],
-            "measured_px": r["measured_px"],
-            "on": r["measured_on"],
-        }
-        for r in rows
-        if r["upscale_factor"] > 1
-    ]
+    result.rows = details
     return result
