@@ -125,6 +125,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         min_n=settings.report.min_n,
         image_notes={path: provenance_note(row) for path, row in images.items()},
         uncertainty=(settings.uncertainty.seed, settings.uncertainty.resamples),
+        thumbnail_cache=layout.cache,
     )
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
