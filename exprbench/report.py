@@ -932,7 +932,9 @@ def render_report(
     if min_n < 1:
         raise ValueError(f"min_n must be at least 1; got {min_n}")
     by_column = {spec.column: spec for spec in specs}
-    thumbs = thumbnail_cache and ThumbnailCache(thumbnail_cache, thumbnail_data_uri)
+    thumbs = None
+    if thumbnail_cache is not None:
+        thumbs = ThumbnailCache(thumbnail_cache, thumbnail_data_uri)
     link = _check_relative(validation_link)
     scores = _records(
         scores_df.drop(
