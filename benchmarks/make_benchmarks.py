@@ -38,6 +38,7 @@ DOC = ROOT / "BENCHMARKS.md"
 BLOCKS: dict[str, list[str]] = {
     "score": ["benchmarks/bench_pipeline.py", "score"],
     "dvc": ["benchmarks/bench_pipeline.py", "dvc"],
+    "incremental": ["benchmarks/bench_incremental.py"],
     "faceapi": ["benchmarks/bench_faceapi.py"],
     "parity": ["benchmarks/bench_parity.py"],
     "sr": ["benchmarks/bench_sr.py"],

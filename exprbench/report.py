@@ -60,6 +60,7 @@ from exprbench.report_uncertainty import (
     paired_sentence,
 )
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
+from exprbench.thumbnails import ThumbnailCache
 from exprbench.unavailable import summary as unavailable_summary
 from exprbench.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED, PairedComparison
 
@@ -786,6 +787,7 @@ def _contact_sheet(
     thumb_px: int,
     specs: Sequence[MetricSpec],
     image_notes: Mapping[str, str | None] | None = None,
+    thumbnail_cache: ThumbnailCache | None = None,
 ) -> list[Row]:
     captions = [
         (
@@ -831,7 +833,9 @@ def _contact_sheet(
             image["face_found"] = bool(face["face_found"])
             image["face_reason"] = face.get("face_reason") or image["face_reason"]
             image["face_count"] = face.get("face_count", image["face_count"])
-        image["src"], image["thumb_error"] = _thumbnail(thumbnails.get(path), thumb_px)
+        image["src"], image["thumb_error"] = _thumbnail(
+            thumbnails.get(path), thumb_px, thumbnail_cache
+        )
         image["note"] = (image_notes or {}).get(path)  # sheet cell, generation metadata, conflicts
     grid: dict[tuple[str, str, str], dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
     genders: dict[tuple[str, str, str], str | None] = {}
@@ -854,11 +858,14 @@ def _contact_sheet(
     return rows
 
 
-def _thumbnail(path: Path | None, size: int) -> tuple[str | None, str | None]:
+def _thumbnail(
+    path: Path | None, size: int, cache: ThumbnailCache | None = None
+) -> tuple[str | None, str | None]:
     if path is None:
         return None, "no thumbnail"
+    encode = thumbnail_data_uri if cache is None else cache.data_uri
     try:
-        return thumbnail_data_uri(Path(path), size), None
+        return encode(Path(path), size), None
     except (OSError, UnidentifiedImageError) as error:
         return None, f"unreadable: {type(error).__name__}"
 
@@ -911,6 +918,7 @@ def render_report(
     image_notes: Mapping[str, str | None] | None = None,
     uncertainty: tuple[int, int] = (DEFAULT_SEED, DEFAULT_RESAMPLES),
     changes: Mapping[str, Any] | None = None,
+    thumbnail_cache: Path | None = None,
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
 
@@ -920,11 +928,15 @@ def render_report(
     captions and the summary's questions; a value from fewer than `min_n` images is shown
     grey and left out of colours and rankings; `uncertainty` (seed, resamples) seeds the
     summary's paired bootstrap; `changes` (exprbench.changes_report.write_changes) links
-    the "What changed" pages from the summary.
+    the "What changed" pages from the summary; `thumbnail_cache` (a cache root) keeps
+    encoded thumbnails by content (`exprbench.thumbnails`).
     """
     if min_n < 1:
         raise ValueError(f"min_n must be at least 1; got {min_n}")
     by_column = {spec.column: spec for spec in specs}
+    thumbs = None
+    if thumbnail_cache is not None:
+        thumbs = ThumbnailCache(thumbnail_cache, thumbnail_data_uri)
     link = _check_relative(validation_link)
     scores = _records(
         scores_df.drop(
@@ -980,11 +992,11 @@ def render_report(
             rows.get("confusion", []), rows.get("expression_fidelity", [])
         ),
         "contact_sheet": _contact_sheet(
-            scores, _records(faces_df), thumbnails, thumb_px, specs, image_notes
+            scores, _records(faces_df), thumbnails, thumb_px, specs, image_notes, thumbs
         ),
         "judgements": judgement_context(
             rows,
-            lambda path: _thumbnail(thumbnails.get(path), thumb_px),
+            lambda path: _thumbnail(thumbnails.get(path), thumb_px, thumbs),
             run_info.get("tau"),
             min_n,
         ),

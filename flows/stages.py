@@ -12,8 +12,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, tags
+from prefect import Flow, flow, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from exprbench.config import Layout
@@ -74,19 +75,32 @@ def publish(result: StageResult) -> StageResult:
     return result
 
 
-def _build_stage_flow(name: str):
+class StageFlow(Flow):
+    """A stage's flow. Its run's parameters (layout, settings: dataclasses of paths,
+    strings and numbers) are stored as the JSON Prefect's own `jsonable_encoder` gives, by
+    pydantic (imported with Prefect) instead of FastAPI, whose import (~0.2 s) every stage
+    process would otherwise pay for that call alone."""
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        from pydantic_core import to_jsonable_python
+
+        return {key: to_jsonable_python(value) for key, value in parameters.items()}
+
+
+def _build_stage_flow(name: str) -> StageFlow:
     # Each DVC stage is its own process: importing only this stage's task module keeps
     # torch, DuckDB and Great Expectations out of the stages that do not use them.
     task = getattr(importlib.import_module(f"tasks.{name}"), name)
 
-    @flow(name=f"exprbench-{name}", log_prints=True, validate_parameters=False)
-    def stage_flow(layout: Layout, settings: Settings) -> StageResult:
+    def run_stage(layout: Layout, settings: Settings) -> StageResult:
         result = publish(task(layout, settings))
         print(result.markdown())
         return result
 
-    stage_flow.__doc__ = task.__doc__ or f"The {name} stage."
-    return stage_flow
+    run_stage.__doc__ = task.__doc__ or f"The {name} stage."
+    return StageFlow(
+        run_stage, name=f"exprbench-{name}", log_prints=True, validate_parameters=False
+    )
 
 
 @cache

@@ -153,6 +153,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         image_notes=notes,
         uncertainty=(seed, resamples),
         changes=changes,
+        thumbnail_cache=layout.cache,
     )
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
