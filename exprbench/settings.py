@@ -125,6 +125,19 @@ class UncertaintySettings:
 
 
 @dataclass(frozen=True)
+class CompareSettings:
+    """The regression rule of `exprbench compare` (exprbench.compare.RegressionRule)."""
+
+    metrics: tuple[str, ...]  # metric columns watched (MetricSpec columns of the scores file)
+    min_delta: float  # worse by more than this, in the metric's units and better direction
+    interval_excludes_zero: bool  # ... and the paired bootstrap 95% interval excludes 0
+
+    def __post_init__(self) -> None:
+        if self.min_delta < 0:
+            raise ParamsError(f"params: compare.min_delta must be at least 0; got {self.min_delta}")
+
+
+@dataclass(frozen=True)
 class ResolutionSettings:
     sizes: tuple[int, ...]
     crop_px: int
@@ -169,6 +182,10 @@ def _check(value: Any, kind: Any, key: str) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ParamsError(f"params: {key} must be a number; got {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ParamsError(f"params: {key} must be true or false; got {value!r}")
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -214,6 +231,7 @@ class Settings:
     validate: ValidateSettings
     report: ReportSettings
     uncertainty: UncertaintySettings
+    compare: CompareSettings
     resolution: ResolutionSettings | None = None
 
     @classmethod

@@ -1,0 +1,564 @@
+"""What changed between two versions of a generator: per scorer and metric, the delta of
+every subject x expression cell, of every expression and overall, with a paired bootstrap
+interval, what is missing on either side, and which deltas break the regression rule.
+
+How a delta is measured (`compare_versions`):
+
+* Metrics: every metric the scores file declares (its `MetricSpec`s) that has a direction
+  (`higher_is_better` not None), for every scorer that filled it in either version. A
+  value is what the study tables use: derived metrics computed, bools as 0/1, metrics
+  relative to the neutral image null on the neutral row.
+* Cell: subject x expression. Its value is the mean over its images (replicates); the
+  cell's delta is head mean - base mean, with a two-sample bootstrap 95% interval (each
+  version's images resampled with replacement, independently: the images of two
+  versions are not paired) when both sides have at least 2 images, else none.
+* Expression (subject None) and overall (subject and expression None): over the cells
+  both versions have a value for (the shared cells); base_mean and head_mean are the
+  means of the cell values over those cells, delta = head_mean - base_mean, and the 95%
+  interval is the paired bootstrap of `exprbench.uncertainty.paired_comparison`
+  (subjects resampled, then each drawn subject's shared cells). With no shared cell: each
+  side's mean over its own cells and no delta. Cells are weighted equally, so the overall
+  mean is not the leaderboard's image-weighted one.
+* Missing: cells (from the images table: every accepted image, face or not) only one
+  version has, in `Comparison.missing`; per delta, the cells (images for a single cell)
+  with a value on one side only.
+* Regression (`RegressionRule`, params `compare:`): a watched metric worse by more than
+  `min_delta` (in its better direction), and, with `interval_excludes_zero`, the 95%
+  interval entirely on the worse side of 0 (a delta without an interval then never
+  counts).
+
+Memory: DuckDB reads the scores Parquet and returns one row per scorer x metric x cell x
+version (its images' mean and values), streamed in batches and handled one scorer x
+metric at a time; nothing holds the image rows of the corpus.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exprbench.labels import EXPRESSIONS
+from exprbench.metrics import MetricSpec
+from exprbench.settings import CompareSettings
+from exprbench.uncertainty import group_rng, paired_comparison, resample_weights
+from exprbench.versions import VersionOrder, version_orders
+
+LEVEL = 0.95
+_BATCH_ROWS = 65_536
+
+
+class UnknownVersionError(ValueError):
+    """A generator or version asked for is not in the images table; says what exists."""
+
+
+@dataclass(frozen=True)
+class RegressionRule:
+    """params.yaml section `compare:` (settings.compare)."""
+
+    metrics: tuple[str, ...]  # MetricSpec columns the rule watches
+    min_delta: float  # worse by more than this (in the metric's better direction)
+    interval_excludes_zero: bool  # and the paired bootstrap interval excludes 0
+
+    @classmethod
+    def from_settings(cls, settings: CompareSettings) -> RegressionRule:
+        return cls(settings.metrics, settings.min_delta, settings.interval_excludes_zero)
+
+    def regressed(
+        self, metric: str, better: str, delta: float | None, low: float | None, high: float | None
+    ) -> bool:
+        """Whether a delta (head - base) breaks the rule."""
+        if metric not in self.metrics or delta is None:
+            return False
+        sign = 1.0 if better == "higher" else -1.0  # worse = a move against `better`
+        if -sign * delta <= self.min_delta:
+            return False
+        if not self.interval_excludes_zero:
+            return True
+        if low is None or high is None:
+            return False
+        return high < 0 if sign > 0 else low > 0
+
+    def describe(self) -> str:
+        zero = ", with the 95% interval excluding 0" if self.interval_excludes_zero else ""
+        return f"{', '.join(self.metrics)} worse by more than {self.min_delta:g}{zero}"
+
+
+@dataclass(frozen=True)
+class CellDelta:
+    scorer: str
+    metric: str  # MetricSpec column
+    subject: str | None  # None with expression None = overall
+    expression: str | None
+    base_mean: float | None
+    head_mean: float | None
+    delta: float | None  # head - base (raw units of the metric)
+    low: float | None  # paired bootstrap 95% interval of delta over the shared cells
+    high: float | None
+    n_shared: int  # shared subject x expression cells (images for a single cell)
+    base_only: int  # cells/images only in base
+    head_only: int
+    better: str  # "higher" | "lower" (from the MetricSpec direction)
+    regressed: bool  # by the rule
+    n_base: int = 0  # values on the base side: images for a single cell, else cells
+    n_head: int = 0
+
+    @property
+    def where(self) -> str:
+        """'scorer/metric/subject/expression' ('*' for all subjects or expressions)."""
+        return f"{self.scorer}/{self.metric}/{self.subject or '*'}/{self.expression or '*'}"
+
+    @property
+    def level(self) -> str:
+        """'overall', 'expression' or 'cell'."""
+        if self.subject is not None:
+            return "cell"
+        return "overall" if self.expression is None else "expression"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    generator: str
+    base: str
+    head: str
+    order: VersionOrder
+    deltas: tuple[CellDelta, ...]
+    missing: dict[str, list[str]]  # {"base_only": ["subject/expression"], "head_only": [...]}
+    rule: RegressionRule | None = None
+    digits: dict[str, int] = field(default_factory=dict)  # metric -> digits to show
+
+    def regressions(self) -> list[CellDelta]:
+        return [d for d in self.deltas if d.regressed]
+
+    def overall(self) -> list[CellDelta]:
+        return [d for d in self.deltas if d.level == "overall"]
+
+    def to_json(self) -> dict[str, Any]:
+        """What `exprbench compare --json` prints (one per generator)."""
+        return {
+            "generator": self.generator,
+            "base": self.base,
+            "head": self.head,
+            "order": asdict(self.order),
+            "rule": asdict(self.rule) if self.rule is not None else None,
+            "regressions": [d.where for d in self.regressions()],
+            "missing": self.missing,
+            "deltas": [{**asdict(d), "level": d.level} for d in self.deltas],
+        }
+
+    def _fmt(self, metric: str, value: float | None, signed: bool = False) -> str:
+        if value is None:
+            return "-"
+        digits = self.digits.get(metric, 3)
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+    def _interval(self, d: CellDelta) -> str:
+        if d.low is None or d.high is None:
+            return "-"
+        return f"[{self._fmt(d.metric, d.low, True)}, {self._fmt(d.metric, d.high, True)}]"
+
+    def _regression_lines(self) -> list[str]:
+        return [
+            f"{d.where}: {self._fmt(d.metric, d.base_mean)} -> "
+            f"{self._fmt(d.metric, d.head_mean)} (delta {self._fmt(d.metric, d.delta, True)}, "
+            f"95% {self._interval(d)}, {d.better} is better)"
+            for d in self.regressions()
+        ]
+
+    def _headline(self) -> list[str]:
+        lines = [f"Version order: {' < '.join(self.order.versions)} ({self.order.source})."]
+        if self.order.warning:
+            lines.append(f"Warning: {self.order.warning}.")
+        found = self.regressions()
+        if self.rule is not None:
+            verdict = f"{len(found)} regression{'s' if len(found) != 1 else ''}"
+            lines.append(f"{verdict} by the rule ({self.rule.describe()}).")
+        return lines
+
+    def _missing_lines(self) -> list[str]:
+        lines = []
+        for side, version in (("base_only", self.base), ("head_only", self.head)):
+            cells = self.missing.get(side, [])
+            if cells:
+                shown = ", ".join(cells[:20]) + (
+                    f" and {len(cells) - 20} more" if len(cells) > 20 else ""
+                )
+                lines.append(f"Only in {version} ({len(cells)} cells): {shown}.")
+        return lines
+
+    def _overall_rows(self) -> list[list[str]]:
+        return [
+            [
+                d.scorer,
+                d.metric,
+                d.better,
+                self._fmt(d.metric, d.base_mean),
+                self._fmt(d.metric, d.head_mean),
+                self._fmt(d.metric, d.delta, True),
+                self._interval(d),
+                str(d.n_shared),
+                f"{d.base_only}/{d.head_only}",
+                "REGRESSED" if d.regressed else "",
+            ]
+            for d in self.overall()
+        ]
+
+    _HEADINGS = ("scorer", "metric", "better", "base", "head", "delta", "95% interval",
+                 "cells", "only base/head", "")  # fmt: skip
+
+    def markdown(self) -> str:
+        """Short "what changed in <generator> <head> vs <base>" summary, regressions named as
+        scorer/metric/subject/expression."""
+
+        def cell(text: str) -> str:
+            return text.replace("|", "\\|")
+
+        lines = [f"### What changed in {self.generator} {self.head} vs {self.base}", ""]
+        lines += self._headline()
+        regressions = self._regression_lines()
+        if regressions:
+            lines += ["", *(f"- **{cell(line)}**" for line in regressions)]
+        rows = self._overall_rows()
+        if rows:
+            lines += ["", "Overall (mean over the shared subject x expression cells):", ""]
+            lines.append("| " + " | ".join(self._HEADINGS) + " |")
+            lines.append("|" + "---|" * len(self._HEADINGS))
+            lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+        missing = self._missing_lines()
+        if missing:
+            lines += ["", *missing]
+        return "\n".join(lines)
+
+    def text(self) -> str:
+        """The terminal table of `exprbench compare`."""
+        lines = [f"{self.generator}: {self.head} vs {self.base}", *self._headline()]
+        rows = [list(self._HEADINGS), *self._overall_rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self._HEADINGS))]
+        lines.append("")
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+                  for row in rows]  # fmt: skip
+        regressions = self._regression_lines()
+        if regressions:
+            lines += ["", "Regressed:", *(f"  {line}" for line in regressions)]
+        lines += self._missing_lines()
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- choosing pairs
+
+
+def found_versions(images: Path) -> list[tuple[str, str]]:
+    """(generator, version) pairs with an accepted image in the images table."""
+    import duckdb
+
+    source = Path(images)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: missing; run the pipeline (ingest) first")
+    con = duckdb.connect()
+    rows = con.execute(
+        "SELECT DISTINCT generator, version FROM read_parquet(?) ORDER BY ALL", [str(source)]
+    ).fetchall()
+    return [(str(g), str(v)) for g, v in rows]
+
+
+def plan_pairs(
+    orders: dict[str, VersionOrder],
+    generator: str | None = None,
+    base: str | None = None,
+    head: str | None = None,
+) -> list[tuple[VersionOrder, str, str]]:
+    """(order, base, head) to compare. Default: each generator's newest vs the previous.
+
+    head alone: against the version before it; base alone: the newest against it. A
+    generator with one version gives no pair (unless asked for by name: an error). Unknown
+    generator or version -> UnknownVersionError naming what exists.
+    """
+    if generator is not None and generator not in orders:
+        raise UnknownVersionError(
+            f"no generator {generator!r} in the images table; generators: "
+            f"{', '.join(orders) or 'none'}"
+        )
+    chosen = [orders[generator]] if generator is not None else list(orders.values())
+    for name, version in (("--base", base), ("--head", head)):
+        if version is not None and not any(version in o.versions for o in chosen):
+            known = "; ".join(f"{o.generator}: {', '.join(o.versions)}" for o in chosen)
+            raise UnknownVersionError(f"no version {version!r} ({name}); versions: {known}")
+    if base is not None and base == head:
+        raise UnknownVersionError(f"--base and --head are both {base!r}: nothing to compare")
+    pairs = []
+    for order in chosen:
+        versions = order.versions
+        if (base is not None and base not in versions) or (
+            head is not None and head not in versions
+        ):
+            continue  # another generator's versions
+        if head is not None:
+            new = head
+            old = base if base is not None else _before(versions, head)
+        else:
+            new = versions[-1]
+            old = base if base is not None else _before(versions, new)
+        if old is None or old == new:
+            if generator is not None and (base is not None or head is not None):
+                raise UnknownVersionError(
+                    f"{order.generator}: no version before {new!r} to compare it with; "
+                    f"versions (oldest first): {', '.join(versions)}"
+                )
+            continue
+        pairs.append((order, old, new))
+    if (base is not None or head is not None) and not pairs:
+        known = "; ".join(f"{o.generator}: {', '.join(o.versions)}" for o in chosen)
+        raise UnknownVersionError(f"no generator has both versions asked for; versions: {known}")
+    return pairs
+
+
+def _before(versions: Sequence[str], version: str) -> str | None:
+    index = versions.index(version)
+    return versions[index - 1] if index > 0 else None
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def directed_specs(scores: Path) -> tuple[MetricSpec, ...]:
+    """The metrics with a direction that the scores file declares (its schema metadata)."""
+    import pyarrow.parquet as pq
+
+    from exprbench.schema import metric_specs
+
+    source = Path(scores)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: missing; run the pipeline (score stage) first")
+    specs = metric_specs(pq.read_schema(source), str(source))
+    return tuple(spec for spec in specs if spec.higher_is_better is not None)
+
+
+def _cells_sql(scores: Path, specs: Sequence[MetricSpec]) -> str:
+    from exprbench.aggregate import _sql_string, _value_sql
+
+    columns = ", ".join(spec.column for spec in specs)
+    return f"""
+        WITH s AS (
+            SELECT s.scorer, s.version, s.subject, s.expression, s.replicate,
+                   {", ".join(_value_sql(spec) for spec in specs)}
+            FROM read_parquet({_sql_string(str(scores))}, hive_partitioning = false) s
+            WHERE s.generator = $generator AND s.version IN ($base, $head)
+        ), long AS (UNPIVOT s ON {columns} INTO NAME metric VALUE value)
+        SELECT scorer, metric, subject, expression, version, avg(value) AS mean,
+               list(value ORDER BY replicate) AS vals
+        FROM long WHERE NOT isnan(value)
+        GROUP BY scorer, metric, subject, expression, version
+        ORDER BY scorer, metric, subject, expression, version"""
+
+
+Side = tuple[float, list[float]]  # a cell on one side: mean, its images' values
+Cells = dict[tuple[str, str], dict[str, Side]]  # (subject, expression) -> version -> side
+
+
+def _stream(con: Any, sql: str, params: dict[str, str]) -> Iterator[tuple[Any, ...]]:
+    reader = con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)
+    for batch in reader:
+        yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
+
+
+def _cell_interval(
+    base: list[float], head: list[float], resamples: int, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
+    """Two-sample bootstrap interval of mean(head) - mean(base); None below 2 images a side."""
+    if len(base) < 2 or len(head) < 2 or resamples < 1:
+        return None, None
+    means = []
+    for values in (base, head):
+        array = np.asarray(values, dtype=np.float64)
+        weights = resample_weights(np.zeros(array.size, dtype=np.int64), resamples, rng)
+        means.append(weights @ array / array.size)
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(means[1] - means[0], [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _pooled(
+    scorer: str,
+    spec: MetricSpec,
+    cells: Cells,
+    where: tuple[str | None, str | None],
+    versions: tuple[str, str],
+    key: tuple[str, ...],
+    rule: RegressionRule,
+    seed: int,
+    resamples: int,
+) -> CellDelta:
+    """Delta over `cells` (already chosen: one expression, or all), paired on shared cells."""
+    base, head = versions
+    values = {
+        side: {k: sides[side][0] for k, sides in cells.items() if side in sides}
+        for side in versions
+    }
+    shared = values[base].keys() & values[head].keys()
+    better = "higher" if spec.higher_is_better else "lower"
+    paired = paired_comparison(
+        values[head], values[base], seed=seed, resamples=resamples, key=(*key, *where)
+    )
+
+    def mean(side: str, keys: Iterable[tuple[str, str]]) -> float | None:
+        picked = [values[side][k] for k in keys]
+        return float(np.mean(picked)) if picked else None
+
+    if paired is None:
+        base_mean, head_mean = mean(base, values[base]), mean(head, values[head])
+        delta = low = high = None
+    else:
+        base_mean, head_mean = mean(base, shared), mean(head, shared)
+        delta, low, high = paired.mean_diff, paired.low, paired.high
+    return CellDelta(
+        scorer,
+        spec.column,
+        where[0],
+        where[1],
+        base_mean,
+        head_mean,
+        delta,
+        low,
+        high,
+        len(shared),
+        len(values[base].keys() - shared),
+        len(values[head].keys() - shared),
+        better,
+        rule.regressed(spec.column, better, delta, low, high),
+        len(values[base]),
+        len(values[head]),
+    )
+
+
+def _metric_deltas(
+    scorer: str,
+    spec: MetricSpec,
+    cells: Cells,
+    versions: tuple[str, str],
+    key: tuple[str, ...],
+    rule: RegressionRule,
+    seed: int,
+    resamples: int,
+) -> list[CellDelta]:
+    """Overall, per expression, then per cell deltas of one scorer x metric."""
+    base, head = versions
+    better = "higher" if spec.higher_is_better else "lower"
+    args = (versions, (*key, scorer, spec.column), rule, seed, resamples)
+    out = [_pooled(scorer, spec, cells, (None, None), *args)]
+    rank = {name: i for i, name in enumerate(EXPRESSIONS)}
+    expressions = sorted({e for _, e in cells}, key=lambda e: (rank.get(e, len(rank)), e))
+    for expression in expressions:
+        chosen = {k: v for k, v in cells.items() if k[1] == expression}
+        out.append(_pooled(scorer, spec, chosen, (None, expression), *args))
+    for (subject, expression), sides in sorted(
+        cells.items(), key=lambda item: (item[0][0], rank.get(item[0][1], len(rank)))
+    ):
+        b, h = sides.get(base), sides.get(head)
+        delta = low = high = None
+        if b is not None and h is not None:
+            delta = h[0] - b[0]
+            rng = group_rng(seed, ("compare-cell", *key, scorer, spec.column, subject, expression))
+            low, high = _cell_interval(b[1], h[1], resamples, rng)
+        n_base, n_head = len(b[1]) if b else 0, len(h[1]) if h else 0
+        both = b is not None and h is not None
+        out.append(
+            CellDelta(
+                scorer,
+                spec.column,
+                subject,
+                expression,
+                b[0] if b else None,
+                h[0] if h else None,
+                delta,
+                low,
+                high,
+                n_base + n_head if both else 0,
+                0 if both else n_base,
+                0 if both else n_head,
+                better,
+                rule.regressed(spec.column, better, delta, low, high),
+                n_base,
+                n_head,
+            )
+        )
+    return out
+
+
+def _missing_cells(
+    con: Any, images: Path, generator: str, base: str, head: str
+) -> dict[str, list[str]]:
+    rows = con.execute(
+        """SELECT DISTINCT version, subject, expression FROM read_parquet(?)
+           WHERE generator = ? AND version IN (?, ?)""",
+        [str(images), generator, base, head],
+    ).fetchall()
+    cells: dict[str, set[str]] = {base: set(), head: set()}
+    for version, subject, expression in rows:
+        cells[version].add(f"{subject}/{expression}")
+    return {
+        "base_only": sorted(cells[base] - cells[head]),
+        "head_only": sorted(cells[head] - cells[base]),
+    }
+
+
+def compare_pair(
+    scores: Path,
+    images: Path,
+    order: VersionOrder,
+    base: str,
+    head: str,
+    rule: RegressionRule,
+    seed: int,
+    resamples: int,
+    specs: Sequence[MetricSpec] | None = None,
+) -> Comparison:
+    """One generator's `head` against its `base` (see the module docstring)."""
+    import duckdb
+
+    specs = tuple(specs) if specs is not None else directed_specs(scores)
+    by_column = {spec.column: spec for spec in specs}
+    con = duckdb.connect()
+    missing = _missing_cells(con, images, order.generator, base, head)
+    deltas: list[CellDelta] = []
+    if specs:
+        params = {"generator": order.generator, "base": base, "head": head}
+        rows = _stream(con, _cells_sql(scores, specs), params)
+        key = ("compare", order.generator, base, head)
+        for (scorer, metric), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
+            cells: Cells = {}
+            for _, _, subject, expression, version, mean, vals in group:
+                cells.setdefault((subject, expression), {})[version] = (float(mean), vals)
+            deltas += _metric_deltas(
+                scorer, by_column[metric], cells, (base, head), key, rule, seed, resamples
+            )
+    order_of = {spec.column: i for i, spec in enumerate(specs)}
+    deltas.sort(key=lambda d: (d.scorer, order_of[d.metric]))  # stable: levels keep order
+    digits = {spec.column: max(spec.digits, 2) for spec in specs}
+    return Comparison(order.generator, base, head, order, tuple(deltas), missing, rule, digits)
+
+
+def compare_versions(
+    scores: Path,
+    images: Path,
+    raw_dir: Path,
+    rule: RegressionRule,
+    seed: int,
+    resamples: int,
+    generator: str | None = None,
+    base: str | None = None,
+    head: str | None = None,
+) -> list[Comparison]:
+    """Default: each generator's newest version vs the previous one (by version_orders).
+    Unknown generator/version -> ValueError naming what exists. A generator with one
+    version: no Comparison (and the CLI says so)."""
+    orders = version_orders(raw_dir, found_versions(images))
+    pairs = plan_pairs(orders, generator, base, head)
+    specs = directed_specs(scores)
+    return [
+        compare_pair(scores, images, order, old, new, rule, seed, resamples, specs)
+        for order, old, new in pairs
+    ]
