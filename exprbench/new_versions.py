@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from exprbench.compare import CellDelta, Comparison
+    from exprbench.compare import Comparison
 
 UNLABELLED = "?"  # a manifest row leaving generator or version to the file's metadata
 
@@ -121,15 +121,6 @@ def steps(evaluate: Iterable[tuple[str, str]], orders: Mapping[str, Sequence[str
     return found
 
 
-def cell_name(delta: CellDelta) -> str:
-    """scorer/metric/subject/expression, or scorer/metric/overall."""
-    if delta.subject is None and delta.expression is None:
-        cell = "overall"
-    else:
-        cell = f"{delta.subject or 'all'}/{delta.expression or 'all'}"
-    return f"{delta.scorer}/{delta.metric}/{cell}"
-
-
 def regression_message(comparisons: Iterable[Comparison], limit: int = 12) -> str | None:
     """The flow run's Failed message naming every regressed cell (per comparison the first
     `limit`, then how many more), or None without a regression."""
@@ -141,7 +132,7 @@ def regression_message(comparisons: Iterable[Comparison], limit: int = 12) -> st
             continue
         total += len(found)
         named = [
-            cell_name(cell) + ("" if cell.delta is None else f" ({cell.delta:+.3f})")
+            cell.where + ("" if cell.delta is None else f" ({cell.delta:+.3f})")
             for cell in found[:limit]
         ]
         more = f" and {len(found) - limit} more" if len(found) > limit else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,11 +24,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
+from exprbench.compare import RegressionRule, compare_versions
 from exprbench.config import Layout
 from exprbench.new_versions import (
+    UNLABELLED,
     SeenFile,
     Step,
-    cell_name,
     detect,
     fingerprints,
     regression_message,
@@ -35,6 +37,7 @@ from exprbench.new_versions import (
     version_key,
 )
 from exprbench.settings import Settings, load_settings
+from exprbench.versions import version_orders
 from flows.stages import MAX_VERSION_TAGS, run_tags
 
 FLOW_NAME = "exprbench-new-versions"
@@ -136,8 +139,6 @@ def leaderboard_rows(layout: Layout) -> list[dict[str, Any]]:
 
 def _compare(settings: Settings, layout: Layout, found: list[Step]) -> tuple[list[Any], list[str]]:
     """Each step's Comparison, and a line for each generator evaluated for the first time."""
-    from exprbench.compare import compare_versions, regression_rule
-
     comparisons, firsts = [], []
     for step in found:
         if step.base is None:
@@ -147,7 +148,7 @@ def _compare(settings: Settings, layout: Layout, found: list[Step]) -> tuple[lis
             layout.scores,
             layout.images,
             layout.input_dir,
-            regression_rule(settings),
+            RegressionRule.from_settings(settings.compare),
             seed=settings.uncertainty.seed,
             resamples=settings.uncertainty.resamples,
             generator=step.generator,
@@ -194,18 +195,16 @@ def evaluate_new_versions(project: str) -> State:
         return Completed(message=changes.summary())
 
     output = dvc_repro(root)
-    ran = [line.strip() for line in output.splitlines() if line.startswith("Running stage")]
-    print("\n".join(ran) or "dvc repro: every stage was up to date")
+    ran = re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE)
+    print(f"dvc repro ran: {', '.join(ran)}" if ran else "dvc repro: every stage was up to date")
 
     counts = _evaluated_versions(layout)
     before = set(record["versions"])
-    wanted = {key for key in changes.to_evaluate if "?" not in key.split("/")}
+    wanted = {key for key in changes.to_evaluate if UNLABELLED not in key.split("/")}
     # manifest rows labelled by metadata: their versions are known only after ingest
     evaluated = sorted(
         (g, v) for g, v in counts if f"{g}/{v}" in wanted or f"{g}/{v}" not in before
     )
-    from exprbench.versions import version_orders
-
     orders = version_orders(layout.input_dir, counts)
     found = steps(evaluated, {g: order.versions for g, order in orders.items()})
     comparisons, firsts = _compare(settings, layout, found)
@@ -220,7 +219,7 @@ def evaluate_new_versions(project: str) -> State:
             "evaluated_at": stamp,
             "flow_run": str(flow_run.id or ""),
             "images": images[key],
-            "regressed_cells": [cell_name(cell) for cell in regressed.get(key, [])],
+            "regressed_cells": [cell.where for cell in regressed.get(key, [])],
         }
     for key in changes.removed:
         record["versions"].pop(key, None)
@@ -228,20 +227,18 @@ def evaluate_new_versions(project: str) -> State:
     write_record(root, record)
     _tag_run(keys, failure is not None)
 
-    notes = firsts + [o.warning for o in orders.values() if o.warning and o.generator in {
-        s.generator for s in found}]  # fmt: skip
     lines = [
         "# exprbench: what changed",
         "",
         f"**Inputs:** {changes.summary()}.",
         "",
-        f"**Evaluated:** {', '.join(f'{k} ({images[k]} images)' for k in keys) or 'none'}",
+        f"**Evaluated:** {', '.join(f'{k} ({images[k]} image(s))' for k in keys) or 'none'}",
         "",
         f"**dvc repro:** {len(ran)} stage(s) ran" + (f": {', '.join(ran)}" if ran else ""),
         "",
         f"**Verdict:** {failure or 'no regression by the rule (params `compare:`)'}",
         "",
-        *[f"- {note}" for note in notes],
+        *[f"- {first}" for first in firsts],
         *[f"\n{comparison.markdown()}" for comparison in comparisons],
         "",
         f"Report: `{layout.report_html.resolve()}`; leaderboard: artifact `{LEADERBOARD_KEY}`.",
