@@ -217,18 +217,20 @@ def cmd_scorers(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Serve the deployment that evaluates new generator versions on a cron schedule, or
     trigger one run of it now."""
+    # before Prefect is imported (it reads PREFECT_API_URL then); a temporary server has
+    # no scheduler
+    if server.use_checkout_server() is None:
+        raise FileNotFoundError(
+            f"no Prefect server running for this checkout ({server.CHECKOUT}): "
+            "`exprbench server start` first, then `exprbench schedule`"
+            + (" in another shell" if args.trigger else "")
+        )
     from flows.schedule import DEPLOYMENT, serve, trigger
 
     if args.trigger:
-        if server.use_checkout_server() is None:
-            raise FileNotFoundError(
-                "no Prefect server running for this checkout: `exprbench server start`, "
-                "then `exprbench schedule` in another shell"
-            )
         run = trigger()
         print(f"flow run {run} of deployment {DEPLOYMENT} scheduled; the serving process runs it")
         return 0
-    _connect()
     print(
         f"serving deployment {DEPLOYMENT} (cron {args.cron!r}, {args.timezone}); keep this "
         "process running. Trigger a run now from another shell: exprbench schedule --trigger"

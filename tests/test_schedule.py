@@ -145,7 +145,7 @@ def _project(root: Path, photos: dict[str, Path]) -> tuple[Path, dict[str, str]]
         shutil.copytree(
             ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
         )
-    (root / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent)
+    (root / ".venv").symlink_to(sys.prefix)  # this virtual environment
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["score"].update(scorers=["fer"], impostor_gallery=0)
     params["uncertainty"]["resamples"] = 200
@@ -203,6 +203,7 @@ def test_a_cron_run_evaluates_new_versions_and_fails_naming_the_regressed_cells(
 
     from flows.schedule import DEPLOYMENT, LEADERBOARD_KEY, RECORD, WHAT_CHANGED_KEY
 
+    (tmp_path / "checkout").mkdir()
     project, env = _project(tmp_path / "checkout", photos)
     exprbench = [str(project / "bin" / "exprbench")]
     started = subprocess.run(
