@@ -29,7 +29,8 @@ How a delta is measured (`compare_versions`):
 
 Memory: DuckDB reads the scores Parquet and returns one row per scorer x metric x cell x
 version (its images' mean and values), streamed in batches and handled one scorer x
-metric at a time; nothing holds the image rows of the corpus.
+metric at a time; nothing holds the image rows of the corpus (the result holds one
+CellDelta per scorer x metric x cell).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class CellDelta:
     delta: float | None  # head - base (raw units of the metric)
     low: float | None  # paired bootstrap 95% interval of delta over the shared cells
     high: float | None
-    n_shared: int  # shared subject x expression cells (images for a single cell)
+    n_shared: int  # shared subject x expression cells (a single cell: its images, both sides)
     base_only: int  # cells/images only in base
     head_only: int
     better: str  # "higher" | "lower" (from the MetricSpec direction)
@@ -187,7 +188,8 @@ class Comparison:
                 shown = ", ".join(cells[:20]) + (
                     f" and {len(cells) - 20} more" if len(cells) > 20 else ""
                 )
-                lines.append(f"Only in {version} ({len(cells)} cells): {shown}.")
+                plural = "s" if len(cells) != 1 else ""
+                lines.append(f"Only in {version} ({len(cells)} cell{plural}): {shown}.")
         return lines
 
     def _overall_rows(self) -> list[list[str]]:
@@ -244,7 +246,9 @@ class Comparison:
         regressions = self._regression_lines()
         if regressions:
             lines += ["", "Regressed:", *(f"  {line}" for line in regressions)]
-        lines += self._missing_lines()
+        missing = self._missing_lines()
+        if missing:
+            lines += ["", *missing]
         return "\n".join(lines)
 
 
@@ -304,9 +308,13 @@ def plan_pairs(
             old = base if base is not None else _before(versions, new)
         if old is None or old == new:
             if generator is not None and (base is not None or head is not None):
+                problem = (
+                    f"no version before {new!r} to compare it with"
+                    if old is None
+                    else f"{new!r} is the newest version: give a --head to compare it with"
+                )
                 raise UnknownVersionError(
-                    f"{order.generator}: no version before {new!r} to compare it with; "
-                    f"versions (oldest first): {', '.join(versions)}"
+                    f"{order.generator}: {problem}; versions (oldest first): {', '.join(versions)}"
                 )
             continue
         pairs.append((order, old, new))
@@ -461,8 +469,9 @@ def _metric_deltas(
         delta = low = high = None
         if b is not None and h is not None:
             delta = h[0] - b[0]
-            rng = group_rng(seed, ("compare-cell", *key, scorer, spec.column, subject, expression))
-            low, high = _cell_interval(b[1], h[1], resamples, rng)
+            if len(b[1]) > 1 and len(h[1]) > 1:  # else no interval (and no stream to seed)
+                where = ("compare-cell", *key, scorer, spec.column, subject, expression)
+                low, high = _cell_interval(b[1], h[1], resamples, group_rng(seed, where))
         n_base, n_head = len(b[1]) if b else 0, len(h[1]) if h else 0
         both = b is not None and h is not None
         out.append(

@@ -24,6 +24,7 @@ from exprbench.prompt_age import AgeFormError, parse_requested_age
 MANIFEST_NAME = "manifest.csv"
 SUBJECTS_NAME = "subjects.csv"
 SHEETS_NAME = "sheets.csv"
+VERSIONS_NAME = "versions.csv"  # at the root: the order of versions (exprbench.versions)
 CONFIG_NAMES = frozenset({MANIFEST_NAME, SUBJECTS_NAME, SHEETS_NAME})
 SKIP = "skip"  # a sheet cell that is not an input (a blank, a tile of another prompt)
 MAX_SHEET_SIDE = 16  # rows or columns of a sheet
@@ -612,6 +613,8 @@ def discover(root: Path, extensions: Iterable[str]) -> Discovery:
         path = Path(entry.rel)
         if entry.rel in declared or (entry.problem is None and path.name in CONFIG_NAMES):
             continue
+        if entry.problem is None and entry.rel == VERSIONS_NAME:
+            continue  # read by exprbench.versions (the ingest task records the order)
         rel = entry.rel
         found.n_discovered += 1
         if entry.problem is not None:

@@ -26,10 +26,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from exprbench.ingest import MANIFEST_NAME, InputConfigError, _read_csv
+from exprbench.ingest import MANIFEST_NAME, VERSIONS_NAME, InputConfigError, _read_csv
 
-VERSIONS_NAME = "versions.csv"
 Source = str  # "versions.csv" | "manifest" | "mtime" | "name" (no folder to date)
+
+
+class VersionOrderError(InputConfigError):
+    """versions.csv or the manifest's release_date is malformed; `file` names the file."""
+
+    def __init__(self, file: str, message: str) -> None:
+        super().__init__(message)
+        self.file = file
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ def _dated(
                 raise InputConfigError(f"{where}: empty release_date")
             continue
         if not generator or not version:
+            if not need_date:
+                continue  # a manifest row whose labels the file's metadata fills: undated
             raise InputConfigError(f"{where}: a release_date needs a generator and a version")
         date = _release_date(text, where)
         known = dates.setdefault(generator, {})
@@ -114,8 +123,11 @@ def declared_dates(raw_dir: Path) -> tuple[dict[str, dict[str, tuple[datetime, s
         if not path.is_file():
             found.append({})
             continue
-        rows = _read_csv(path, required, name)
-        found.append(_dated(((f"{name}:{line}", row) for line, row in rows), need_date))
+        try:
+            rows = _read_csv(path, required, name)
+            found.append(_dated(((f"{name}:{line}", row) for line, row in rows), need_date))
+        except InputConfigError as error:
+            raise VersionOrderError(name, str(error)) from None
     return tuple(found)
 
 

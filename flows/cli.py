@@ -239,6 +239,77 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare versions of each generator; exit 1 on a regression with --fail-on-regression."""
+    import json
+    from dataclasses import asdict
+
+    from exprbench.compare import (
+        RegressionRule,
+        UnknownVersionError,
+        compare_versions,
+        found_versions,
+    )
+    from exprbench.config import Layout
+    from exprbench.settings import load_settings
+    from exprbench.versions import version_orders
+
+    settings = load_settings(_params_path(args.params))
+    layout = Layout.from_paths(settings.paths)
+    if args.output:
+        layout = Layout.for_output(Path(args.input or layout.input_dir), Path(args.output))
+    elif args.input:
+        raise FileNotFoundError("--input goes with --output (an `exprbench run` output folder)")
+    rule = RegressionRule.from_settings(settings.compare)
+    try:
+        found = compare_versions(
+            layout.scores,
+            layout.images,
+            layout.input_dir,
+            rule,
+            settings.uncertainty.seed,
+            settings.uncertainty.resamples,
+            args.generator,
+            args.base,
+            args.head,
+        )
+    except UnknownVersionError as error:
+        print(f"exprbench: error: {error}", file=sys.stderr)
+        return 2
+    orders = version_orders(layout.input_dir, found_versions(layout.images))
+    compared = {c.generator for c in found}
+    single = {
+        g: o.versions[0]
+        for g, o in orders.items()
+        if len(o.versions) == 1 and args.generator in (None, g)
+    }
+    if args.json:
+        document = {
+            "comparisons": [c.to_json() for c in found],
+            "one_version": single,
+            "orders": {g: asdict(o) for g, o in orders.items()},
+        }
+        print(json.dumps(document, indent=2, allow_nan=False))
+    else:
+        for comparison in found:
+            print(comparison.text(), end="\n\n")
+        for generator, version in single.items():
+            print(f"{generator}: one version ({version}); nothing to compare it with")
+        if not found and not single:
+            print(f"nothing to compare ({', '.join(sorted(set(orders) - compared)) or 'no data'})")
+    regressed = [(c, d) for c in found for d in c.regressions()]
+    if args.fail_on_regression and regressed:
+        for c, d in regressed:
+            interval = "no interval" if d.low is None else f"95% [{d.low:+.4f}, {d.high:+.4f}]"
+            print(
+                f"exprbench: regression: {c.generator} {c.head} vs {c.base}: {d.where} "
+                f"delta {d.delta:+.4f} ({interval})",
+                file=sys.stderr,
+            )
+        return 1
+    return 0
+
+
 def cmd_plots_template(args: argparse.Namespace) -> int:
     from flows.dvc_plots import configure
 
@@ -316,6 +387,7 @@ the daily loop (from the project root):
   exprbench run --input DIR --output DIR
                                   the whole pipeline on any folder, without DVC
   exprbench score IMAGE...        score single images (no pipeline)
+  exprbench compare               what changed in each generator's newest version
   exprbench scorers               what each scorer measures
 
 `exprbench COMMAND --help` describes a command and its options."""
@@ -482,6 +554,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of serving: ask the running deployment for one run now",
     )
     sched.set_defaults(func=cmd_schedule)
+
+    compare = command(
+        "compare",
+        "what changed between versions of a generator; regressions for CI",
+        "Compare two versions of each generator on the pipeline's outputs (paths in params, "
+        "or --output): per scorer and metric, the delta of every subject x expression cell, "
+        "of every expression and overall, with a paired bootstrap 95% interval, and the "
+        "cells only one version has. Default: each generator's newest version against the "
+        "previous one, in the order versions.csv or the manifest's release_date declares "
+        "(else folder modification time, with a warning). A delta is a regression by the "
+        "rule in params `compare:`. Exits 2 for an unknown generator or version.",
+    )
+    compare.add_argument("--generator", help="only this generator (default: every one)")
+    compare.add_argument(
+        "--base", metavar="VERSION", help="older version (default: the one before --head)"
+    )
+    compare.add_argument("--head", metavar="VERSION", help="newer version (default: the newest)")
+    compare.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    compare.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a delta breaks the rule, naming each regressed cell (for CI)",
+    )
+    compare.add_argument("--params", help=params_help)
+    compare.add_argument("--output", help="read an `exprbench run` output folder instead")
+    compare.add_argument(
+        "--input", help="with --output: that run's input folder (default: paths.raw)"
+    )
+    compare.set_defaults(func=cmd_compare)
 
     plots = command(
         "plots-template",

@@ -28,6 +28,7 @@ from exprbench.ingest import (
 )
 from exprbench.schema import IMAGES, QUARANTINE, write_rows
 from exprbench.settings import IngestSettings, Settings
+from exprbench.versions import VersionOrderError, version_orders
 from tasks.common import StageResult, materialise, progress_bar
 
 
@@ -141,6 +142,30 @@ def _cut_sheets(
     return n_cells
 
 
+def _version_order(
+    layout: Layout, rows: list[dict], found: Discovery, rejected: list[Rejected]
+) -> dict[str, int | float | str]:
+    """The summary's version_order (and version_order_warning when it fell back to folder
+    times); a malformed versions.csv (or manifest release_date) is quarantined."""
+    pairs = {(row["generator"], row["version"]) for row in rows}
+    try:
+        orders = version_orders(layout.input_dir, pairs)
+    except VersionOrderError as error:
+        if not any(r.path == error.file for r in rejected):  # a broken manifest already is
+            found.n_discovered += 1
+            reason = f"{error}; the version order was not read from it"
+            rejected.append(Rejected(error.file, reason))
+        return {"version_order": f"not read ({error.file} quarantined)"}
+    several = [order for order in orders.values() if len(order.versions) > 1]
+    counts: dict[str, int | float | str] = {
+        "version_order": "; ".join(o.describe() for o in several) or "one version per generator"
+    }
+    warnings = [order.warning for order in several if order.warning]
+    if warnings:
+        counts["version_order_warning"] = "; ".join(warnings)
+    return counts
+
+
 @task(name="ingest", cache_policy=NONE)
 def ingest(layout: Layout, settings: Settings) -> StageResult:
     found = discover(layout.input_dir, list(settings.ingest.extensions))
@@ -164,6 +189,7 @@ def ingest(layout: Layout, settings: Settings) -> StageResult:
             subjects.unusable,
             describe,
         )
+    order_counts = _version_order(layout, rows, found, rejected)
     if len(rows) + len(rejected) != found.n_discovered:
         raise RuntimeError(
             f"ingest lost files: {found.n_discovered} discovered, {len(rows)} kept, "
@@ -192,6 +218,7 @@ def ingest(layout: Layout, settings: Settings) -> StageResult:
             "cache_misses": cache.misses,
             "sheet_cache_misses": sheet_cache.misses,
             "metadata_cache_misses": meta_cache.misses,
+            **order_counts,
         },
     )
     result.rows = [{"path": r.path, "reason": r.reason} for r in rejected]

@@ -198,3 +198,53 @@ def record_artifact(name: str, key: str, value: Any) -> Path:
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
     return path
+
+
+# ---------------------------------------------------------------- a two-version run
+
+# Two versions of one generator, declared old < new by versions.csv (name order says the
+# opposite). In 'new', s1's happy images are replaced by photos that do not smile; s2/happy
+# is the same photo in both; s2/sad exists only in 'old', s2/surprise only in 'new'; toolB
+# has one version.
+TWO_VERSIONS = {
+    "toolA/old/s1/happy.jpg": "feat_happy",
+    "toolA/old/s1/happy-2.jpg": "obama",
+    "toolA/old/s2/happy.jpg": "astronaut",
+    "toolA/old/s2/sad.jpg": "biden",
+    "toolA/new/s1/happy.jpg": "feat_angry",
+    "toolA/new/s1/happy-2.jpg": "obama2",
+    "toolA/new/s2/happy.jpg": "astronaut",
+    "toolA/new/s2/surprise.jpg": "feat_surprise",
+    "toolB/1/s3/happy.jpg": "feat_single_face",
+}
+
+
+@pytest.fixture(scope="session")
+def two_version_run(tmp_path_factory, photos, models):
+    """A real run over TWO_VERSIONS: ingest, upscale (method none, faces measured without
+    HOG upsampling), faces and score with the fer scorer only, called as task functions (no
+    Prefect server). Returns (layout, ingest's StageResult). Tests that need later stages
+    run them on a copy."""
+    from dataclasses import replace
+
+    from exprbench.config import Layout
+    from exprbench.settings import load_settings
+    from tasks.faces import faces
+    from tasks.ingest import ingest
+    from tasks.score import score
+    from tasks.upscale import upscale
+
+    tmp = tmp_path_factory.mktemp("two_versions")
+    raw = build_raw(tmp / "raw", photos, TWO_VERSIONS)
+    (raw / "versions.csv").write_text(
+        "generator,version,release_date\ntoolA,new,2026-12-01\ntoolA,old,2026-01-15\n"
+    )
+    settings = load_settings(Path(__file__).resolve().parent.parent / "params.yaml")
+    settings = replace(
+        settings,
+        upscale=replace(settings.upscale, method="none", detect_upsample=0),
+        score=replace(settings.score, scorers=("fer",), impostor_gallery=0),
+    )
+    layout = Layout.for_output(raw, tmp / "out")
+    results = [stage.fn(layout, settings) for stage in (ingest, upscale, faces, score)]
+    return layout, results[0]
