@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from exprbench.compare import RegressionRule, compare_versions
+from exprbench.compare import Comparison, RegressionRule, compare_versions
 from exprbench.config import Layout
 from exprbench.new_versions import (
     UNLABELLED,
@@ -55,21 +55,29 @@ def seen_files(raw: Path, extensions: tuple[str, ...] | list[str]) -> list[SeenF
     found = discover(raw, extensions)
     seen = []
     for cand in found.candidates:
-        stat = cand.abs_path.stat()
         labels = f"{cand.subject}/{cand.label}/{cand.replicate}"
         key = version_key(cand.generator, cand.version)
-        seen.append(SeenFile(key, cand.path, stat.st_size, stat.st_mtime_ns, labels))
+        seen.append(SeenFile(key, cand.path, *_size_mtime(cand.abs_path), labels))
     for decl in found.sheets:
-        stat = decl.abs_path.stat()
         labels = f"{decl.subject}/{decl.rows}x{decl.columns}/{'|'.join(decl.labels)}"
         key = version_key(decl.generator, decl.version)
-        seen.append(SeenFile(key, decl.path, stat.st_size, stat.st_mtime_ns, labels))
+        seen.append(SeenFile(key, decl.path, *_size_mtime(decl.abs_path), labels))
     return seen
+
+
+def _size_mtime(path: Path) -> tuple[int, int]:
+    """(size, modification time in ns); (-1, 0) for a file that cannot be read (ingest
+    quarantines it, saying why)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return -1, 0
+    return stat.st_size, stat.st_mtime_ns
 
 
 def read_record(project: Path) -> dict[str, Any]:
     """The record of evaluated versions: {"inputs": {generator/version: fingerprint},
-    "versions": {generator/version: {evaluated_at, flow_run, images, regressions}}}."""
+    "versions": {generator/version: {evaluated_at, flow_run, images, regressed_cells}}}."""
     path = project / RECORD
     try:
         record = json.loads(path.read_text())
@@ -120,11 +128,9 @@ def _evaluated_versions(layout: Layout) -> dict[tuple[str, str], int]:
     """(generator, version) -> images in the images table the pipeline just wrote."""
     import pyarrow.parquet as pq
 
-    counts: dict[tuple[str, str], int] = {}
-    for row in pq.read_table(layout.images, columns=["generator", "version"]).to_pylist():
-        key = (row["generator"], row["version"])
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    table = pq.read_table(layout.images, columns=["generator", "version"])
+    counts = table.group_by(["generator", "version"]).aggregate([([], "count_all")])
+    return {(row["generator"], row["version"]): row["count_all"] for row in counts.to_pylist()}
 
 
 def leaderboard_rows(layout: Layout) -> list[dict[str, Any]]:
@@ -137,9 +143,12 @@ def leaderboard_rows(layout: Layout) -> list[dict[str, Any]]:
     ]
 
 
-def _compare(settings: Settings, layout: Layout, found: list[Step]) -> tuple[list[Any], list[str]]:
+def _compare(
+    settings: Settings, layout: Layout, found: list[Step]
+) -> tuple[list[Comparison], list[str]]:
     """Each step's Comparison, and a line for each generator evaluated for the first time."""
-    comparisons, firsts = [], []
+    comparisons: list[Comparison] = []
+    firsts: list[str] = []
     for step in found:
         if step.base is None:
             firsts.append(f"{step.generator} {step.head}: its first version, nothing to compare")
