@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -271,21 +272,77 @@ def serve(cron: str, project: Path, timezone: str = "UTC") -> None:
     """Serve the flow as deployment DEPLOYMENT on `cron` (in `timezone`) until interrupted.
 
     The deployment shows in the Prefect UI under Deployments; runs happen only while this
-    process is up (it is the worker). A tick that comes while a run is still going is
-    cancelled (deployment concurrency 1, cancel-new), never run twice at once.
+    process is up (it is the worker). One serving process per project (a second one is
+    refused: RunLocked); a tick that comes while a run is still going is cancelled
+    (deployment concurrency 1, cancel-new), never run twice at once.
     """
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
-    evaluate_new_versions.serve(
-        name=DEPLOYMENT.split("/", 1)[1],
-        schedules=[Cron(cron, timezone=timezone)],
-        parameters={"project": str(project)},
-        tags=run_tags(project),
-        global_limit=ConcurrencyLimitConfig(
-            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
-        ),
+    from exprbench.runlock import run_lock
+
+    with run_lock(project / RECORD.parent, "project (one `exprbench schedule` per project)"):
+        deleted, crashed = clear_left_runs()
+        if deleted or crashed:
+            print(
+                f"{DEPLOYMENT}: deleted {deleted} tick(s) missed while no process served "
+                f"it, marked {crashed} run(s) of an ended serving process crashed"
+            )
+        evaluate_new_versions.serve(
+            name=DEPLOYMENT.split("/", 1)[1],
+            schedules=[Cron(cron, timezone=timezone)],
+            parameters={"project": str(project)},
+            tags=run_tags(project),
+            global_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+        )
+
+
+def clear_left_runs() -> tuple[int, int]:
+    """Before serving (one serving process per checkout, see `serve`): delete the
+    deployment's runs still waiting for a start time that has passed (ticks missed while no
+    process served it, or left by an earlier schedule), so a restart evaluates once at the
+    next tick instead of replaying each; and mark Crashed the runs an ended serving process
+    left pending or running, which frees the deployment's concurrency slot they held (else
+    every later tick would be cancelled). Returns (deleted, crashed)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
     )
+    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    def runs(client: Any, deployment_id: Any, *types: StateType, **where: Any) -> list[Any]:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(types))), **where
+            ),
+        )
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(DEPLOYMENT)
+        except ObjectNotFound:
+            return 0, 0
+        started = FlowRunFilterExpectedStartTime.model_validate({"before_": datetime.now(UTC)})
+        missed = runs(client, deployment.id, StateType.SCHEDULED, expected_start_time=started)
+        for run in missed:
+            client.delete_flow_run(run.id)
+        left = runs(
+            client, deployment.id, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING
+        )
+        for run in left:
+            message = "the process serving the deployment ended during this run"
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+    return len(missed), len(left)
 
 
 def trigger() -> str:

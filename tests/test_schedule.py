@@ -318,3 +318,53 @@ def test_a_cron_run_evaluates_new_versions_and_fails_naming_the_regressed_cells(
             serving.wait()
         log_file.close()
         subprocess.run([*exprbench, "server", "stop"], cwd=project, env=env, check=False)
+
+
+def test_a_restart_drops_missed_ticks_and_frees_the_slot_of_an_ended_run(prefect_server) -> None:
+    """At start, `exprbench schedule` deletes the runs the scheduler made while no process
+    served the deployment (not replayed one after the other) and marks Crashed a run an
+    ended serving process left pending, which frees the deployment's concurrency slot:
+    without that, every later tick would be cancelled. Later runs stay."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Pending, Scheduled
+
+    from flows.schedule import DEPLOYMENT, clear_left_runs, evaluate_new_versions
+
+    deployment_id = evaluate_new_versions.to_deployment(
+        name=DEPLOYMENT.split("/", 1)[1],
+        parameters={"project": str(ROOT)},
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
+    ).apply()
+    at = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+
+        def scheduled(delta: timedelta):
+            return client.create_flow_run_from_deployment(
+                deployment_id, state=Scheduled(scheduled_time=at + delta)
+            ).id
+
+        missed = [scheduled(-timedelta(minutes=m)) for m in (1, 30, 600)]
+        later = scheduled(timedelta(hours=1))
+        orphan = scheduled(-timedelta(seconds=5))
+        assert client.set_flow_run_state(orphan, Pending()).state.is_pending()  # takes the slot
+        blocked = scheduled(-timedelta(seconds=1))
+        assert client.set_flow_run_state(blocked, Pending()).state.is_cancelled()  # no slot
+
+        assert clear_left_runs() == (3, 1)
+        for run_id in missed:
+            with pytest.raises(ObjectNotFound):
+                client.read_flow_run(run_id)
+        state = client.read_flow_run(orphan).state
+        assert state.is_crashed() and "serving the deployment ended" in state.message
+        assert client.read_flow_run(later).state.is_scheduled()
+        fresh = scheduled(-timedelta(seconds=1))
+        assert client.set_flow_run_state(fresh, Pending()).state.is_pending()  # slot is free
+        assert clear_left_runs() == (0, 1)  # frees it again for the other tests
+        for run_id in (later, fresh, orphan, blocked):
+            client.delete_flow_run(run_id)
