@@ -281,7 +281,7 @@ def serve(cron: str, project: Path, timezone: str = "UTC") -> None:
 
     from exprbench.runlock import run_lock
 
-    with run_lock(project / RECORD.parent, "project (one `exprbench schedule` per project)"):
+    with run_lock(project / RECORD.parent, "project"):  # one `exprbench schedule` each
         deleted, crashed = clear_left_runs()
         if deleted or crashed:
             print(
