@@ -214,24 +214,27 @@ def cmd_scorers(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    """Serve a deployment that reruns `dvc repro` on a cron schedule, or trigger it now."""
-    from flows.schedule import DEPLOYMENT, serve_repro, trigger
+    """Serve the deployment that evaluates new generator versions on a cron schedule, or
+    trigger one run of it now."""
+    # before Prefect is imported (it reads PREFECT_API_URL then); a temporary server has
+    # no scheduler
+    if server.use_checkout_server() is None:
+        raise FileNotFoundError(
+            f"no Prefect server running for this checkout ({server.CHECKOUT}): "
+            "`exprbench server start` first, then `exprbench schedule`"
+            + (" in another shell" if args.trigger else "")
+        )
+    from flows.schedule import DEPLOYMENT, serve, trigger
 
     if args.trigger:
-        if server.use_checkout_server() is None:
-            raise FileNotFoundError(
-                "no Prefect server running for this checkout: `exprbench server start`, "
-                "then `exprbench schedule` in another shell"
-            )
         run = trigger()
         print(f"flow run {run} of deployment {DEPLOYMENT} scheduled; the serving process runs it")
         return 0
-    _connect()
     print(
         f"serving deployment {DEPLOYMENT} (cron {args.cron!r}, {args.timezone}); keep this "
         "process running. Trigger a run now from another shell: exprbench schedule --trigger"
     )
-    serve_repro(args.cron, Path(args.project).resolve(), args.timezone)
+    serve(args.cron, Path(args.project).resolve(), args.timezone)
     return 0
 
 
@@ -531,15 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sched = command(
         "schedule",
-        "rerun `dvc repro` on a cron schedule (foreground)",
-        "Serve a Prefect deployment that runs `dvc repro` in PROJECT on a cron schedule. "
-        "Runs in the foreground until interrupted; start `exprbench server start` first to "
-        "see the runs in the UI.",
+        "evaluate new generator versions on a cron schedule (foreground)",
+        "Serve a Prefect deployment that, on a cron schedule, looks for generator/version "
+        "folders or manifest rows not evaluated yet in PROJECT; when there are, runs "
+        "`dvc repro`, records them, posts 'what changed' and the leaderboard as artifacts, "
+        "and ends Failed naming the cells when the comparison finds a regression. Runs in "
+        "the foreground until interrupted; start `exprbench server start` first to see the "
+        "runs in the UI.",
     )
     sched.add_argument(
         "--cron",
-        default="0 3 * * *",
-        help="cron expression (minute hour day month weekday), in --timezone",
+        default="*/15 * * * *",
+        help="cron expression (minute hour day month weekday, optionally a sixth field "
+        "for seconds), in --timezone",
     )
     sched.add_argument(
         "--timezone", default="UTC", help="IANA time zone of --cron, e.g. Europe/Madrid"

@@ -67,7 +67,8 @@ def record(checkout: Path = CHECKOUT) -> ServerRecord | None:
 def running(checkout: Path = CHECKOUT) -> ServerRecord | None:
     """The checkout's server if it is up and healthy."""
     found = record(checkout)
-    return found if found is not None and is_healthy(found.port) else None
+    # a loaded machine may take seconds to answer; a stopped server is refused at once
+    return found if found is not None and is_healthy(found.port, timeout=5.0) else None
 
 
 def use_checkout_server(checkout: Path = CHECKOUT) -> str | None:

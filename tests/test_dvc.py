@@ -256,17 +256,26 @@ def _find(node, match) -> list[dict]:
     return found
 
 
-def test_scheduled_rerun_flow_runs_dvc_repro(repo, prefect_server):
-    from flows.schedule import scheduled_repro
+def test_scheduled_flow_evaluates_new_versions_once(repo, prefect_server):
+    """The scheduled flow, called directly (a real flow run on the test server): the
+    first call evaluates every version (one version per generator: nothing to compare),
+    the second finds nothing new. tests/test_schedule.py runs it on a real cron."""
+    from flows.schedule import RECORD, evaluate_new_versions
 
     repo, _ = repo
-    output = scheduled_repro(str(repo))  # a real flow run on the test server
-    assert "didn't change" in output or "Running stage" in output
+    (repo / RECORD).unlink(missing_ok=True)
+    first = evaluate_new_versions(str(repo), return_state=True)
+    assert first.is_completed(), first
+    assert first.message == "evaluated toolA/v1, toolB/2; no regression"
+    assert set(json.loads((repo / RECORD).read_text())["versions"]) == {"toolA/v1", "toolB/2"}
+    again = evaluate_new_versions(str(repo), return_state=True)
+    assert again.is_completed() and again.message.startswith("nothing new: 2 generator/version")
 
 
 def test_served_deployment_runs_dvc_repro_when_triggered(repo, prefect_server):
     """README's schedule commands: `exprbench schedule` serves the deployment (and must stay
-    up: it runs the flow runs), `exprbench schedule --trigger` asks it for a run now."""
+    up: it runs the flow runs), `exprbench schedule --trigger` asks it for a run now (the
+    test server has no scheduler: tests/test_schedule.py checks the cron runs)."""
     from prefect.client.orchestration import get_client
 
     from flows.schedule import DEPLOYMENT
