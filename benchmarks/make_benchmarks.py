@@ -50,6 +50,7 @@ BLOCKS: dict[str, list[str]] = {
     "agreement": ["benchmarks/bench_agreement.py"],
     "identity": ["benchmarks/bench_identity.py"],
     "startup": ["benchmarks/bench_startup.py"],
+    "scale": ["benchmarks/bench_scale.py"],
 }
 
 

@@ -53,7 +53,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ import pyarrow.parquet as pq
 from exprbench.agreement import table_range_violations
 from exprbench.fileio import current_umask
 from exprbench.identity import IDENTITY_TABLES, add_leaderboard_auc, identity_tables
-from exprbench.judgement_specs import AMBIGUOUS, LAMBDA_WEIGHT, SCR_PAIRS
+from exprbench.judgement_specs import AMBIGUOUS, LAMBDA_WEIGHT, PER_IMAGE_TABLES, SCR_PAIRS
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
@@ -463,6 +463,8 @@ JUDGEMENT_TABLE_NAMES: tuple[str, ...] = (
     "gender_agreement",
     "gender_runs",
 )
+DEFAULT_MEMORY_LIMIT = "1GB"  # params duckdb.memory_limit
+CSV_BATCH_ROWS = 65_536
 # the built-in metrics' tables, in order, then the judgements', then identity against impostors
 TABLE_NAMES: tuple[str, ...] = (
     *table_sql(),
@@ -512,8 +514,14 @@ def _check_columns(
 
 
 def _build(
-    con: duckdb.DuckDBPyConnection, scores_glob: str, uncertainty: Uncertainty | None = None
+    con: duckdb.DuckDBPyConnection,
+    scores_glob: str,
+    uncertainty: Uncertainty | None = None,
+    *,
+    per_image: bool = True,
 ) -> dict[str, pa.Table]:
+    """Build every table in `con`; return them, less the per-image ones (PER_IMAGE_TABLES,
+    checked in batches and left in `con`) unless `per_image`."""
     specs = scores_specs(scores_glob)
     try:
         _check_columns(con, scores_glob, specs)
@@ -535,21 +543,59 @@ def _build(
     add_leaderboard_auc(con)
     for name in [*table_sql(specs), SUBJECT_CELLS, *IDENTITY_TABLES]:
         tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
-    tables.update(build_judgement_tables(con, scores_declared(scores_glob)))
+    tables.update(build_judgement_tables(con, scores_declared(scores_glob), per_image=per_image))
     check_tables(tables)  # intervals ordered, AUCs and rates in [0, 1]
     return tables
 
 
-def compute_tables(scores_glob: str, uncertainty: Uncertainty | None = None) -> dict[str, pa.Table]:
-    """All tables, in memory (no files written)."""
+def compute_tables(
+    scores_glob: str, uncertainty: Uncertainty | None = None, memory_limit: str | None = None
+) -> dict[str, pa.Table]:
+    """All tables, in memory (no files written); `memory_limit` bounds DuckDB's share."""
     with duckdb.connect() as con:
+        if memory_limit is not None:
+            con.execute(f"SET memory_limit = {_sql_string(memory_limit)}")
         return _build(con, scores_glob, uncertainty)
 
 
+class StoredTables(Mapping[str, pa.Table]):
+    """Every table by name: the small ones in memory, the per-image ones (PER_IMAGE_TABLES)
+    read from the database only when asked for."""
+
+    def __init__(self, tables: Mapping[str, pa.Table], database: Path) -> None:
+        self._tables = dict(tables)
+        self._database = database
+        self._names = [*tables, *PER_IMAGE_TABLES]
+
+    def __getitem__(self, name: str) -> pa.Table:
+        if name in self._tables:
+            return self._tables[name]
+        if name not in self._names:
+            raise KeyError(name)
+        with duckdb.connect(str(self._database), read_only=True) as con:
+            return con.sql(f"SELECT * FROM {name}").to_arrow_table()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def build_tables(
-    scores: str | Path, database: Path, csv_dir: Path, uncertainty: Uncertainty | None = None
-) -> dict[str, pa.Table]:
-    """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`.
+    scores: str | Path,
+    database: Path,
+    csv_dir: Path,
+    uncertainty: Uncertainty | None = None,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> StoredTables:
+    """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`; return
+    them (the per-image ones, PER_IMAGE_TABLES, are read from `database` when asked for).
+
+    Bounded memory: DuckDB works under `memory_limit` and spills to a folder beside the
+    database; the CSVs are written from the database in batches. Python holds the small
+    per-cell/per-run tables only (and, for the bootstrap and identity, one group or one
+    generator/version at a time).
 
     `scores` is a glob of scores Parquet files (str), or exactly one file (Path): then only
     that file is read, whatever else lies beside it. `uncertainty` (seed, resamples) fills
@@ -572,23 +618,57 @@ def build_tables(
     try:
         tmp_db = staging / database.name
         with duckdb.connect(str(tmp_db)) as con:
-            tables = _build(con, scores_glob, uncertainty)
+            bound_memory(con, memory_limit, staging / "spill")
+            tables = _build(con, scores_glob, uncertainty, per_image=False)
             con.execute("CHECKPOINT")
-        write_csvs(tables, csv_dir)
+            write_csvs(_table_readers(con, [*tables, *PER_IMAGE_TABLES]), csv_dir)
         os.replace(tmp_db, database)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return tables
+    return StoredTables(tables, database)
 
 
-def write_csvs(tables: Mapping[str, pa.Table], csv_dir: Path) -> list[Path]:
-    """Write `<name>.csv` for each table into `csv_dir`, swapping the whole folder in."""
+def table_counts(database: Path) -> dict[str, int | float | str]:
+    """Rows of every table in the aggregate's database."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        names = [row[0] for row in con.execute("SHOW TABLES").fetchall()]
+        return {
+            name: int(con.sql(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]) for name in names
+        }
+
+
+def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit: str, spill: Path) -> None:
+    """DuckDB keeps under `memory_limit` and spills what does not fit into `spill`."""
+    spill.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET memory_limit = {_sql_string(memory_limit)}")
+    con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
+
+
+def _table_readers(
+    con: duckdb.DuckDBPyConnection, names: Iterable[str]
+) -> dict[str, Callable[[], pa.RecordBatchReader]]:
+    def reader(name: str) -> Callable[[], pa.RecordBatchReader]:
+        return lambda: con.sql(f"SELECT * FROM {name}").fetch_arrow_reader(CSV_BATCH_ROWS)
+
+    return {name: reader(name) for name in names}
+
+
+def write_csvs(
+    tables: Mapping[str, pa.Table | Callable[[], pa.RecordBatchReader]], csv_dir: Path
+) -> list[Path]:
+    """Write `<name>.csv` for each table (or batch reader) into `csv_dir`, swapping the
+    whole folder in."""
     csv_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{csv_dir.name}.", dir=csv_dir.parent))
     try:
         for name, table in tables.items():
             # NULL is written as an empty field: a missing cell never reads back as 0.
-            pacsv.write_csv(table, staging / f"{name}.csv")
+            if isinstance(table, pa.Table):
+                pacsv.write_csv(table, staging / f"{name}.csv")
+                continue
+            with table() as reader, pacsv.CSVWriter(staging / f"{name}.csv", reader.schema) as out:
+                for batch in reader:
+                    out.write_batch(batch)
         # mkdtemp makes the folder 0700; the tables are meant to be shared like the files.
         os.chmod(staging, 0o777 & ~current_umask())
         retired = None
@@ -914,10 +994,14 @@ def _judgement_queries(
 
 
 def build_judgement_tables(
-    con: duckdb.DuckDBPyConnection, declared: Mapping[str, set[str]] | None
+    con: duckdb.DuckDBPyConnection,
+    declared: Mapping[str, set[str]] | None,
+    *,
+    per_image: bool = True,
 ) -> dict[str, pa.Table]:
-    """The judgement tables, in `con` (after `_setup_sql`) and returned; each value is
-    checked against its declared range (exprbench.judgement_specs.TABLE_METRICS)."""
+    """The judgement tables, in `con` (after `_setup_sql`) and returned (the per-image
+    ones only with `per_image`); each value is checked against its declared range
+    (exprbench.judgement_specs.TABLE_METRICS), a per-image table batch by batch."""
     columns = {row[0] for row in con.execute("DESCRIBE scores").fetchall()}
     statements, queries = _judgement_queries(
         _recognizers(con, declared, "top1"), _recognizers(con, declared, "gender"), columns
@@ -925,10 +1009,16 @@ def build_judgement_tables(
     for statement in statements:
         con.execute(statement)
     tables = {}
+    problems: list[str] = []
     for name, query in queries.items():
         con.execute(f"CREATE TABLE {name} AS {query}")
-        tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
-    problems = table_range_violations(tables)
+        if per_image or name not in PER_IMAGE_TABLES:
+            tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
+            continue
+        with con.sql(f"SELECT * FROM {name}").fetch_arrow_reader(CSV_BATCH_ROWS) as reader:
+            for batch in reader:
+                problems += table_range_violations({name: pa.Table.from_batches([batch])})
+    problems += table_range_violations(tables)
     if problems:
         raise ValueError(
             "judgement tables hold values outside their declared ranges (a bug in the "

@@ -50,8 +50,10 @@ from exprbench.report import (
     _contact_sheet,
     _environment,
     _fmt,
-    _records,
+    thumbnail_data_uri,
 )
+from exprbench.report_sheets import ReportScores
+from exprbench.thumbnails import ThumbnailCache
 
 Row = dict[str, Any]
 PAGE_TEMPLATE = "changes.html.j2"  # one page per generator
@@ -249,12 +251,10 @@ def _regression_rows(comparison: Comparison, specs: Sequence[MetricSpec]) -> lis
 
 def _sheets(
     comparison: Comparison,
-    scores: pd.DataFrame,
-    faces: list[Row],
-    thumbnails: Mapping[str, Path],
+    source: ReportScores,
     thumb_px: int,
     specs: Sequence[MetricSpec],
-    image_notes: Mapping[str, str | None] | None,
+    thumbnail_cache: ThumbnailCache | None,
 ) -> tuple[list[Row], list[str]]:
     """(one entry per regressed subject x expression cell with both versions' images,
     the regressions on coarser cells, which have no single sheet)."""
@@ -267,20 +267,13 @@ def _sheets(
             by_cell[(delta.subject, delta.expression)].append(f"{delta.scorer}/{delta.metric}")
     entries = []
     for (subject, expression), regressions in sorted(by_cell.items()):
-        chosen = scores[
-            (scores["generator"] == comparison.generator)
-            & scores["version"].isin([comparison.base, comparison.head])
-            & (scores["subject"] == subject)
-            & (scores["expression"] == expression)
-        ]
-        paths = set(chosen["path"])
+        chosen = source.cell_rows(
+            comparison.generator, [comparison.base, comparison.head], subject, expression
+        )
+        paths = sorted({str(r["path"]) for r in chosen})
+        thumbnails, notes = source.lookup(paths)
         sheet = _contact_sheet(
-            _records(chosen),
-            [f for f in faces if f["path"] in paths],
-            thumbnails,
-            thumb_px,
-            specs,
-            image_notes,
+            chosen, source.faces_of(paths), thumbnails, thumb_px, specs, notes, thumbnail_cache
         )
         column = EXPRESSIONS.index(expression) if expression in EXPRESSIONS else None
         images: dict[str, list[Row]] = {comparison.base: [], comparison.head: []}
@@ -307,25 +300,21 @@ def _sheets(
 def render_changes_page(
     comparison: Comparison,
     rule: RegressionRule,
-    scores: pd.DataFrame,
-    faces: pd.DataFrame | None,
-    thumbnails: Mapping[str, Path],
+    source: ReportScores,
     out_html: Path,
     *,
     specs: Sequence[MetricSpec],
     thumb_px: int = THUMBNAIL_PX,
-    image_notes: Mapping[str, str | None] | None = None,
     timestamp: str = "",
     index_href: str = "../index.html",
+    thumbnail_cache: ThumbnailCache | None = None,
 ) -> Path:
     """Write the "What changed in <generator> <head> (vs <base>)" page to `out_html`.
 
-    `scores` needs the generator's rows of both versions (only the regressed cells' images
-    are drawn); `thumbnails` maps a scores `path` to the crop or image to show.
+    `source` holds the scores (only the regressed cells' rows are read, with their
+    thumbnails and notes); `thumbnail_cache` keeps encoded thumbnails by content.
     """
-    sheets, coarse = _sheets(
-        comparison, scores, _records(faces), thumbnails, thumb_px, specs, image_notes
-    )
+    sheets, coarse = _sheets(comparison, source, thumb_px, specs, thumbnail_cache)
     context = {
         "generator": comparison.generator,
         "base": comparison.base,
@@ -349,7 +338,7 @@ def write_changes(
     comparisons: Sequence[Comparison],
     rule: RegressionRule,
     versions: Mapping[str, Sequence[str]],
-    scores: pd.DataFrame,
+    scores: pd.DataFrame | ReportScores,
     faces: pd.DataFrame | None,
     thumbnails: Mapping[str, Path],
     reports_dir: Path,
@@ -359,13 +348,24 @@ def write_changes(
     image_notes: Mapping[str, str | None] | None = None,
     timestamp: str = "",
     error: str | None = None,
+    thumbnail_cache: Path | None = None,
 ) -> Row:
     """Write one page per comparison under `reports_dir`/changes (removing pages of
     generators no longer compared) and return the main report's "What changed" context.
 
     `versions`: every generator's versions (to name those with one version, which get no
     page); `error`: why no comparison could be made (e.g. a bad versions.csv), shown instead.
+    `scores`: a DataFrame (with `faces`, `thumbnails`, `image_notes`) or the report stage's
+    `ReportScores` (which holds those); `thumbnail_cache`: a cache root for thumbnails.
     """
+    source = (
+        scores
+        if isinstance(scores, ReportScores)
+        else ReportScores.from_frames(scores, faces, thumbnails, image_notes)
+    )
+    thumbs = (
+        None if thumbnail_cache is None else ThumbnailCache(thumbnail_cache, thumbnail_data_uri)
+    )
     pages_dir = reports_dir / PAGES_DIR
     pages_dir.mkdir(parents=True, exist_ok=True)
     wanted = {page_name(c.generator) for c in comparisons}
@@ -378,14 +378,12 @@ def write_changes(
         render_changes_page(
             comparison,
             rule,
-            scores,
-            faces,
-            thumbnails,
+            source,
             pages_dir / name,
             specs=specs,
             thumb_px=thumb_px,
-            image_notes=image_notes,
             timestamp=timestamp,
+            thumbnail_cache=thumbs,
         )
         entries.append(
             {

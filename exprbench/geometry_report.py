@@ -103,11 +103,12 @@ def _profile_cell(values: list[float], column: str, expression: str, min_n: int)
     }
 
 
-def profiles(scores: Sequence[Row], min_n: int) -> list[dict]:
+def profiles(scores: Sequence[Row], min_n: int, scorers: Sequence[str] | None = None) -> list[dict]:
     """One block per geometry scorer x generator x version (see the module docstring);
-    `measured` is False when no image of the run has a value (no neutral, no expression)."""
+    `measured` is False when no image of the run has a value (no neutral, no expression).
+    `scorers`: the geometry scorers (default: those with a value in `scores`)."""
     blocks = []
-    for scorer in geometry_scorers(scores):
+    for scorer in geometry_scorers(scores) if scorers is None else scorers:
         groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
         for row in scores:
             if row["scorer"] == scorer:
@@ -150,16 +151,25 @@ def profiles(scores: Sequence[Row], min_n: int) -> list[dict]:
     return blocks
 
 
-def fear_surprise(scores: Sequence[Row]) -> tuple[list[dict], list[dict]]:
-    """(image rows, per-generator/version agreement rows); see the module docstring."""
-    scorers = geometry_scorers(scores)
+def _recognizers(scores: Iterable[Row]) -> list[str]:
+    return sorted({str(r["scorer"]) for r in scores if r.get("top1") is not None})
+
+
+def fear_surprise(
+    scores: Sequence[Row],
+    scorers: Sequence[str] | None = None,
+    recognizers: Sequence[str] | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """(image rows, per-generator/version agreement rows); see the module docstring.
+    `scorers`, `recognizers`: the geometry and expression scorers (default: from `scores`)."""
+    scorers = geometry_scorers(scores) if scorers is None else scorers
     if not scorers:
         return [], []
     geometry = scorers[0]
     by_path: dict[str, list[Row]] = defaultdict(list)
     for row in scores:
         by_path[str(row["path"])].append(row)
-    recognizers = sorted({str(r["scorer"]) for r in scores if r.get("top1") is not None})
+    recognizers = _recognizers(scores) if recognizers is None else recognizers
     images = []
     for path, rows in sorted(by_path.items()):
         first = rows[0]
@@ -221,20 +231,45 @@ def _agreement(images: Sequence[dict], recognizers: Sequence[str]) -> list[dict]
 
 def geometry_section(scores: Sequence[Row], min_n: int) -> dict | None:
     """The template partial's context, or None when no geometry scorer ran."""
-    if not geometry_scorers(scores):
+    scorers = geometry_scorers(scores)
+    return geometry_section_by_run([scores], scorers, _recognizers(scores), min_n)
+
+
+def geometry_section_by_run(
+    runs: Iterable[Sequence[Row]],
+    scorers: Sequence[str],
+    recognizers: Sequence[str],
+    min_n: int,
+    max_images: int | None = None,
+) -> dict | None:
+    """`geometry_section` from one generator/version's rows at a time (`runs`), given the
+    geometry scorers and expression recognizers of all of them; at most `max_images`
+    fear/surprise images are listed (`n_images` says how many there are)."""
+    if not scorers:
         return None
-    images, agreement = fear_surprise(scores)
-    recognizers = sorted({str(r["scorer"]) for r in scores if r.get("top1") is not None})
+    blocks: list[dict] = []
+    images: list[dict] = []
+    agreement: list[dict] = []
+    n_images = 0
+    for rows in runs:
+        blocks += profiles(rows, min_n, scorers)
+        run_images, run_agreement = fear_surprise(rows, scorers, recognizers)
+        n_images += len(run_images)
+        images = sorted(images + run_images, key=lambda i: i["path"])[:max_images]
+        agreement += run_agreement
+    blocks.sort(key=lambda b: (b["scorer"], b["generator"], b["version"]))
+    agreement.sort(key=lambda r: (r["generator"], r["version"]))
     return {
         "template": TEMPLATE,
         "measures": [
             {"column": m.column, "aus": m.aus, "title": m.title, "description": m.description}
             for m in MEASURES
         ],
-        "profiles": profiles(scores, min_n),
+        "profiles": blocks,
         "images": images,
+        "n_images": n_images,
         "agreement": agreement,
-        "recognizers": recognizers,
+        "recognizers": list(recognizers),
         "margin": VERDICT_MARGIN,
         "min_n": min_n,
     }

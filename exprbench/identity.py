@@ -33,7 +33,7 @@ from __future__ import annotations
 import glob
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -149,35 +149,61 @@ _COLUMNS = (
 )
 
 
-def _read(scores_glob: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Identity rows (non-neutral, face found) and each scorer's same-person threshold.
+def _identity_files(scores_glob: str) -> tuple[list[str], dict[str, float], float | None]:
+    """The scores files that carry impostor distances, each scorer's same-person threshold
+    and the global one.
 
     The threshold is the one each scorer's `same_identity` was computed with (a scorer may
-    declare its own, e.g. human_faceres 0.9), from the scores files' metadata; files from
-    before per-scorer thresholds fall back to the single global one.
+    declare its own, e.g. human_faceres 0.9), from the files' metadata; a scorer not listed
+    there (files from before per-scorer thresholds) falls back to the global one.
     """
-    files = sorted(glob.glob(scores_glob, recursive=True))
-    rows: list[dict[str, Any]] = []
-    thresholds: dict[str, float] = {}
-    for path in files:
+    files = []
+    per_scorer: dict[str, float] = {}
+    default = None
+    for path in sorted(glob.glob(scores_glob, recursive=True)):
         schema = pq.read_schema(path)
         metadata = schema.metadata or {}
-        per_scorer = metadata.get(THRESHOLDS_METADATA_KEY)
-        default = metadata.get(THRESHOLD_METADATA_KEY)
-        present = [c for c in _COLUMNS if c in schema.names]
-        if "impostor_distances" not in present:
-            continue
-        table = pq.read_table(path, columns=present)
-        mask = pa.compute.is_valid(table.column("identity_distance"))
-        found = table.filter(mask).to_pylist()
-        declared = json.loads(per_scorer) if per_scorer is not None else {}
-        for scorer in {r["scorer"] for r in found}:
-            if scorer in declared:
-                thresholds[scorer] = float(declared[scorer])
-            elif default is not None:
-                thresholds[scorer] = float(default)
-        rows += found
-    return [r for r in rows if r["expression"] != NEUTRAL and r["face_found"]], thresholds
+        raw = metadata.get(THRESHOLD_METADATA_KEY)
+        if raw is not None:
+            default = float(raw)
+        declared = metadata.get(THRESHOLDS_METADATA_KEY)
+        if declared is not None:
+            per_scorer.update({k: float(v) for k, v in json.loads(declared).items()})
+        if "impostor_distances" in schema.names:
+            files.append(path)
+    return files, per_scorer, default
+
+
+def _runs(files: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    """The identity rows of each generator/version (expression images with a face and a
+    distance to their neutral), one generator/version in memory at a time, in file order."""
+    if not files:
+        return
+    paths = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    columns = ", ".join(_COLUMNS)
+    with duckdb.connect() as con:
+        con.execute(
+            f"""CREATE TEMP VIEW identity_rows AS
+                SELECT {columns}, filename, file_row_number
+                FROM read_parquet({paths}, hive_partitioning = false, union_by_name = true,
+                                  filename = true, file_row_number = true)
+                WHERE identity_distance IS NOT NULL AND expression <> '{NEUTRAL}'
+                  AND face_found"""
+        )
+        runs = con.execute(
+            "SELECT DISTINCT generator, version FROM identity_rows ORDER BY ALL"
+        ).fetchall()
+        for generator, version in runs:
+            yield (
+                con.sql(
+                    f"""SELECT {columns} FROM identity_rows
+                    WHERE generator IS NOT DISTINCT FROM ? AND version IS NOT DISTINCT FROM ?
+                    ORDER BY filename, file_row_number""",
+                    params=[generator, version],
+                )
+                .to_arrow_table()
+                .to_pylist()
+            )
 
 
 def _share_below(values: np.ndarray, threshold: float | None) -> float | None:
@@ -318,15 +344,36 @@ def _ensemble(
 
 def identity_tables(scores_glob: str) -> dict[str, pa.Table]:
     """`identity_separability` and `identity_histogram` from the scores files."""
-    rows, thresholds = _read(scores_glob)
+    files, per_scorer, default = _identity_files(scores_glob)
+    summary: list[dict[str, Any]] = []
+    histogram: list[dict[str, Any]] = []
+    for rows in _runs(files):
+        _run_tables(rows, per_scorer, default, summary, histogram)
+    summary.sort(key=lambda r: (r["scorer"] == ENSEMBLE, r["generator"], r["version"], r["scorer"]))
+    histogram.sort(
+        key=lambda r: (r["scorer"] == ENSEMBLE, r["generator"], r["version"], r["scorer"])
+    )
+    return {
+        "identity_separability": pa.Table.from_pylist(summary, schema=SEPARABILITY_SCHEMA),
+        "identity_histogram": pa.Table.from_pylist(histogram, schema=HISTOGRAM_SCHEMA),
+    }
+
+
+def _run_tables(
+    rows: Sequence[dict[str, Any]],
+    per_scorer: Mapping[str, float],
+    default: float | None,
+    summary: list[dict[str, Any]],
+    histogram: list[dict[str, Any]],
+) -> None:
+    """Append one generator/version's summary and histogram rows (scorers, then the
+    ensemble)."""
     by_run_scorer: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     by_run: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_run_scorer[(row["generator"], row["version"], row["scorer"])].append(row)
         if row.get("impostor_ids"):
             by_run[(row["generator"], row["version"])].append(row)
-    summary: list[dict[str, Any]] = []
-    histogram: list[dict[str, Any]] = []
     for (generator, version, scorer), measured in sorted(by_run_scorer.items()):
         run = (generator, version)
         genuine = np.array([r["identity_distance"] for r in measured], dtype=np.float64)
@@ -346,7 +393,15 @@ def identity_tables(scores_glob: str) -> dict[str, pa.Table]:
         margin = [float(r["identity_margin"]) for r in measured if r["identity_margin"] is not None]
         summary.append(
             _summary_row(
-                scorer, run, scorer, genuine, impostor, sets, rank1, margin, thresholds.get(scorer)
+                scorer,
+                run,
+                scorer,
+                genuine,
+                impostor,
+                sets,
+                rank1,
+                margin,
+                per_scorer.get(scorer, default),
             )
         )
         histogram += _histograms(scorer, run, genuine, impostor)
@@ -365,10 +420,6 @@ def identity_tables(scores_glob: str) -> dict[str, pa.Table]:
             row["better_than_members"] = bool(row["auc"] > max(singles))
         summary.append(row)
         histogram += _histograms(ENSEMBLE, run, genuine, impostor)
-    return {
-        "identity_separability": pa.Table.from_pylist(summary, schema=SEPARABILITY_SCHEMA),
-        "identity_histogram": pa.Table.from_pylist(histogram, schema=HISTOGRAM_SCHEMA),
-    }
 
 
 SEPARABILITY_SCHEMA = pa.schema(

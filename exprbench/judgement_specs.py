@@ -196,3 +196,8 @@ TABLE_METRICS: tuple[MetricSpec, ...] = (
     GENDER_AGREEMENT,
     GENDER_MAJORITY_MATCH,
 )
+
+
+# One row per image: built and checked in DuckDB, written to CSV in batches, and returned
+# to Python by `compute_tables` only (the report reads the rows it shows from the database).
+PER_IMAGE_TABLES: tuple[str, ...] = ("image_agreement", "gender_agreement")

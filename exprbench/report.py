@@ -34,7 +34,7 @@ import base64
 import io
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -48,10 +48,19 @@ import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
-from exprbench.geometry_report import geometry_section
+from exprbench.geometry_report import geometry_section_by_run
 from exprbench.judgement_report import judgement_context, rate_key
+from exprbench.judgement_specs import PER_IMAGE_TABLES
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
+from exprbench.report_sheets import (
+    DEFAULT_PAGE_SIZE,
+    PAGE_TEMPLATE,
+    ReportScores,
+    pages,
+    pages_dir,
+    write_pages,
+)
 from exprbench.report_uncertainty import (
     IDENTITY_TEMPLATE,
     PairedLookup,
@@ -870,6 +879,71 @@ def _thumbnail(
         return None, f"unreadable: {type(error).__name__}"
 
 
+def _paged_sheet(
+    source: ReportScores,
+    out_html: Path,
+    thumb_px: int,
+    specs: Sequence[MetricSpec],
+    page_size: int,
+    environment: jinja2.Environment,
+    thumbs: ThumbnailCache | None = None,
+) -> tuple[list[Row], list[Row]]:
+    """(the contact sheet's rows for index.html, its pages): up to `page_size` images the
+    sheet is inline and there are no pages; beyond, every page is written (one at a time,
+    thumbnails decoded page by page) and index.html gets the links only."""
+    sheet_rows = source.sheet_rows()
+    images = dict(sheet_rows)
+    cut = pages(sheet_rows, page_size)
+
+    def sheet(members: list[Row]) -> list[Row]:
+        paths = sorted({str(r["path"]) for r in members})
+        thumbnails, notes = source.lookup(paths)
+        faces = source.faces_of(paths)
+        return _contact_sheet(members, faces, thumbnails, thumb_px, specs, notes, thumbs)
+
+    if len(cut) <= 1:
+        write_pages(out_html, lambda _: iter(()))  # no stale pages of an earlier run
+        return sheet([r for _, members in source.sheet_groups() for r in members]), []
+    names = [f"page-{k + 1:04d}.html" for k in range(len(cut))]
+    folder = pages_dir(out_html).name
+    page_of = {key: k for k, keys in enumerate(cut) for key in keys}
+    template = environment.get_template(PAGE_TEMPLATE)
+
+    def render(k: int, members: list[Row]) -> tuple[str, str]:
+        html = template.render(
+            contact_sheet=sheet(members),
+            expressions=EXPRESSIONS,
+            page_number=k + 1,
+            n_pages=len(cut),
+            report_href=f"../{out_html.name}",
+            previous_href=names[k - 1] if k else None,
+            next_href=names[k + 1] if k + 1 < len(cut) else None,
+        )
+        return names[k], html
+
+    def rendered(_: Path) -> Iterator[tuple[str, str]]:
+        current = 0
+        members: list[Row] = []
+        for key, group in source.sheet_groups():
+            if page_of[key] != current:
+                yield render(current, members)
+                current, members = page_of[key], []
+            members += group
+        yield render(current, members)
+
+    write_pages(out_html, rendered)
+    links = [
+        {
+            "href": f"{folder}/{names[k]}",
+            "first": " ".join(keys[0]),
+            "last": " ".join(keys[-1]),
+            "images": sum(images[key] for key in keys),
+        }
+        for k, keys in enumerate(cut)
+    ]
+    return [], links
+
+
 # --------------------------------------------------------------------------- the page
 
 
@@ -903,7 +977,7 @@ def _environment() -> jinja2.Environment:
 
 def render_report(
     tables: Mapping[str, pa.Table],
-    scores_df: pd.DataFrame,
+    scores_df: pd.DataFrame | ReportScores,
     faces_df: pd.DataFrame | None,
     quarantine_df: pd.DataFrame | None,
     thumbnails: Mapping[str, Path],
@@ -919,8 +993,15 @@ def render_report(
     uncertainty: tuple[int, int] = (DEFAULT_SEED, DEFAULT_RESAMPLES),
     changes: Mapping[str, Any] | None = None,
     thumbnail_cache: Path | None = None,
+    sheet_page_size: int = DEFAULT_PAGE_SIZE,
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
+
+    `scores_df`: the scores as a DataFrame, or a `ReportScores` (the stage: the Parquet
+    files in DuckDB, with `faces_df`, `thumbnails` and `image_notes` inside it); either
+    way the rows reach Python a sheet row or a generator/version at a time. A contact
+    sheet of more than `sheet_page_size` images goes to page files beside `out_html`
+    (exprbench.report_sheets), which the report links.
 
     `thumbnails` maps a scores `path` to the crop or image to show; `validation_link` is
     the Data Docs index relative to `out_html`; `validation` adds the pass/fail line;
@@ -938,12 +1019,21 @@ def render_report(
     if thumbnail_cache is not None:
         thumbs = ThumbnailCache(thumbnail_cache, thumbnail_data_uri)
     link = _check_relative(validation_link)
-    scores = _records(
-        scores_df.drop(
-            columns=["descriptor", "impostor_ids", "impostor_distances"], errors="ignore"
-        )
+    source = (
+        scores_df
+        if isinstance(scores_df, ReportScores)
+        else ReportScores.from_frames(scores_df, faces_df, thumbnails, image_notes)
     )
-    rows = {name: table.to_pylist() for name, table in tables.items()}
+    scores = source.scorer_rows()  # one per scorer and version, in the scores' order
+    # subject_cells grows with the subjects: it stays columnar (paired_lookup)
+    rows = {name: table.to_pylist() for name, table in tables.items() if name != "subject_cells"}
+    shown = sorted(
+        {r["path"] for name in PER_IMAGE_TABLES for r in rows.get(name, []) if not r["unanimous"]}
+    )
+    judged_thumbnails, _ = source.lookup(shown)
+    contact_sheet, sheet_pages = _paged_sheet(
+        source, out_html, thumb_px, specs, sheet_page_size, _environment(), thumbs
+    )
     extra_info = {
         str(k): v for k, v in run_info.items() if k not in ("timestamp", "params_hash", "scorers")
     }
@@ -974,7 +1064,7 @@ def render_report(
             rows.get("run_intervals", []),
             _scorer_order(scores, run_info),
             min_n,
-            paired_lookup(rows.get("subject_cells", []), *uncertainty),
+            paired_lookup(tables.get("subject_cells", []), *uncertainty),
         ),
         "identity": identity_section(
             rows.get("identity_separability", []), rows.get("identity_histogram", [])
@@ -991,12 +1081,13 @@ def render_report(
         "confusion": _confusion_blocks(
             rows.get("confusion", []), rows.get("expression_fidelity", [])
         ),
-        "contact_sheet": _contact_sheet(
-            scores, _records(faces_df), thumbnails, thumb_px, specs, image_notes, thumbs
-        ),
+        "contact_sheet": contact_sheet,
+        "sheet_pages": sheet_pages,
+        "sheet_page_size": sheet_page_size,
+        "n_sheet_images": sum(page["images"] for page in sheet_pages),
         "judgements": judgement_context(
             rows,
-            lambda path: _thumbnail(thumbnails.get(path), thumb_px, thumbs),
+            lambda path: _thumbnail(judged_thumbnails.get(path), thumb_px, thumbs),
             run_info.get("tau"),
             min_n,
         ),
@@ -1006,10 +1097,12 @@ def render_report(
         "validation_success": None if validation is None else validation.success,
         "validation_note": None if validation is None else validation.note,
         "validation_failures": failures,
-        "n_images": len({row["path"] for row in scores}),
-        "unavailable": unavailable_summary(scores),
+        "n_images": source.n_images(),
+        "unavailable": unavailable_summary(source.unavailable_rows()),
         "unavailable_template": UNAVAILABLE_TEMPLATE,
-        "geometry": geometry_section(scores, min_n),
+        "geometry": geometry_section_by_run(
+            source.runs(), source.geometry_scorers(), source.recognizers(), min_n, sheet_page_size
+        ),
         "changes": changes,
     }
     html = _environment().get_template(TEMPLATE_NAME).render(**context)

@@ -18,6 +18,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from exprbench.uncertainty import PairedComparison, paired_comparison
 
 IDENTITY_TEMPLATE = "identity.html.j2"
@@ -32,18 +35,38 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def paired_lookup(subject_cells: Sequence[Row], seed: int, resamples: int) -> PairedLookup | None:
-    """None when the aggregate built no `subject_cells` (the summary then uses Welch)."""
-    if not subject_cells:
-        return None
+def _run_rows(subject_cells: Sequence[Row] | pa.Table) -> Callable[[str, str, str], list[Row]]:
+    """(scorer, generator, version) -> that run's subject cells; an Arrow table stays
+    columnar and gives up one run's rows when asked (it grows with the subjects)."""
+    if isinstance(subject_cells, pa.Table):
+        table = subject_cells
+
+        def of_run(scorer: str, generator: str, version: str) -> list[Row]:
+            mask = pc.and_(
+                pc.and_(pc.equal(table["scorer"], scorer), pc.equal(table["generator"], generator)),
+                pc.equal(table["version"], version),
+            )
+            return table.filter(mask).to_pylist()
+
+        return of_run
     by_run: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
     for row in subject_cells:
         by_run[(row["scorer"], row["generator"], row["version"])].append(row)
+    return lambda scorer, generator, version: by_run.get((scorer, generator, version), [])
+
+
+def paired_lookup(
+    subject_cells: Sequence[Row] | pa.Table, seed: int, resamples: int
+) -> PairedLookup | None:
+    """None when the aggregate built no `subject_cells` (the summary then uses Welch)."""
+    if len(subject_cells) == 0:
+        return None
+    of_run = _run_rows(subject_cells)
 
     def cells(scorer: str, run: Row, statistic: str) -> dict[tuple[str, str], float]:
         return {
             (r["subject"], r["expression"]): float(r[statistic])
-            for r in by_run.get((scorer, run["generator"], run["version"]), [])
+            for r in of_run(scorer, run["generator"], run["version"])
             if not _missing(r.get(statistic))
         }
 

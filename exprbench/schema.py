@@ -219,14 +219,14 @@ def write_rows(rows: list[dict], path: str | os.PathLike[str], schema: pa.Schema
     return write_table(pa.Table.from_pydict(columns, schema=schema), path, schema)
 
 
-def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pa.Table:
-    """Read a stage's Parquet output, checking it has the promised columns and types."""
+def check_table(path: str | os.PathLike[str], schema: pa.Schema) -> Path:
+    """Check a stage's Parquet output has the promised columns and types, from its schema
+    alone (nothing is read into memory); returns the path."""
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: missing; run the stage that writes it first")
-    table = pq.read_table(source)
-    _check_columns(source, table.schema, schema)
-    return table.select(schema.names)
+    _check_columns(source, pq.read_schema(source), schema)
+    return source
 
 
 def _check_columns(source: Path, found: pa.Schema, schema: pa.Schema) -> None:
@@ -313,10 +313,23 @@ class ParquetRowWriter:
         self._stack.__exit__(*exc)
 
 
-def read_scores(path: str | os.PathLike[str]) -> tuple[pa.Table, tuple[MetricSpec, ...]]:
-    """The score stage's output and the metric specs it carries, checked against each other."""
+def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pa.Table:
+    """Read a stage's Parquet output, checking it has the promised columns and types."""
+    return pq.read_table(check_table(path, schema)).select(schema.names)
+
+
+def check_scores(path: str | os.PathLike[str]) -> tuple[MetricSpec, ...]:
+    """The metric specs the score stage's output carries, checked against its columns
+    (`read_scores` without reading the rows)."""
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: missing; run the stage that writes it first")
     specs = metric_specs(pq.read_schema(source), str(source))
-    return read_table(source, scores_schema(specs)), specs
+    check_table(source, scores_schema(specs))
+    return specs
+
+
+def read_scores(path: str | os.PathLike[str]) -> tuple[pa.Table, tuple[MetricSpec, ...]]:
+    """The score stage's output and the metric specs it carries, checked against each other."""
+    specs = check_scores(path)
+    return read_table(path, scores_schema(specs)), specs

@@ -105,10 +105,22 @@ class ValidateSettings:
 class ReportSettings:
     thumb_px: int
     min_n: int  # fewer images than this: a value is shown grey, never coloured or ranked
+    sheet_page_size: int = 200  # images per contact-sheet page; more: page files, linked
 
     def __post_init__(self) -> None:
         if self.min_n < 1:
             raise ParamsError(f"params: report.min_n must be at least 1; got {self.min_n}")
+        if self.sheet_page_size < 1:
+            raise ParamsError(
+                f"params: report.sheet_page_size must be at least 1; got {self.sheet_page_size}"
+            )
+
+
+@dataclass(frozen=True)
+class DuckdbSettings:
+    """Bounds of the DuckDB work in aggregate and report (they spill to disk beyond)."""
+
+    memory_limit: str = "1GB"  # DuckDB's memory_limit, e.g. 512MB, 4GB
 
 
 @dataclass(frozen=True)
@@ -263,6 +275,7 @@ class Settings:
     compare: CompareSettings
     resolution: ResolutionSettings | None = None
     runner: RunnerSettings = RunnerSettings()  # optional section: these defaults
+    duckdb: DuckdbSettings = DuckdbSettings()  # optional section: these defaults
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Settings:
@@ -283,7 +296,7 @@ class Settings:
                 if item.name not in params:
                     continue
             elif item.name not in params and item.default is not MISSING:
-                continue
+                continue  # a section with defaults may be left out
             elif item.name not in params:
                 raise ParamsError(f"params: missing section {item.name!r}")
             values[item.name] = _section(kind, params[item.name], item.name)

@@ -8,17 +8,18 @@ within each table row's group) and writes them in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from exprbench.uncertainty import grouped_bootstrap
+from exprbench.uncertainty import bootstrap_means, group_rng
 
 BOOT_LOW = "boot95_low"
 BOOT_HIGH = "boot95_high"
+GROUP_BATCH_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,65 @@ def _float(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
+def _group_rows(
+    source: IntervalSource, key: tuple, low: np.ndarray, high: np.ndarray
+) -> list[dict]:
+    """The interval columns of one group, as rows to match against the table's."""
+    base = dict(zip(source.keys, key[1:], strict=True))
+    if source.long_column is None:
+        row = dict(base)
+        for i, stem in enumerate(source.stems):
+            row[f"{BOOT_LOW}_{stem}"] = _float(low[i])
+            row[f"{BOOT_HIGH}_{stem}"] = _float(high[i])
+        return [row]
+    return [
+        base | {source.long_column: stem, BOOT_LOW: _float(low[i]), BOOT_HIGH: _float(high[i])}
+        for i, stem in enumerate(source.stems)
+    ]
+
+
+def _groups(
+    con: duckdb.DuckDBPyConnection, table: str, source: IntervalSource
+) -> Iterator[tuple[tuple, list, np.ndarray]]:
+    """(group key, subjects, values) of each group, one group in memory at a time.
+
+    DuckDB sorts the per-image rows by group (spilling to disk if need be), keeping their
+    source order inside a group, so each group's draws are those of an unsorted pass.
+    """
+    stems = range(len(source.stems))
+    keys = ", ".join(source.keys)
+    query = f"""SELECT * EXCLUDE (_row) FROM (
+                    SELECT *, row_number() OVER () AS _row FROM ({source.sql}))
+                ORDER BY {keys}, _row"""
+    current: tuple | None = None
+    subjects: list = []
+    parts: list[np.ndarray] = []
+    with con.sql(query).fetch_arrow_reader(GROUP_BATCH_ROWS) as reader:
+        for batch in reader:
+            columns = [batch.column(k).to_pylist() for k in source.keys]
+            batch_keys = [(table, *key) for key in zip(*columns, strict=True)]
+            batch_subjects = batch.column("subject").to_pylist()
+            values = np.column_stack(
+                [
+                    batch.column(f"v{i}").cast(pa.float64()).to_numpy(zero_copy_only=False)
+                    for i in stems
+                ]
+            )
+            start = 0
+            for end in range(1, len(batch_keys) + 1):
+                if end < len(batch_keys) and batch_keys[end] == batch_keys[start]:
+                    continue
+                if batch_keys[start] != current:
+                    if current is not None:
+                        yield current, subjects, np.concatenate(parts)
+                    current, subjects, parts = batch_keys[start], [], []
+                subjects += batch_subjects[start:end]
+                parts.append(values[start:end])
+                start = end
+    if current is not None:
+        yield current, subjects, np.concatenate(parts)
+
+
 def fill_intervals(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -49,41 +109,26 @@ def fill_intervals(
     seed: int,
     resamples: int,
 ) -> int:
-    """Compute and store the bootstrap intervals of `table`; returns the groups filled."""
+    """Compute and store the bootstrap intervals of `table`; returns the groups filled.
+
+    The per-image values stay in DuckDB: they come to Python one group (a table row's
+    images) at a time, and only the intervals (one row per group) go back.
+    """
     if resamples < 1 or not source.stems:
         return 0
-    data = con.sql(source.sql).to_arrow_table()
-    if data.num_rows == 0:
-        return 0
-    columns = [data.column(k).to_pylist() for k in source.keys]
-    group_keys = [(table, *key) for key in zip(*columns, strict=True)]
-    subjects = data.column("subject").to_pylist()
-    values = np.column_stack(
-        [
-            data.column(f"v{i}").cast(pa.float64()).to_numpy(zero_copy_only=False)
-            for i in range(len(source.stems))
-        ]
-    )
-    intervals = grouped_bootstrap(group_keys, subjects, values, seed=seed, resamples=resamples)
     rows: list[dict] = []
-    for key, (low, high) in intervals.items():
-        base = dict(zip(source.keys, key[1:], strict=True))
-        if source.long_column is None:
-            row = dict(base)
-            for i, stem in enumerate(source.stems):
-                row[f"{BOOT_LOW}_{stem}"] = _float(low[i])
-                row[f"{BOOT_HIGH}_{stem}"] = _float(high[i])
-            rows.append(row)
-        else:
-            for i, stem in enumerate(source.stems):
-                rows.append(
-                    base
-                    | {
-                        source.long_column: stem,
-                        BOOT_LOW: _float(low[i]),
-                        BOOT_HIGH: _float(high[i]),
-                    }
-                )
+    n_groups = 0
+    for key, subjects, values in _groups(con, table, source):
+        low, high = bootstrap_means(
+            values,
+            np.asarray(subjects, dtype=object),
+            resamples=resamples,
+            rng=group_rng(seed, key),
+        )
+        rows += _group_rows(source, key, low, high)
+        n_groups += 1
+    if not rows:
+        return 0
     boot = pa.Table.from_pylist(rows)
     match = [*source.keys, *([source.long_column] if source.long_column else [])]
     targets = [c for c in boot.column_names if c not in match]
@@ -96,7 +141,7 @@ def fill_intervals(
         )
     finally:
         con.unregister("boot_intervals")
-    return len(intervals)
+    return n_groups
 
 
 class IntervalOrderError(ValueError):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from exprbench.aggregate import build_tables
+from exprbench.aggregate import build_tables, table_counts
 from exprbench.config import Layout
 from exprbench.runlock import require_validation_passed
-from exprbench.schema import read_scores
+from exprbench.schema import check_scores
 from exprbench.settings import Settings
 from tasks.common import StageResult
 
@@ -16,13 +16,17 @@ from tasks.common import StageResult
 @task(name="aggregate", cache_policy=NONE)
 def aggregate(layout: Layout, settings: Settings) -> StageResult:
     require_validation_passed(layout.validation_json, "aggregate")
-    read_scores(layout.scores)  # schema check with a clear message before any SQL
+    check_scores(layout.scores)  # schema check with a clear message before any SQL
     # exactly the file the score stage wrote (and validate checked), never a stray beside it
     bootstrap = settings.uncertainty
     tables = build_tables(
-        layout.scores, layout.database, layout.tables, (bootstrap.seed, bootstrap.resamples)
+        layout.scores,
+        layout.database,
+        layout.tables,
+        (bootstrap.seed, bootstrap.resamples),
+        memory_limit=settings.duckdb.memory_limit,
     )
-    result = StageResult("aggregate", {name: table.num_rows for name, table in tables.items()})
+    result = StageResult("aggregate", dict(table_counts(layout.database)))
     result.counts["database"] = str(layout.database)
     result.rows = tables["leaderboard"].to_pylist()
     return result

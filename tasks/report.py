@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -23,19 +24,28 @@ from exprbench.compare import RegressionRule, compare_versions
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
 from exprbench.ingest import InputConfigError, provenance_note
+from exprbench.judgement_specs import PER_IMAGE_TABLES
 from exprbench.metrics import MetricSpec
 from exprbench.report import render_report
+from exprbench.report_sheets import ReportScores
 from exprbench.runlock import require_validation_passed
-from exprbench.schema import FACES, IMAGES, QUARANTINE, read_scores, read_table
+from exprbench.schema import FACES, IMAGES, QUARANTINE, check_scores, check_table, read_table
 from exprbench.settings import Settings
 from exprbench.validation.run import ValidationReport
 from tasks.common import StageResult
 
 
 def _load_tables(layout: Layout) -> dict:
+    """The aggregate's tables; of a per-image one, the rows the report shows only."""
     with duckdb.connect(str(layout.database), read_only=True) as con:
         names = [row[0] for row in con.execute("SHOW TABLES").fetchall()]
-        return {name: con.sql(f'SELECT * FROM "{name}"').to_arrow_table() for name in names}
+        return {
+            name: con.sql(
+                f'SELECT * FROM "{name}"'
+                + (" WHERE NOT unanimous" if name in PER_IMAGE_TABLES else "")
+            ).to_arrow_table()
+            for name in names
+        }
 
 
 def write_plot_data(tables: dict, specs: Sequence[MetricSpec], plots_dir: Path) -> None:
@@ -82,17 +92,20 @@ def report(layout: Layout, settings: Settings) -> StageResult:
     require_validation_passed(layout.validation_json, "report")
     thumb_px = settings.report.thumb_px
     tables = _load_tables(layout)
-    scores_table, specs = read_scores(layout.scores)
-    scores = scores_table.to_pandas()
-    faces_table = read_table(layout.faces_table, FACES)
-    faces = faces_table.to_pandas()
+    specs = check_scores(layout.scores)
+    check_table(layout.faces_table, FACES)
+    check_table(layout.images, IMAGES)
     quarantine = read_table(layout.quarantine, QUARANTINE).to_pandas()
-    images = {row["path"]: row for row in read_table(layout.images, IMAGES).to_pylist()}
-    # the aligned crop where a face was found, else the whole image (a sheet cell's file)
-    thumbnails = {
-        row["path"]: layout.resolve(row["crop_path"] or images[row["path"]]["source"])
-        for row in faces_table.select(["path", "crop_path"]).to_pylist()
-    }
+    scores = ReportScores.from_files(
+        layout.scores,
+        layout.faces_table,
+        layout.images,
+        layout.reports / ".report_spill",
+        settings.duckdb.memory_limit,
+        # the aligned crop where a face was found, else the whole image (a sheet cell's file)
+        thumbnail=lambda row: layout.resolve(row["crop_path"] or row["source"]),
+        note=provenance_note,
+    )
     validation = ValidationReport.from_json(layout.validation_json.read_text())
     run_info = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -111,7 +124,6 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         "thumbnail px": thumb_px,
         "tau": settings.score.tau,
     }
-    notes = {path: provenance_note(row) for path, row in images.items()}
     rule = RegressionRule.from_settings(settings.compare)
     seed, resamples = settings.uncertainty.seed, settings.uncertainty.resamples
     try:  # newest version of each generator vs the previous one
@@ -124,25 +136,25 @@ def report(layout: Layout, settings: Settings) -> StageResult:
     changes = write_changes(
         comparisons,
         rule,
-        {g: sorted(set(v)) for g, v in scores.groupby("generator")["version"]},
+        scores.versions(),
         scores,
-        faces,
-        thumbnails,
+        None,
+        {},
         layout.reports,
         specs=specs,
         thumb_px=thumb_px,
-        image_notes=notes,
         timestamp=str(run_info["timestamp"]),
         error=not_compared,
+        thumbnail_cache=layout.cache,
     )
     docs_index = layout.validation_dir / "index.html"
     link = docs_index.relative_to(layout.reports).as_posix() if docs_index.is_file() else None
     render_report(
         tables,
         scores,
-        faces,
+        None,
         quarantine,
-        thumbnails,
+        {},
         run_info,
         layout.report_html,
         link,
@@ -150,11 +162,12 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         thumb_px=thumb_px,
         specs=specs,
         min_n=settings.report.min_n,
-        image_notes=notes,
         uncertainty=(seed, resamples),
         changes=changes,
         thumbnail_cache=layout.cache,
+        sheet_page_size=settings.report.sheet_page_size,
     )
+    shutil.rmtree(layout.reports / ".report_spill", ignore_errors=True)
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
         (layout.leaderboard_json, metrics_summary(tables)),
@@ -166,7 +179,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         "report",
         {
             "report": str(layout.report_html.resolve()),
-            "images": len(faces),
+            "images": scores.n_images(),
             "quarantined": len(quarantine),
         },
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 from conftest import import_or_missing
 
@@ -382,3 +383,29 @@ def test_in_memory_build_and_clear_errors(tmp_path: Path) -> None:
     assert in_memory["leaderboard"].equals(
         build_tables(glob, tmp_path / "t.duckdb", tmp_path / "csv")["leaderboard"]
     )
+
+
+def test_bounded_build_matches_the_in_memory_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_tables (DuckDB under a small memory limit, per-image tables checked and
+    written in batches, the bootstrap fed one group at a time across tiny batches) gives
+    the same tables and CSVs as everything in memory at once."""
+    from benchmarks.synthetic_scores import write_corpus
+    from exprbench import aggregate, table_intervals
+
+    write_corpus(tmp_path, 2000, generators=2, versions=2)
+    scores = tmp_path / "scores" / "scores.parquet"
+    expected = compute_tables(str(scores), (5, 50))
+    monkeypatch.setattr(table_intervals, "GROUP_BATCH_ROWS", 7)  # groups span batches
+    monkeypatch.setattr(aggregate, "CSV_BATCH_ROWS", 5)
+    built = build_tables(scores, tmp_path / "t.duckdb", tmp_path / "csv", (5, 50), "32MB")
+    assert set(built) == set(expected)
+    for name in expected:
+        assert built[name].equals(expected[name]), name
+        csv = (tmp_path / "csv" / f"{name}.csv").read_bytes()
+        whole = pa.BufferOutputStream()
+        pacsv.write_csv(expected[name], whole)
+        assert csv == whole.getvalue().to_pybytes(), name
+    assert any(r["boot95_low"] is not None for r in expected["run_intervals"].to_pylist())
+    assert expected["image_agreement"].num_rows > 100

@@ -526,3 +526,26 @@ def test_summary_questions_come_from_the_study_tables() -> None:
         ("Image quality", "mean_brisque", False),  # no leaderboard entry: its heatmap metric
         ("Perceptual distance", "mean_stlpips_vgg", False),
     ]
+
+
+def test_contact_sheet_beyond_the_page_size_goes_to_linked_page_files(tmp_path: Path) -> None:
+    scores = make_scores()
+    tables = compute_tables(write_scores(scores, tmp_path / "scores"))
+    shot = re.compile(r'<span class="path">#\d+ ([^<]+)</span>')
+    inline = render_report(tables, scores, None, None, {}, {}, tmp_path / "one.html")
+    everything = shot.findall(inline.read_text())
+    assert len(everything) == scores["path"].nunique() > 5
+    assert not (tmp_path / "one_sheets").exists()  # within the page size: no pages
+    out = render_report(tables, scores, None, None, {}, {}, tmp_path / "r.html", sheet_page_size=5)
+    index = out.read_text()
+    assert not shot.findall(index)  # index.html links the pages, it holds no image
+    files = sorted((tmp_path / "r_sheets").glob("page-*.html"))
+    assert len(files) > 1
+    pages = [shot.findall(f.read_text()) for f in files]
+    for f, paths in zip(files, pages, strict=True):
+        assert f'href="r_sheets/{f.name}"' in index
+        subjects = {tuple(p.split("/")[:3]) for p in paths}
+        assert len(paths) <= 5 or len(subjects) == 1  # whole rows, one big row alone
+    assert [p for page in pages for p in page] == everything  # every image once, in order
+    render_report(tables, scores, None, None, {}, {}, out)  # back within the page size
+    assert not (tmp_path / "r_sheets").exists()  # stale pages are gone

@@ -1,0 +1,296 @@
+"""The per-image rows the report reads, in DuckDB, and the contact sheet in pages.
+
+The report never holds the scores in Python: `ReportScores` keeps them in DuckDB (a
+scores Parquet file read in place, under a memory limit with a spill folder, or a
+DataFrame registered as is) and hands out only what a section needs: the scorers and
+their versions, the rows of one generator/version at a time (geometry), the rows with an
+`unavailable` note, and the contact sheet one subject row at a time, in order.
+
+A contact sheet with more than `page_size` images is cut into pages at subject rows (a
+page holds whole rows, at most `page_size` images unless one row alone has more); each
+page is its own HTML file in `<report stem>_sheets/` beside the report, which links them,
+so index.html stays bounded. Thumbnails are decoded page by page, never all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from exprbench.fileio import current_umask
+from exprbench.geometry_report import COLUMNS as GEOMETRY_COLUMNS
+from exprbench.unavailable import COLUMN as UNAVAILABLE
+
+Row = dict[str, Any]
+# paths -> (path -> thumbnail file, path -> provenance note) of those images
+Lookup = Callable[[Sequence[str]], tuple[Mapping[str, Path], Mapping[str, str | None]]]
+GroupKey = tuple[str, str, str]  # generator, version, subject: one row of the sheet
+
+DEFAULT_PAGE_SIZE = 200  # params report.sheet_page_size
+PAGE_TEMPLATE = "contact_sheet_page.html.j2"
+# included by report.html.j2 and PAGE_TEMPLATE (named here for DVC deps)
+PARTIALS = ("_report_style.html.j2", "_sheet_table.html.j2")
+_EXCLUDED = ("descriptor", "impostor_ids", "impostor_distances")  # large, unused here
+_BATCH_ROWS = 16_384
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _rows(table: pa.Table) -> list[Row]:
+    return table.to_pylist()
+
+
+def _frame_lookup(thumbnails: Mapping[str, Path], notes: Mapping[str, str | None] | None) -> Lookup:
+    return lambda paths: (
+        {p: thumbnails[p] for p in paths if p in thumbnails},
+        {p: (notes or {}).get(p) for p in paths},
+    )
+
+
+@dataclass
+class ReportScores:
+    """Scores (view `scores`, with `_row` = the source order) and faces (view `faces`, if
+    any) in DuckDB, and `lookup`, the thumbnails and notes of a few images at a time."""
+
+    con: duckdb.DuckDBPyConnection
+    has_faces: bool
+    lookup: Lookup
+
+    @classmethod
+    def from_frames(
+        cls,
+        scores: pd.DataFrame,
+        faces: pd.DataFrame | None,
+        thumbnails: Mapping[str, Path],
+        notes: Mapping[str, str | None] | None = None,
+    ) -> ReportScores:
+        """In-memory frames (tests, small runs), read in place by DuckDB."""
+        con = duckdb.connect()
+        frame = scores.drop(columns=list(_EXCLUDED), errors="ignore").reset_index(drop=True)
+        con.register("scores_frame", frame.assign(_row=range(len(frame))))
+        con.execute("CREATE TABLE scores AS SELECT * FROM scores_frame")
+        if faces is not None:
+            con.register("faces_frame", faces)
+            con.execute("CREATE TABLE faces AS SELECT * FROM faces_frame")
+        return cls(con, faces is not None, _frame_lookup(thumbnails, notes))
+
+    @classmethod
+    def from_files(
+        cls,
+        scores: Path,
+        faces: Path,
+        images: Path,
+        spill: Path,
+        memory_limit: str,
+        thumbnail: Callable[[Row], Path],
+        note: Callable[[Row], str | None],
+    ) -> ReportScores:
+        """The stage's Parquet files, read in place. `thumbnail(row)` and `note(row)` make
+        an image's thumbnail file and provenance note from its images row joined with
+        its faces row (`crop_path`)."""
+        con = duckdb.connect()
+        spill.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = {_sql_list([str(spill)])[1:-1]}")
+        con.execute(
+            f"""CREATE VIEW scores AS
+                SELECT * EXCLUDE ({", ".join(_EXCLUDED)}, file_row_number),
+                       file_row_number AS _row
+                FROM read_parquet({_sql_list([str(scores)])}, file_row_number = true)"""
+        )
+        # sorted by path, so a page's lookup reads the few row groups its paths fall in
+        con.execute(
+            f"""CREATE TABLE faces AS SELECT * FROM read_parquet({_sql_list([str(faces)])})
+                ORDER BY path"""
+        )
+        con.execute(
+            f"""CREATE TABLE image_info AS
+                SELECT i.*, f.crop_path
+                FROM read_parquet({_sql_list([str(images)])}) i LEFT JOIN faces f USING (path)
+                ORDER BY path"""
+        )
+
+        def lookup(paths: Sequence[str]) -> tuple[dict[str, Path], dict[str, str | None]]:
+            rows = _of_paths(con, "image_info", paths)
+            return {r["path"]: thumbnail(r) for r in rows}, {r["path"]: note(r) for r in rows}
+
+        return cls(con, True, lookup)
+
+    def _stream(self, query: str) -> Iterator[Row]:
+        """The rows of `query`, a batch at a time, on a cursor of its own (the connection
+        stays free for the lookups made while the rows are consumed)."""
+        with (
+            self.con.cursor() as cursor,
+            cursor.sql(query).fetch_arrow_reader(_BATCH_ROWS) as reader,
+        ):
+            for batch in reader:
+                yield from batch.to_pylist()
+
+    def columns(self) -> set[str]:
+        return {row[0] for row in self.con.sql("DESCRIBE scores").fetchall()}
+
+    def scorer_rows(self) -> list[Row]:
+        """One row per (scorer, scorer_version), in the order the scores first name them."""
+        return _rows(
+            self.con.sql(
+                """SELECT scorer, scorer_version FROM scores GROUP BY ALL
+                   ORDER BY min(_row)"""
+            ).to_arrow_table()
+        )
+
+    def n_images(self) -> int:
+        return int(self.con.sql("SELECT count(DISTINCT path) FROM scores").fetchall()[0][0])
+
+    def unavailable_rows(self) -> Iterator[Row]:
+        """The rows with an `unavailable` note (scorer, path, note), streamed."""
+        if UNAVAILABLE not in self.columns():
+            return iter(())
+        return self._stream(
+            f"SELECT scorer, path, {UNAVAILABLE} FROM scores WHERE {UNAVAILABLE} IS NOT NULL"
+        )
+
+    def geometry_scorers(self) -> list[str]:
+        present = [c for c in GEOMETRY_COLUMNS if c in self.columns()]
+        if not present:
+            return []
+        condition = " OR ".join(f"{c} IS NOT NULL" for c in present)
+        query = f"SELECT DISTINCT scorer FROM scores WHERE {condition} ORDER BY scorer"
+        return [str(row[0]) for row in self.con.sql(query).fetchall()]
+
+    def recognizers(self) -> list[str]:
+        if "top1" not in self.columns():
+            return []
+        query = "SELECT DISTINCT scorer FROM scores WHERE top1 IS NOT NULL ORDER BY scorer"
+        return [str(row[0]) for row in self.con.sql(query).fetchall()]
+
+    def runs(self) -> Iterator[list[Row]]:
+        """Every row of one generator/version at a time, in source order."""
+        runs = self.con.sql("SELECT DISTINCT generator, version FROM scores ORDER BY ALL")
+        for generator, version in runs.fetchall():
+            yield _rows(
+                self.con.sql(
+                    """SELECT * EXCLUDE (_row) FROM scores
+                       WHERE generator IS NOT DISTINCT FROM ? AND version IS NOT DISTINCT FROM ?
+                       ORDER BY _row""",
+                    params=[generator, version],
+                ).to_arrow_table()
+            )
+
+    def sheet_rows(self) -> list[tuple[GroupKey, int]]:
+        """Each row of the contact sheet (generator, version, subject) and its images."""
+        found = self.con.sql(
+            """SELECT generator, version, subject, count(DISTINCT path) FROM scores
+               GROUP BY ALL ORDER BY generator, version, subject"""
+        ).fetchall()
+        return [((str(g), str(v), str(s)), int(n)) for g, v, s, n in found]
+
+    def sheet_groups(self) -> Iterator[tuple[GroupKey, list[Row]]]:
+        """The score rows of each sheet row, in sheet order, one row at a time."""
+        current: GroupKey | None = None
+        members: list[Row] = []
+        query = """SELECT * EXCLUDE (_row) FROM scores
+                   ORDER BY generator, version, subject, _row"""
+        for row in self._stream(query):
+            key = (str(row["generator"]), str(row["version"]), str(row["subject"]))
+            if key != current:
+                if current is not None:
+                    yield current, members
+                current, members = key, []
+            members.append(row)
+        if current is not None:
+            yield current, members
+
+    def versions(self) -> dict[str, list[str]]:
+        """Each generator's versions (sorted by name)."""
+        found: dict[str, list[str]] = {}
+        query = "SELECT DISTINCT generator, version FROM scores ORDER BY ALL"
+        for generator, version in self.con.sql(query).fetchall():
+            found.setdefault(str(generator), []).append(str(version))
+        return found
+
+    def cell_rows(
+        self, generator: str, versions: Sequence[str], subject: str, expression: str
+    ) -> list[Row]:
+        """The score rows of one subject x expression cell of `versions`, in source order."""
+        return _rows(
+            self.con.sql(
+                """SELECT * EXCLUDE (_row) FROM scores
+                   WHERE generator = ? AND list_contains(?::VARCHAR[], version)
+                   AND subject = ? AND expression = ? ORDER BY _row""",
+                params=[generator, list(versions), subject, expression],
+            ).to_arrow_table()
+        )
+
+    def faces_of(self, paths: Sequence[str]) -> list[Row]:
+        if not self.has_faces:
+            return []
+        return _of_paths(self.con, "faces", paths)
+
+
+def _of_paths(con: duckdb.DuckDBPyConnection, table: str, paths: Sequence[str]) -> list[Row]:
+    """The rows of `table` (sorted by path) for `paths`; the range filter lets DuckDB skip
+    the row groups outside the paths' span."""
+    if not paths:
+        return []
+    con.register("wanted", pa.table({"path": list(paths)}))
+    try:
+        return _rows(
+            con.sql(
+                f"""SELECT * FROM {table} WHERE path BETWEEN ? AND ?
+                    AND path IN (SELECT path FROM wanted)""",
+                params=[min(paths), max(paths)],
+            ).to_arrow_table()
+        )
+    finally:
+        con.unregister("wanted")
+
+
+def pages(rows: Sequence[tuple[GroupKey, int]], page_size: int) -> list[list[GroupKey]]:
+    """Sheet rows cut into pages of whole rows, at most `page_size` images each (a row
+    with more has a page of its own)."""
+    out: list[list[GroupKey]] = []
+    images = 0
+    for key, n in rows:
+        if not out or images + n > page_size:
+            out.append([])
+            images = 0
+        out[-1].append(key)
+        images += n
+    return out
+
+
+def pages_dir(out_html: Path) -> Path:
+    """Where the pages of `out_html`'s contact sheet go."""
+    return out_html.with_name(f"{out_html.stem}_sheets")
+
+
+def write_pages(out_html: Path, render: Callable[[Path], Iterator[tuple[str, str]]]) -> None:
+    """Write the pages `render(folder)` yields as (file name, html) into `pages_dir`,
+    swapping the whole folder in (stale pages never survive); no pages: no folder."""
+    target = pages_dir(out_html)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        written = 0
+        for name, html in render(staging):
+            (staging / name).write_text(html, encoding="utf-8")
+            written += 1
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it 0700
+        if target.exists():
+            shutil.rmtree(target)
+        if written:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
