@@ -10,10 +10,10 @@ from exprbench.config import Layout
 from exprbench.faces import detect_record
 from exprbench.fingerprint import code_digest, weight_digests
 from exprbench.imageio import load_rgb
-from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, ParquetRowWriter, iter_rows
+from exprbench.schema import FACES, KEY_COLUMNS, UPSCALE, ParquetRowWriter
 from exprbench.settings import FacesSettings, Settings
 from tasks.common import StageResult, keep_detail, materialise, progress_bar, table_rows
-from tasks.runner import BatchMap, BatchResult, absolute_layout, face_detector
+from tasks.runner import BatchResult, Tally, absolute_layout, face_detector, map_table
 
 
 @task(name="faces-batch", cache_policy=NONE)
@@ -78,26 +78,25 @@ def faces(layout: Layout, settings: Settings) -> StageResult:
     ]
     runner = settings.runner
     counts = {"images": 0, "no_face": 0, "multi_face": 0}
-    hits = misses = 0
-    workers: set[str] = set()  # host:pid of the processes that ran batches
+    tally = Tally()
     no_face: list[dict] = []
     many: list[dict] = []
     bar = progress_bar("faces", table_rows(layout.upscale_table))
-    with BatchMap(runner) as mapper, ParquetRowWriter(layout.faces_table, FACES) as out:
-        batches = mapper(
+    with ParquetRowWriter(layout.faces_table, FACES) as out:
+        for rows in map_table(
             faces_batch,
-            ({"batch": b} for b in iter_rows(layout.upscale_table, UPSCALE, runner.batch_size)),
+            layout.upscale_table,
+            UPSCALE,
+            out,
+            runner,
+            tally,
+            bar,
             layout=absolute_layout(layout),
             options=options,
             max_pixels=max_pixels,
             identity=identity,
-        )
-        for batch in batches:
-            out.write(batch.rows)
-            bar.update(len(batch.rows))
-            hits, misses = hits + batch.cache_hits, misses + batch.cache_misses
-            workers.add(batch.worker)
-            for r in batch.rows:
+        ):
+            for r in rows:
                 counts["images"] += 1
                 detail = {"path": r["path"], "faces": r["face_count"], "note": r["face_reason"]}
                 if not r["face_found"]:
@@ -109,7 +108,7 @@ def faces(layout: Layout, settings: Settings) -> StageResult:
     bar.close()
     result = StageResult(
         "faces",
-        {**counts, "cache_hits": hits, "cache_misses": misses, "worker_processes": len(workers)},
+        {**counts, **tally.counts()},
     )
     result.rows = no_face + many
     return result

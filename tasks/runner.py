@@ -26,12 +26,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pyarrow as pa
 from prefect import Task
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
+from tqdm import tqdm
 
 from exprbench.config import Layout
+from exprbench.schema import ParquetRowWriter, iter_rows
 from exprbench.settings import RunnerSettings
 
 if TYPE_CHECKING:
@@ -51,6 +54,30 @@ class BatchResult:
     cache_hits: int = 0
     cache_misses: int = 0
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass
+class Tally:
+    """What a stage's batches did: content-cache counts and the processes that ran them."""
+
+    hits: int = 0
+    misses: int = 0
+    workers: set[str] = field(default_factory=set)  # host:pid
+
+    def add(self, batch: BatchResult) -> list[dict]:
+        """Count `batch`; return its rows."""
+        self.hits += batch.cache_hits
+        self.misses += batch.cache_misses
+        self.workers.add(batch.worker)
+        return batch.rows
+
+    def counts(self) -> dict[str, int]:
+        """For the stage's summary."""
+        return {
+            "cache_hits": self.hits,
+            "cache_misses": self.misses,
+            "worker_processes": len(self.workers),
+        }
 
 
 def task_runner(options: RunnerSettings) -> TaskRunner:
@@ -156,6 +183,28 @@ class BatchMap:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def map_table(
+    task: Task[..., BatchResult],
+    source: Path,
+    schema: pa.Schema,
+    out: ParquetRowWriter,
+    runner: RunnerSettings,
+    tally: Tally,
+    bar: tqdm,
+    **shared: Any,
+) -> Iterator[list[dict]]:
+    """`task` over the `source` table in batches on the `runner` params describe (with
+    `shared` arguments); each batch's rows are written to `out`, counted and shown on
+    `bar`, then yielded, in the table's order."""
+    with BatchMap(runner) as mapper:
+        batches = ({"batch": b} for b in iter_rows(source, schema, runner.batch_size))
+        for batch in mapper(task, batches, **shared):
+            rows = tally.add(batch)
+            out.write(rows)
+            bar.update(len(rows))
+            yield rows
 
 
 _local = threading.local()

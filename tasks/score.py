@@ -58,7 +58,7 @@ from exprbench.settings import ScoreSettings, Settings
 from exprbench.unavailable import COLUMN as UNAVAILABLE
 from exprbench.unavailable import summary, whole_scorer
 from tasks.common import StageResult, progress_bar, table_rows
-from tasks.runner import BatchMap, BatchResult, absolute_layout, batched, worker_local
+from tasks.runner import BatchMap, BatchResult, Tally, absolute_layout, batched, worker_local
 
 
 @dataclass(frozen=True)
@@ -307,8 +307,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
         }
     )
     n_faces = table_rows(layout.faces_table)
-    hits = misses = 0
-    workers: set[str] = set()  # host:pid of the processes that ran batches
+    tally = Tally()
     unavailable: set[tuple[str, str]] = set()  # (scorer, unavailable column) seen
     target_probs: dict[str, array] = {}
     bar = progress_bar("score", n_faces)
@@ -321,9 +320,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             ({"batch": b} for b in batched(neutral_items, runner.batch_size)),
             run=run,
         ):
-            hits, misses = hits + done.cache_hits, misses + done.cache_misses
-            workers.add(done.worker)
-            for row in done.rows:
+            for row in tally.add(done):
                 neutral_rows[(row["generator"], row["version"])].append(row)
 
         # 2. every image, in the faces table's order, batch by batch into the scores table
@@ -334,11 +331,10 @@ def score(layout: Layout, settings: Settings) -> StageResult:
 
         with ParquetRowWriter(layout.scores, schema) as out:
             for done in mapper(score_batch, calls(), run=run):
-                out.write(done.rows)
-                bar.update(len({row["path"] for row in done.rows}))
-                hits, misses = hits + done.cache_hits, misses + done.cache_misses
-                workers.add(done.worker)
-                for row in done.rows:
+                rows = tally.add(done)
+                out.write(rows)
+                bar.update(len({row["path"] for row in rows}))
+                for row in rows:
                     if row.get(UNAVAILABLE) is not None:
                         unavailable.add((row["scorer"], row[UNAVAILABLE]))
                     if row.get("target_prob") is not None:
@@ -353,9 +349,7 @@ def score(layout: Layout, settings: Settings) -> StageResult:
             "images": n_faces or 0,
             "rows": out.rows,
             "scorers": ", ".join(options.scorers),
-            "cache_hits": hits,
-            "cache_misses": misses,
-            "worker_processes": len(workers),
+            **tally.counts(),
             # what a missing model left unmeasured; the reasons are in the report
             "unavailable": "; ".join(f"{e['scorer']}: {e['outputs']}" for e in missing) or "none",
             "gallery_cache_misses": gallery_misses,

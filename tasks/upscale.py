@@ -12,10 +12,10 @@ from exprbench.cache import ContentCache, cache_key
 from exprbench.config import Layout
 from exprbench.fingerprint import code_digest, weight_digests
 from exprbench.imageio import load_rgb
-from exprbench.schema import IMAGES, KEY_COLUMNS, UPSCALE, ParquetRowWriter, iter_rows
+from exprbench.schema import IMAGES, KEY_COLUMNS, UPSCALE, ParquetRowWriter
 from exprbench.settings import Settings, UpscaleSettings
 from tasks.common import StageResult, keep_detail, materialise, progress_bar, table_rows
-from tasks.runner import BatchMap, BatchResult, absolute_layout, face_detector
+from tasks.runner import BatchResult, Tally, absolute_layout, face_detector, map_table
 
 
 def _rules(options: UpscaleSettings) -> dict[str, Any]:
@@ -105,25 +105,24 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
     runner = settings.runner
     layout.upscaled_dir.mkdir(parents=True, exist_ok=True)
     counts = {"images": 0, "upscaled": 0, "capped": 0}
-    hits = misses = 0
-    workers: set[str] = set()  # host:pid of the processes that ran batches
+    tally = Tally()
     details: list[dict] = []
     bar = progress_bar("upscale", table_rows(layout.images))
-    with BatchMap(runner) as mapper, ParquetRowWriter(layout.upscale_table, UPSCALE) as out:
-        batches = mapper(
+    with ParquetRowWriter(layout.upscale_table, UPSCALE) as out:
+        for rows in map_table(
             upscale_batch,
-            ({"batch": b} for b in iter_rows(layout.images, IMAGES, runner.batch_size)),
+            layout.images,
+            IMAGES,
+            out,
+            runner,
+            tally,
+            bar,
             layout=absolute_layout(layout),
             options=options,
             max_pixels=max_pixels,
             identity=identity,
-        )
-        for batch in batches:
-            out.write(batch.rows)
-            bar.update(len(batch.rows))
-            hits, misses = hits + batch.cache_hits, misses + batch.cache_misses
-            workers.add(batch.worker)
-            for r in batch.rows:
+        ):
+            for r in rows:
                 counts["images"] += 1
                 counts["capped"] += "capped from" in r["upscale_detail"]
                 if r["upscale_factor"] > 1:
@@ -143,9 +142,7 @@ def upscale(layout: Layout, settings: Settings) -> StageResult:
         {
             **counts,
             "method": rules["method"],
-            "cache_hits": hits,
-            "cache_misses": misses,
-            "worker_processes": len(workers),
+            **tally.counts(),
         },
     )
     result.rows = details
