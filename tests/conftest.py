@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -173,6 +174,17 @@ def npm_harness(directory: Path = PARITY_DIR) -> Path:
                 f"{result.stderr.strip()[-1500:]}"
             )
     return modules
+
+
+def stop_process_group(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM `process`'s group, SIGKILL it after `grace` seconds (a Prefect worker may
+    ignore the first signal), and reap it."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def run_node_harness(script: str, *args: str, directory: Path = PARITY_DIR) -> dict:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import yaml
 
 from exprbench.scorers import PairScorer, get_scorer_class
 from exprbench.settings import load_params
-from tests.conftest import SMALL_SET, build_raw
+from tests.conftest import SMALL_SET, build_raw, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -314,9 +313,4 @@ def test_served_deployment_runs_dvc_repro_when_triggered(repo, prefect_server):
                 state = client.read_flow_run(run_id).state
             assert state.is_completed(), state
     finally:
-        os.killpg(serving.pid, signal.SIGTERM)
-        try:
-            serving.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serving.pid, signal.SIGKILL)
-            serving.wait()
+        stop_process_group(serving, 30)

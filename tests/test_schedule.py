@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import yaml
 from exprbench.compare import CellDelta, Comparison, RegressionRule
 from exprbench.new_versions import SeenFile, detect, fingerprints, regression_message, steps
 from exprbench.versions import VersionOrder
-from tests.conftest import build_raw
+from tests.conftest import build_raw, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -310,12 +309,7 @@ def test_a_cron_run_evaluates_new_versions_and_fails_naming_the_regressed_cells(
                         "nothing new"
                     )
     finally:
-        os.killpg(serving.pid, signal.SIGTERM)
-        try:
-            serving.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(serving.pid, signal.SIGKILL)
-            serving.wait()
+        stop_process_group(serving, 10)
         log_file.close()
         subprocess.run([*exprbench, "server", "stop"], cwd=project, env=env, check=False)
 
