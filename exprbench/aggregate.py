@@ -63,6 +63,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from exprbench.agreement import table_range_violations
+from exprbench.duckdb_memory import DEFAULT_MEMORY_LIMIT, bound_memory
 from exprbench.fileio import current_umask
 from exprbench.identity import IDENTITY_TABLES, add_leaderboard_auc, identity_tables
 from exprbench.judgement_specs import AMBIGUOUS, LAMBDA_WEIGHT, PER_IMAGE_TABLES, SCR_PAIRS
@@ -463,7 +464,6 @@ JUDGEMENT_TABLE_NAMES: tuple[str, ...] = (
     "gender_agreement",
     "gender_runs",
 )
-DEFAULT_MEMORY_LIMIT = "1GB"  # params duckdb.memory_limit
 CSV_BATCH_ROWS = 65_536
 # the built-in metrics' tables, in order, then the judgements', then identity against impostors
 TABLE_NAMES: tuple[str, ...] = (
@@ -635,13 +635,6 @@ def table_counts(database: Path) -> dict[str, int | float | str]:
         return {
             name: int(con.sql(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]) for name in names
         }
-
-
-def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit: str, spill: Path) -> None:
-    """DuckDB keeps under `memory_limit` and spills what does not fit into `spill`."""
-    spill.mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET memory_limit = {_sql_string(memory_limit)}")
-    con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
 
 
 def _table_readers(

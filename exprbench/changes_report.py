@@ -14,9 +14,11 @@ report shows:
   neither has a value) is hatched and says which, never drawn as 0;
 * the regression list (scorer / metric / subject / expression, base -> head, delta,
   interval, n shared cells);
-* for every regressed subject x expression cell, the contact sheets of both versions side
-  by side (the aligned crop where a face was found, else the image, as in the main
-  report's contact sheet), with the captions of each image's scores.
+* for the regressed subject x expression cells, largest drop first, the contact sheets of
+  both versions side by side (the aligned crop where a face was found, else the image, as
+  in the main report's contact sheet), with the captions of each image's scores; at most
+  `report.sheet_page_size` images, so the page stays bounded on a large corpus (the page
+  says how many regressed cells have no sheet; the regression list names them all).
 
 A generator with one version gets no page; the main report's "What changed" note says so.
 `headline_deltas` writes the newest-vs-previous deltas of the headline metrics (those of
@@ -32,7 +34,7 @@ import hashlib
 import math
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +54,12 @@ from exprbench.report import (
     _fmt,
     thumbnail_data_uri,
 )
-from exprbench.report_sheets import ReportScores
+from exprbench.report_sheets import DEFAULT_PAGE_SIZE, ReportScores
 from exprbench.thumbnails import ThumbnailCache
 
 Row = dict[str, Any]
 PAGE_TEMPLATE = "changes.html.j2"  # one page per generator
+HEATMAP_SUBJECTS = 30  # subjects whose cells the heatmap draws (regressed ones first)
 INDEX_TEMPLATE = "_changes.html.j2"  # the main report's "What changed" note (included)
 PAGES_DIR = "changes"  # beside the main report's index.html
 OVERALL = "overall"
@@ -174,9 +177,13 @@ def _direction(better: str) -> str:
     return f"{better} is better" if better in ("higher", "lower") else "no direction"
 
 
-def delta_heatmap(comparison: Comparison, specs: Sequence[MetricSpec]) -> Row:
+def delta_heatmap(
+    comparison: Comparison, specs: Sequence[MetricSpec], max_subjects: int = HEATMAP_SUBJECTS
+) -> Row:
     """Rows metric x scorer (metrics in their declared order, the primary scorer first),
-    columns overall, then each expression over all subjects, then subject x expression."""
+    columns overall, then each expression over all subjects, then subject x expression
+    for at most `max_subjects` subjects (those with a regressed cell first, then by name),
+    so the page stays bounded on a large corpus; `subjects_not_shown` counts the rest."""
     by_column = spec_index(specs)
     order = {column: i for i, column in enumerate(by_column)}
     cells: dict[tuple[str, str], dict[CellKey, CellDelta]] = defaultdict(dict)
@@ -186,7 +193,13 @@ def delta_heatmap(comparison: Comparison, specs: Sequence[MetricSpec]) -> Row:
         if _finite(delta.delta):
             assert delta.delta is not None
             extents[delta.metric] = max(extents[delta.metric], abs(delta.delta))
-    columns = sorted({key for line in cells.values() for key in line}, key=_column_order)
+    subjects = {key[0] for line in cells.values() for key in line if key[0] is not None}
+    regressed = {d.subject for d in comparison.regressions() if d.subject is not None}
+    drawn = set(sorted(subjects, key=lambda s: (s not in regressed, s))[:max_subjects])
+    columns = sorted(
+        {key for line in cells.values() for key in line if key[0] is None or key[0] in drawn},
+        key=_column_order,
+    )
     groups: list[Row] = []
     for subject, expression in columns:
         name = OVERALL if subject is None and expression is None else subject or "all subjects"
@@ -218,6 +231,8 @@ def delta_heatmap(comparison: Comparison, specs: Sequence[MetricSpec]) -> Row:
         "groups": groups,
         "columns": [{"subject": s, "expression": e or "all"} for s, e in columns],
         "rows": rows,
+        "subjects_not_shown": len(subjects) - len(drawn),
+        "max_subjects": max_subjects,
     }
 
 
@@ -255,43 +270,66 @@ def _sheets(
     thumb_px: int,
     specs: Sequence[MetricSpec],
     thumbnail_cache: ThumbnailCache | None,
-) -> tuple[list[Row], list[str]]:
+    max_images: int,
+) -> tuple[list[Row], list[str], int]:
     """(one entry per regressed subject x expression cell with both versions' images,
-    the regressions on coarser cells, which have no single sheet)."""
-    by_cell: dict[tuple[str, str], list[str]] = defaultdict(list)
+    largest drop first, until `max_images` images are shown (at least one cell); the
+    regressions on coarser cells, which have no single sheet; the regressed cells left out).
+
+    The chosen cells' rows, thumbnails and faces are read in one query each."""
+    by_cell: dict[tuple[str, str], list[CellDelta]] = defaultdict(list)
     coarse = []
     for delta in comparison.regressions():
         if delta.subject is None or delta.expression is None:
             coarse.append(regression_label(delta))
         else:
-            by_cell[(delta.subject, delta.expression)].append(f"{delta.scorer}/{delta.metric}")
+            by_cell[(delta.subject, delta.expression)].append(delta)
+
+    def drop(cell: tuple[str, str]) -> float:
+        return max(abs(d.delta) for d in by_cell[cell] if d.delta is not None)
+
+    chosen: list[tuple[str, str]] = []
+    images = 0
+    for cell in sorted(by_cell, key=lambda c: (-drop(c), c)):
+        size = max(d.n_base + d.n_head for d in by_cell[cell])
+        if chosen and images + size > max_images:
+            break
+        chosen.append(cell)
+        images += size
+    rows = source.cells_rows(comparison.generator, [comparison.base, comparison.head], chosen)
+    paths = sorted({str(r["path"]) for members in rows.values() for r in members})
+    thumbnails, notes = source.lookup(paths)
+    faces = source.faces_of(paths)
     entries = []
-    for (subject, expression), regressions in sorted(by_cell.items()):
-        chosen = source.cell_rows(
-            comparison.generator, [comparison.base, comparison.head], subject, expression
-        )
-        paths = sorted({str(r["path"]) for r in chosen})
-        thumbnails, notes = source.lookup(paths)
+    for subject, expression in chosen:
+        members = rows[(subject, expression)]
+        mine = {str(r["path"]) for r in members}
         sheet = _contact_sheet(
-            chosen, source.faces_of(paths), thumbnails, thumb_px, specs, notes, thumbnail_cache
+            members,
+            [f for f in faces if str(f["path"]) in mine],
+            thumbnails,
+            thumb_px,
+            specs,
+            notes,
+            thumbnail_cache,
         )
         column = EXPRESSIONS.index(expression) if expression in EXPRESSIONS else None
-        images: dict[str, list[Row]] = {comparison.base: [], comparison.head: []}
+        shown: dict[str, list[Row]] = {comparison.base: [], comparison.head: []}
         for row in sheet:
             if column is not None:
-                images[row["version"]] = row["cells"][column]
+                shown[row["version"]] = row["cells"][column]
         entries.append(
             {
                 "subject": subject,
                 "expression": expression,
-                "regressions": regressions,
+                "regressions": [f"{d.scorer}/{d.metric}" for d in by_cell[(subject, expression)]],
                 "sides": [
-                    {"version": version, "role": role, "images": images[version]}
+                    {"version": version, "role": role, "images": shown[version]}
                     for role, version in (("base", comparison.base), ("head", comparison.head))
                 ],
             }
         )
-    return entries, coarse
+    return entries, coarse, len(by_cell) - len(chosen)
 
 
 # --------------------------------------------------------------------------- pages
@@ -308,13 +346,16 @@ def render_changes_page(
     timestamp: str = "",
     index_href: str = "../index.html",
     thumbnail_cache: ThumbnailCache | None = None,
+    max_sheet_images: int = DEFAULT_PAGE_SIZE,
 ) -> Path:
     """Write the "What changed in <generator> <head> (vs <base>)" page to `out_html`.
 
     `source` holds the scores (only the regressed cells' rows are read, with their
     thumbnails and notes); `thumbnail_cache` keeps encoded thumbnails by content.
     """
-    sheets, coarse = _sheets(comparison, source, thumb_px, specs, thumbnail_cache)
+    sheets, coarse, not_shown = _sheets(
+        comparison, source, thumb_px, specs, thumbnail_cache, max_sheet_images
+    )
     context = {
         "generator": comparison.generator,
         "base": comparison.base,
@@ -327,6 +368,7 @@ def render_changes_page(
         "regressions": _regression_rows(comparison, specs),
         "sheets": sheets,
         "coarse": coarse,
+        "sheets_not_shown": not_shown,
         "missing": comparison.missing,
     }
     html = _environment().get_template(PAGE_TEMPLATE).render(**context)
@@ -335,7 +377,7 @@ def render_changes_page(
 
 
 def write_changes(
-    comparisons: Sequence[Comparison],
+    comparisons: Iterable[Comparison],
     rule: RegressionRule,
     versions: Mapping[str, Sequence[str]],
     scores: pd.DataFrame | ReportScores,
@@ -349,6 +391,7 @@ def write_changes(
     timestamp: str = "",
     error: str | None = None,
     thumbnail_cache: Path | None = None,
+    max_sheet_images: int = DEFAULT_PAGE_SIZE,
 ) -> Row:
     """Write one page per comparison under `reports_dir`/changes (removing pages of
     generators no longer compared) and return the main report's "What changed" context.
@@ -368,13 +411,12 @@ def write_changes(
     )
     pages_dir = reports_dir / PAGES_DIR
     pages_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {page_name(c.generator) for c in comparisons}
-    for old in pages_dir.glob("*.html"):
-        if old.name not in wanted:
-            old.unlink()
-    entries = []
-    for comparison in sorted(comparisons, key=lambda c: c.generator):
+    entries: list[Row] = []
+    written: list[str] = []
+    # one comparison in memory at a time: each page is written as its comparison comes
+    for comparison in comparisons:
         name = page_name(comparison.generator)
+        written.append(comparison.generator)
         render_changes_page(
             comparison,
             rule,
@@ -384,6 +426,7 @@ def write_changes(
             thumb_px=thumb_px,
             timestamp=timestamp,
             thumbnail_cache=thumbs,
+            max_sheet_images=max_sheet_images,
         )
         entries.append(
             {
@@ -395,7 +438,12 @@ def write_changes(
                 "warning": comparison.order.warning,
             }
         )
-    compared = {c.generator for c in comparisons}
+    entries.sort(key=lambda entry: str(entry["generator"]))
+    compared = set(written)
+    wanted = {page_name(generator) for generator in compared}
+    for old in pages_dir.glob("*.html"):
+        if old.name not in wanted:
+            old.unlink()
     single = [
         {"generator": generator, "versions": list(found)}
         for generator, found in sorted(versions.items())

@@ -36,17 +36,20 @@ CellDelta per scorer x metric x cell).
 from __future__ import annotations
 
 import itertools
+import math
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from exprbench.duckdb_memory import DEFAULT_MEMORY_LIMIT
 from exprbench.labels import EXPRESSIONS
 from exprbench.metrics import MetricSpec
 from exprbench.settings import CompareSettings
-from exprbench.uncertainty import group_rng, paired_comparison, resample_weights
+from exprbench.uncertainty import group_rng, paired_comparison
 from exprbench.versions import VersionOrder, version_orders
 
 LEVEL = 0.95
@@ -89,7 +92,7 @@ class RegressionRule:
         return f"{', '.join(self.metrics)} worse by more than {self.min_delta:g}{zero}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a large comparison holds one per cell x metric
 class CellDelta:
     scorer: str
     metric: str  # MetricSpec column
@@ -134,6 +137,12 @@ class Comparison:
 
     def regressions(self) -> list[CellDelta]:
         return [d for d in self.deltas if d.regressed]
+
+    def essentials(self) -> Comparison:
+        """This comparison less its unflagged single cells (what the headline deltas and
+        the report's index need; a large corpus has a delta per cell x metric)."""
+        kept = tuple(d for d in self.deltas if d.level != "cell" or d.regressed)
+        return replace(self, deltas=kept)
 
     def overall(self) -> list[CellDelta]:
         return [d for d in self.deltas if d.level == "overall"]
@@ -363,6 +372,7 @@ def _cells_sql(scores: Path, specs: Sequence[MetricSpec]) -> str:
         ORDER BY scorer, metric, subject, expression, version"""
 
 
+_DRAWS_AT_ONCE = 1_000_000  # single-cell bootstrap draws held at once (bounds memory)
 Side = tuple[float, list[float]]  # a cell on one side: mean, its images' values
 Cells = dict[tuple[str, str], dict[str, Side]]  # (subject, expression) -> version -> side
 
@@ -373,20 +383,36 @@ def _stream(con: Any, sql: str, params: dict[str, str]) -> Iterator[tuple[Any, .
         yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
 
 
-def _cell_interval(
-    base: list[float], head: list[float], resamples: int, rng: np.random.Generator
-) -> tuple[float | None, float | None]:
-    """Two-sample bootstrap interval of mean(head) - mean(base); None below 2 images a side."""
-    if len(base) < 2 or len(head) < 2 or resamples < 1:
-        return None, None
-    means = []
-    for values in (base, head):
-        array = np.asarray(values, dtype=np.float64)
-        weights = resample_weights(np.zeros(array.size, dtype=np.int64), resamples, rng)
-        means.append(weights @ array / array.size)
+def _cell_intervals(
+    cells: Sequence[tuple[list[float], list[float], np.random.Generator]], resamples: int
+) -> list[tuple[float, float]]:
+    """Two-sample bootstrap interval of mean(head) - mean(base) of each (base, head, rng)
+    cell (>= 2 images a side): each side's images resampled independently, from the
+    cell's own stream (the draws `resample_weights` makes for one subject), so a cell's
+    interval depends on its own values and stream only. Cells of the same sizes are
+    resampled together, one array operation for all of them."""
     tail = 100 * (1 - LEVEL) / 2
-    low, high = np.percentile(means[1] - means[0], [tail, 100 - tail])
-    return float(low), float(high)
+    out: list[tuple[float, float]] = [(math.nan, math.nan)] * len(cells)
+    by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for index, (base, head, _) in enumerate(cells):
+        by_size[(len(base), len(head))].append(index)
+    for sizes, same in by_size.items():
+        # a bounded number of draws in memory at once, whatever the number of cells
+        step = max(1, _DRAWS_AT_ONCE // (resamples * sum(sizes)))
+        for first in range(0, len(same), step):
+            members = same[first : first + step]
+            means = []
+            for side, n in enumerate(sizes):  # base then head: the order the streams expect
+                values = np.asarray([cells[i][side] for i in members], dtype=np.float64)
+                draws = np.stack([cells[i][2].random(resamples * n) for i in members])
+                picked = np.minimum((draws * n).astype(np.int64), n - 1)
+                picked = picked.reshape(-1, resamples, n)
+                gathered = np.take_along_axis(values[:, None, :], picked, axis=2)
+                means.append(gathered.sum(axis=2) / n)
+            low, high = np.percentile(means[1] - means[0], [tail, 100 - tail], axis=1)
+            for k, index in enumerate(members):
+                out[index] = (float(low[k]), float(high[k]))
+    return out
 
 
 def _pooled(
@@ -462,16 +488,30 @@ def _metric_deltas(
     for expression in expressions:
         chosen = {k: v for k, v in cells.items() if k[1] == expression}
         out.append(_pooled(scorer, spec, chosen, (None, expression), *args))
-    for (subject, expression), sides in sorted(
-        cells.items(), key=lambda item: (item[0][0], rank.get(item[0][1], len(rank)))
-    ):
+    ordered = sorted(cells.items(), key=lambda item: (item[0][0], rank.get(item[0][1], len(rank))))
+    # single cells with >= 2 images a side get an interval (else none, and no stream to seed)
+    resampled = [
+        (subject, expression)
+        for (subject, expression), sides in ordered
+        if resamples >= 1
+        and len(sides.get(base, (0, []))[1]) > 1
+        and len(sides.get(head, (0, []))[1]) > 1
+    ]
+    streams = [
+        (
+            cells[c][base][1],
+            cells[c][head][1],
+            group_rng(seed, ("compare-cell", *key, scorer, spec.column, *c)),
+        )
+        for c in resampled
+    ]
+    intervals = dict(zip(resampled, _cell_intervals(streams, resamples), strict=True))
+    for (subject, expression), sides in ordered:
         b, h = sides.get(base), sides.get(head)
         delta = low = high = None
         if b is not None and h is not None:
             delta = h[0] - b[0]
-            if len(b[1]) > 1 and len(h[1]) > 1:  # else no interval (and no stream to seed)
-                where = ("compare-cell", *key, scorer, spec.column, subject, expression)
-                low, high = _cell_interval(b[1], h[1], resamples, group_rng(seed, where))
+            low, high = intervals.get((subject, expression), (None, None))
         n_base, n_head = len(b[1]) if b else 0, len(h[1]) if h else 0
         both = b is not None and h is not None
         out.append(
@@ -524,19 +564,42 @@ def compare_pair(
     seed: int,
     resamples: int,
     specs: Sequence[MetricSpec] | None = None,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    con: Any = None,
 ) -> Comparison:
-    """One generator's `head` against its `base` (see the module docstring)."""
-    import duckdb
+    """One generator's `head` against its `base` (see the module docstring). DuckDB holds
+    at most `memory_limit` (params duckdb.memory_limit) and spills the rest; with `con`
+    (a DuckDB connection), a cursor of it: its database's limit and buffers are shared."""
+    from exprbench.duckdb_memory import bounded_connection
 
     specs = tuple(specs) if specs is not None else directed_specs(scores)
+    with con.cursor() if con is not None else bounded_connection(memory_limit) as con:
+        missing = _missing_cells(con, images, order.generator, base, head)
+        deltas = _deltas(con, scores, specs, order.generator, base, head, rule, seed, resamples)
+    order_of = {spec.column: i for i, spec in enumerate(specs)}
+    deltas.sort(key=lambda d: (d.scorer, order_of[d.metric]))  # stable: levels keep order
+    digits = {spec.column: max(spec.digits, 2) for spec in specs}
+    return Comparison(order.generator, base, head, order, tuple(deltas), missing, rule, digits)
+
+
+def _deltas(
+    con: Any,
+    scores: Path,
+    specs: Sequence[MetricSpec],
+    generator: str,
+    base: str,
+    head: str,
+    rule: RegressionRule,
+    seed: int,
+    resamples: int,
+) -> list[CellDelta]:
+    """Every scorer x metric's deltas, one scorer x metric's cells in memory at a time."""
     by_column = {spec.column: spec for spec in specs}
-    con = duckdb.connect()
-    missing = _missing_cells(con, images, order.generator, base, head)
     deltas: list[CellDelta] = []
     if specs:
-        params = {"generator": order.generator, "base": base, "head": head}
+        params = {"generator": generator, "base": base, "head": head}
         rows = _stream(con, _cells_sql(scores, specs), params)
-        key = ("compare", order.generator, base, head)
+        key = ("compare", generator, base, head)
         for (scorer, metric), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
             cells: Cells = {}
             for _, _, subject, expression, version, mean, vals in group:
@@ -544,10 +607,7 @@ def compare_pair(
             deltas += _metric_deltas(
                 scorer, by_column[metric], cells, (base, head), key, rule, seed, resamples
             )
-    order_of = {spec.column: i for i, spec in enumerate(specs)}
-    deltas.sort(key=lambda d: (d.scorer, order_of[d.metric]))  # stable: levels keep order
-    digits = {spec.column: max(spec.digits, 2) for spec in specs}
-    return Comparison(order.generator, base, head, order, tuple(deltas), missing, rule, digits)
+    return deltas
 
 
 def compare_versions(
@@ -560,14 +620,39 @@ def compare_versions(
     generator: str | None = None,
     base: str | None = None,
     head: str | None = None,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> list[Comparison]:
     """Default: each generator's newest version vs the previous one (by version_orders).
     Unknown generator/version -> ValueError naming what exists. A generator with one
     version: no Comparison (and the CLI says so)."""
+    return list(
+        iter_comparisons(
+            scores, images, raw_dir, rule, seed, resamples, generator, base, head, memory_limit
+        )
+    )
+
+
+def iter_comparisons(
+    scores: Path,
+    images: Path,
+    raw_dir: Path,
+    rule: RegressionRule,
+    seed: int,
+    resamples: int,
+    generator: str | None = None,
+    base: str | None = None,
+    head: str | None = None,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    con: Any = None,
+) -> Iterator[Comparison]:
+    """`compare_versions`, one generator's Comparison at a time (computed as it is asked
+    for); the plan is made, and its errors raised, at the call. `con`: see compare_pair."""
     orders = version_orders(raw_dir, found_versions(images))
     pairs = plan_pairs(orders, generator, base, head)
     specs = directed_specs(scores)
-    return [
-        compare_pair(scores, images, order, old, new, rule, seed, resamples, specs)
+    return (
+        compare_pair(
+            scores, images, order, old, new, rule, seed, resamples, specs, memory_limit, con
+        )
         for order, old, new in pairs
-    ]
+    )

@@ -19,6 +19,8 @@ from exprbench.labels import EXPRESSIONS
 TEMPLATE_NAME = "judgements.html.j2"  # report.html.j2 includes it by this name
 Row = dict[str, Any]
 Thumbnail = Callable[[str], tuple[str | None, str | None]]  # path -> (data URI, error)
+# disagreement images drawn per list (the report stays bounded; the run tables count all)
+DISAGREEMENTS_SHOWN = 200
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -101,14 +103,16 @@ def _weighted(rows: list[Row]) -> list[Row]:
     return blocks
 
 
-def _images(rows: list[Row], thumbnail: Thumbnail, keep: Callable[[Row], bool]) -> list[Row]:
-    out = []
-    for row in rows:
-        if not keep(row):
-            continue
+def _images(rows: list[Row], thumbnail: Thumbnail, keep: Callable[[Row], bool]) -> Row:
+    """The first DISAGREEMENTS_SHOWN kept rows, with thumbnails, and whether more exist."""
+    out: list[Row] = []
+    kept = (row for row in rows if keep(row))
+    for row in kept:
+        if len(out) == DISAGREEMENTS_SHOWN:
+            return {"images": out, "more": True, "shown": DISAGREEMENTS_SHOWN}
         src, error = thumbnail(row["path"])
         out.append(row | {"src": src, "thumb_error": error})
-    return out
+    return {"images": out, "more": False, "shown": DISAGREEMENTS_SHOWN}
 
 
 def judgement_context(

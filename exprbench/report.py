@@ -49,7 +49,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
 from exprbench.geometry_report import geometry_section_by_run
-from exprbench.judgement_report import judgement_context, rate_key
+from exprbench.judgement_report import DISAGREEMENTS_SHOWN, judgement_context, rate_key
 from exprbench.judgement_specs import PER_IMAGE_TABLES
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
@@ -64,6 +64,7 @@ from exprbench.report_sheets import (
 from exprbench.report_uncertainty import (
     IDENTITY_TEMPLATE,
     PairedLookup,
+    RunCells,
     identity_section,
     paired_lookup,
     paired_sentence,
@@ -994,6 +995,7 @@ def render_report(
     changes: Mapping[str, Any] | None = None,
     thumbnail_cache: Path | None = None,
     sheet_page_size: int = DEFAULT_PAGE_SIZE,
+    subject_cells: RunCells | None = None,
 ) -> Path:
     """Write the report to `out_html` (atomically) and return its path.
 
@@ -1027,8 +1029,12 @@ def render_report(
     scores = source.scorer_rows()  # one per scorer and version, in the scores' order
     # subject_cells grows with the subjects: it stays columnar (paired_lookup)
     rows = {name: table.to_pylist() for name, table in tables.items() if name != "subject_cells"}
-    shown = sorted(
-        {r["path"] for name in PER_IMAGE_TABLES for r in rows.get(name, []) if not r["unanimous"]}
+    shown = sorted(  # the disagreement images judgement_context draws
+        {
+            r["path"]
+            for name in PER_IMAGE_TABLES
+            for r in [r for r in rows.get(name, []) if not r["unanimous"]][:DISAGREEMENTS_SHOWN]
+        }
     )
     judged_thumbnails, _ = source.lookup(shown)
     contact_sheet, sheet_pages = _paged_sheet(
@@ -1064,7 +1070,10 @@ def render_report(
             rows.get("run_intervals", []),
             _scorer_order(scores, run_info),
             min_n,
-            paired_lookup(tables.get("subject_cells", []), *uncertainty),
+            paired_lookup(
+                tables.get("subject_cells", []) if subject_cells is None else subject_cells,
+                *uncertainty,
+            ),
         ),
         "identity": identity_section(
             rows.get("identity_separability", []), rows.get("identity_histogram", [])

@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from exprbench.duckdb_memory import bound_memory
 from exprbench.fileio import current_umask
 from exprbench.geometry_report import COLUMNS as GEOMETRY_COLUMNS
 from exprbench.unavailable import COLUMN as UNAVAILABLE
@@ -100,9 +101,7 @@ class ReportScores:
         an image's thumbnail file and provenance note from its images row joined with
         its faces row (`crop_path`)."""
         con = duckdb.connect()
-        spill.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute(f"SET temp_directory = {_sql_list([str(spill)])[1:-1]}")
+        bound_memory(con, memory_limit, spill)
         con.execute(
             f"""CREATE VIEW scores AS
                 SELECT * EXCLUDE ({", ".join(_EXCLUDED)}, file_row_number),
@@ -219,18 +218,34 @@ class ReportScores:
             found.setdefault(str(generator), []).append(str(version))
         return found
 
-    def cell_rows(
-        self, generator: str, versions: Sequence[str], subject: str, expression: str
-    ) -> list[Row]:
-        """The score rows of one subject x expression cell of `versions`, in source order."""
-        return _rows(
-            self.con.sql(
-                """SELECT * EXCLUDE (_row) FROM scores
-                   WHERE generator = ? AND list_contains(?::VARCHAR[], version)
-                   AND subject = ? AND expression = ? ORDER BY _row""",
-                params=[generator, list(versions), subject, expression],
-            ).to_arrow_table()
+    def cells_rows(
+        self, generator: str, versions: Sequence[str], cells: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Row]]:
+        """The score rows of each (subject, expression) cell of `versions`, in source
+        order: one query for all the cells."""
+        if not cells:
+            return {}
+        self.con.register(
+            "wanted_cells",
+            pa.table({"subject": [c[0] for c in cells], "expression": [c[1] for c in cells]}),
         )
+        try:
+            rows = _rows(
+                self.con.sql(
+                    """SELECT * EXCLUDE (_row) FROM scores
+                       WHERE generator = ? AND list_contains(?::VARCHAR[], version)
+                       AND (subject, expression) IN
+                           (SELECT (subject, expression) FROM wanted_cells)
+                       ORDER BY _row""",
+                    params=[generator, list(versions)],
+                ).to_arrow_table()
+            )
+        finally:
+            self.con.unregister("wanted_cells")
+        found: dict[tuple[str, str], list[Row]] = {tuple(c): [] for c in cells}  # type: ignore[misc]
+        for row in rows:
+            found[(str(row["subject"]), str(row["expression"]))].append(row)
+        return found
 
     def faces_of(self, paths: Sequence[str]) -> list[Row]:
         if not self.has_faces:

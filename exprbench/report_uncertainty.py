@@ -35,9 +35,15 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _run_rows(subject_cells: Sequence[Row] | pa.Table) -> Callable[[str, str, str], list[Row]]:
+RunCells = Callable[[str, str, str], list[Row]]  # (scorer, generator, version) -> its cells
+
+
+def _run_rows(subject_cells: Sequence[Row] | pa.Table | RunCells) -> RunCells:
     """(scorer, generator, version) -> that run's subject cells; an Arrow table stays
-    columnar and gives up one run's rows when asked (it grows with the subjects)."""
+    columnar and gives up one run's rows when asked (it grows with the subjects); a
+    callable (e.g. a query of the aggregate's database) is asked as it is."""
+    if callable(subject_cells):
+        return subject_cells
     if isinstance(subject_cells, pa.Table):
         table = subject_cells
 
@@ -56,10 +62,10 @@ def _run_rows(subject_cells: Sequence[Row] | pa.Table) -> Callable[[str, str, st
 
 
 def paired_lookup(
-    subject_cells: Sequence[Row] | pa.Table, seed: int, resamples: int
+    subject_cells: Sequence[Row] | pa.Table | RunCells, seed: int, resamples: int
 ) -> PairedLookup | None:
     """None when the aggregate built no `subject_cells` (the summary then uses Welch)."""
-    if len(subject_cells) == 0:
+    if not callable(subject_cells) and len(subject_cells) == 0:
         return None
     of_run = _run_rows(subject_cells)
 

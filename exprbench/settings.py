@@ -16,6 +16,8 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from exprbench.duckdb_memory import DEFAULT_MEMORY_LIMIT
+
 
 class ParamsError(ValueError):
     """params.yaml is missing a key or has a value of the wrong kind."""
@@ -118,9 +120,9 @@ class ReportSettings:
 
 @dataclass(frozen=True)
 class DuckdbSettings:
-    """Bounds of the DuckDB work in aggregate and report (they spill to disk beyond)."""
+    """Bounds of the DuckDB work in aggregate, report and compare (they spill to disk beyond)."""
 
-    memory_limit: str = "1GB"  # DuckDB's memory_limit, e.g. 512MB, 4GB
+    memory_limit: str = DEFAULT_MEMORY_LIMIT  # DuckDB's memory_limit, e.g. 512MB, 4GB
 
 
 @dataclass(frozen=True)

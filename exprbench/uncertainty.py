@@ -27,7 +27,7 @@ import numpy as np
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 20261201
 # Draw at most this many weights (resamples x images) at once, to bound memory.
-_CHUNK_CELLS = 4_000_000
+_CHUNK_CELLS = 1_000_000
 
 
 def group_rng(seed: int, key: Sequence[Hashable]) -> np.random.Generator:
@@ -56,11 +56,14 @@ def resample_weights(subjects: np.ndarray, resamples: int, rng: np.random.Genera
     order = np.argsort(subjects, kind="stable")  # images grouped by subject
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     picks = rng.integers(0, n_subjects, size=(resamples, n_subjects))
-    slot = np.repeat(np.arange(resamples * n_subjects), counts[picks].ravel())
+    sizes = counts[picks]
+    slot = np.repeat(np.arange(resamples * n_subjects), sizes.ravel())
     drawn = picks.ravel()[slot]
-    local = np.minimum((rng.random(slot.size) * counts[drawn]).astype(np.int64), counts[drawn] - 1)
+    size = counts[drawn]
+    local = np.minimum((rng.random(slot.size) * size).astype(np.int64), size - 1)
     rows = order[starts[drawn] + local]
-    replicate = slot // n_subjects
+    # slots run replicate by replicate: each replicate's draws are one contiguous run
+    replicate = np.repeat(np.arange(resamples), sizes.sum(axis=1))
     flat = np.bincount(replicate * n + rows, minlength=resamples * n)
     return flat.reshape(resamples, n).astype(np.float64)
 
@@ -87,25 +90,31 @@ def bootstrap_means(
     high = np.full(n_metrics, np.nan)
     present = ~np.isnan(matrix)
     keep = present.any(axis=1)
-    if resamples < 1 or not keep.any():
+    # only the columns with values here (a group's rows are often one scorer's, and the
+    # other scorers' metrics are all NaN on them): the matrix products cost per column
+    used = np.flatnonzero(present.sum(axis=0) >= 2)
+    if resamples < 1 or not used.size:
         return low, high
-    matrix, present = matrix[keep], present[keep]
+    matrix, present = matrix[keep][:, used], present[keep][:, used]
     codes, _ = _codes(np.asarray(subjects, dtype=object)[keep])
     filled = np.where(present, matrix, 0.0)
-    mask = present.astype(np.float64)
+    # a column with a value on every image: its count is the replicate's total weight
+    sparse = np.flatnonzero(~present.all(axis=0))
+    mask = present[:, sparse].astype(np.float64)
     chunk = max(1, _CHUNK_CELLS // max(1, codes.size))
     means = []
     for start in range(0, resamples, chunk):
         weights = resample_weights(codes, min(chunk, resamples - start), rng)
         total = weights @ filled
-        count = weights @ mask
+        count = np.repeat(weights.sum(axis=1)[:, None], used.size, axis=1)
+        if sparse.size:
+            count[:, sparse] = weights @ mask
         with np.errstate(invalid="ignore", divide="ignore"):
             means.append(np.where(count > 0, total / np.where(count > 0, count, 1), np.nan))
     replicates = np.concatenate(means)
     tail = 100 * (1 - level) / 2
-    enough = present.sum(axis=0) >= 2
-    for j in np.flatnonzero(enough):
-        column = replicates[:, j]
+    for k, j in enumerate(used):
+        column = replicates[:, k]
         column = column[~np.isnan(column)]
         if column.size:
             low[j], high[j] = np.percentile(column, [tail, 100 - tail])

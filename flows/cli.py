@@ -271,6 +271,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             args.generator,
             args.base,
             args.head,
+            settings.duckdb.memory_limit,
         )
     except UnknownVersionError as error:
         print(f"exprbench: error: {error}", file=sys.stderr)

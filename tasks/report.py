@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,16 +18,18 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 import exprbench
-from exprbench.aggregate import headline_metrics, metrics_summary
+from exprbench.aggregate import SUBJECT_CELLS, headline_metrics, metrics_summary
 from exprbench.changes_report import headline_deltas, write_changes
-from exprbench.compare import RegressionRule, compare_versions
+from exprbench.compare import Comparison, RegressionRule, iter_comparisons
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
 from exprbench.ingest import InputConfigError, provenance_note
+from exprbench.judgement_report import DISAGREEMENTS_SHOWN
 from exprbench.judgement_specs import PER_IMAGE_TABLES
 from exprbench.metrics import MetricSpec
 from exprbench.report import render_report
 from exprbench.report_sheets import ReportScores
+from exprbench.report_uncertainty import RunCells
 from exprbench.runlock import require_validation_passed
 from exprbench.schema import FACES, IMAGES, QUARANTINE, check_scores, check_table, read_table
 from exprbench.settings import Settings
@@ -36,13 +38,15 @@ from tasks.common import StageResult
 
 
 def _load_tables(layout: Layout) -> dict:
-    """The aggregate's tables; of a per-image one, the rows the report shows only."""
+    """The aggregate's tables; of a per-image one, the rows the report draws only (the
+    first DISAGREEMENTS_SHOWN disagreements and one more, to say there are more); not
+    `subject_cells`, which grows with the subjects (`_subject_cells` asks for one run's)."""
+    shown = f"WHERE NOT unanimous ORDER BY generator, version, path LIMIT {DISAGREEMENTS_SHOWN + 1}"
     with duckdb.connect(str(layout.database), read_only=True) as con:
-        names = [row[0] for row in con.execute("SHOW TABLES").fetchall()]
+        names = [row[0] for row in con.execute("SHOW TABLES").fetchall() if row[0] != SUBJECT_CELLS]
         return {
             name: con.sql(
-                f'SELECT * FROM "{name}"'
-                + (" WHERE NOT unanimous" if name in PER_IMAGE_TABLES else "")
+                f'SELECT * FROM "{name}" ' + (shown if name in PER_IMAGE_TABLES else "")
             ).to_arrow_table()
             for name in names
         }
@@ -87,6 +91,16 @@ def _params_hash(*sections: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def _subject_cells(con: duckdb.DuckDBPyConnection) -> RunCells:
+    """One run's rows of the aggregate's `subject_cells`, queried when asked for."""
+
+    def of_run(scorer: str, generator: str, version: str) -> list[dict]:
+        query = f"SELECT * FROM {SUBJECT_CELLS} WHERE scorer = ? AND generator = ? AND version = ?"
+        return con.sql(query, params=[scorer, generator, version]).to_arrow_table().to_pylist()
+
+    return of_run
+
+
 @task(name="report", cache_policy=NONE)
 def report(layout: Layout, settings: Settings) -> StageResult:
     require_validation_passed(layout.validation_json, "report")
@@ -126,15 +140,28 @@ def report(layout: Layout, settings: Settings) -> StageResult:
     }
     rule = RegressionRule.from_settings(settings.compare)
     seed, resamples = settings.uncertainty.seed, settings.uncertainty.resamples
+    compared: list[Comparison] = []  # their essentials, for deltas.json
+
+    def one_at_a_time(found: Iterator[Comparison]) -> Iterator[Comparison]:
+        for comparison in found:
+            yield comparison
+            compared.append(comparison.essentials())
+
     try:  # newest version of each generator vs the previous one
-        comparisons = compare_versions(
-            layout.scores, layout.images, layout.input_dir, rule, seed, resamples
+        comparisons = iter_comparisons(
+            layout.scores,
+            layout.images,
+            layout.input_dir,
+            rule,
+            seed,
+            resamples,
+            con=scores.con,  # one DuckDB, one memory limit, for the whole stage
         )
         not_compared = None
     except InputConfigError as error:  # e.g. a bad versions.csv: said on the report
-        comparisons, not_compared = [], str(error)
+        comparisons, not_compared = iter(()), str(error)
     changes = write_changes(
-        comparisons,
+        one_at_a_time(comparisons),
         rule,
         scores.versions(),
         scores,
@@ -146,32 +173,38 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         timestamp=str(run_info["timestamp"]),
         error=not_compared,
         thumbnail_cache=layout.cache,
+        max_sheet_images=settings.report.sheet_page_size,
     )
     docs_index = layout.validation_dir / "index.html"
     link = docs_index.relative_to(layout.reports).as_posix() if docs_index.is_file() else None
-    render_report(
-        tables,
-        scores,
-        None,
-        quarantine,
-        {},
-        run_info,
-        layout.report_html,
-        link,
-        validation=validation,
-        thumb_px=thumb_px,
-        specs=specs,
-        min_n=settings.report.min_n,
-        uncertainty=(seed, resamples),
-        changes=changes,
-        thumbnail_cache=layout.cache,
-        sheet_page_size=settings.report.sheet_page_size,
-    )
+    aggregate_db = duckdb.connect(str(layout.database), read_only=True)
+    try:
+        render_report(
+            tables,
+            scores,
+            None,
+            quarantine,
+            {},
+            run_info,
+            layout.report_html,
+            link,
+            validation=validation,
+            thumb_px=thumb_px,
+            specs=specs,
+            min_n=settings.report.min_n,
+            uncertainty=(seed, resamples),
+            changes=changes,
+            thumbnail_cache=layout.cache,
+            sheet_page_size=settings.report.sheet_page_size,
+            subject_cells=_subject_cells(aggregate_db),
+        )
+    finally:
+        aggregate_db.close()
     shutil.rmtree(layout.reports / ".report_spill", ignore_errors=True)
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
         (layout.leaderboard_json, metrics_summary(tables)),
-        (layout.deltas_json, headline_deltas(tables, comparisons, settings.score.scorers, specs)),
+        (layout.deltas_json, headline_deltas(tables, compared, settings.score.scorers, specs)),
     ):
         atomic_write_bytes(path, json.dumps(content, indent=2, sort_keys=True).encode())
     write_plot_data(tables, specs, layout.plots_dir)

@@ -489,3 +489,24 @@ def test_a_judge_declaring_image_confidence_weighs_every_recognizer(judged, tmp_
         if r["scorer"] == "faceapi"
     )
     assert json.loads(copy.validation_json.read_text())["success"]
+
+
+def test_disagreement_lists_are_capped_and_say_so() -> None:
+    """The report draws the first DISAGREEMENTS_SHOWN disagreeing images (and decodes only
+    their thumbnails), and says there are more; unanimous images are never drawn."""
+    from exprbench.judgement_report import DISAGREEMENTS_SHOWN, judgement_context
+
+    rows = [{"path": f"g/v/s/{k:04d}-happy.png", "unanimous": k % 3 == 0} for k in range(400)]
+    decoded: list[str] = []
+
+    def thumbnail(path: str) -> tuple[str | None, str | None]:
+        decoded.append(path)
+        return None, "no thumbnail"
+
+    context = judgement_context({"image_agreement": rows}, thumbnail, None, 3)
+    shown = context["disagreements"]
+    assert shown["more"] and len(shown["images"]) == DISAGREEMENTS_SHOWN == len(decoded)
+    assert not any(image["unanimous"] for image in shown["images"])
+    few = judgement_context({"gender_agreement": rows[:30]}, thumbnail, None, 3)
+    assert not few["gender_disagreements"]["more"]
+    assert len(few["gender_disagreements"]["images"]) == 20

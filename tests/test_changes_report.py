@@ -332,3 +332,35 @@ def test_report_stage_writes_the_page_links_it_and_the_deltas(stage_report) -> N
     assert set(deltas) == {"toolA"}
     assert deltas["toolA"]["fer"]["mean_target_prob"]["delta"] < 0
     assert deltas["toolA"]["regressions"] >= 1
+
+
+def test_a_large_comparison_keeps_the_page_bounded(built) -> None:
+    """The heatmap draws at most `max_subjects` subjects' cells, regressed ones first; the
+    side-by-side sheets stop at `max_images` images, largest drop first, and say how many
+    regressed cells have no sheet."""
+    from dataclasses import replace
+
+    from exprbench.changes_report import _sheets, delta_heatmap
+    from exprbench.report_sheets import ReportScores
+
+    comparison = built["comparisons"][0]
+    heatmap = delta_heatmap(comparison, BUILTIN_METRICS, max_subjects=1)
+    assert heatmap["subjects_not_shown"] == 1
+    assert {c["subject"] for c in heatmap["columns"]} == {None, "anna"}  # anna regressed
+    full = delta_heatmap(comparison, BUILTIN_METRICS)
+    assert full["subjects_not_shown"] == 0
+    assert {c["subject"] for c in full["columns"]} == {None, "anna", "ben"}
+
+    # a second regressed cell with a smaller drop: with room for one cell's 6 images, the
+    # larger drop (anna/happy) has its sheet and the other is counted as not shown
+    worst = next(d for d in comparison.regressions() if d.subject == "anna")
+    milder = replace(worst, subject="ben", delta=-0.2)
+    two = replace(comparison, deltas=(*comparison.deltas, milder))
+    scores = pd.read_parquet(built["reports"].parent / "scores" / "scores.parquet")
+    source = ReportScores.from_frames(scores, None, {}, None)
+    entries, _, not_shown = _sheets(two, source, 64, BUILTIN_METRICS, None, max_images=6)
+    assert [(e["subject"], e["expression"]) for e in entries] == [("anna", "happy")]
+    assert not_shown == 1
+    entries, _, not_shown = _sheets(two, source, 64, BUILTIN_METRICS, None, max_images=12)
+    assert [e["subject"] for e in entries] == ["anna", "ben"] and not_shown == 0
+    assert [len(side["images"]) for side in entries[1]["sides"]] == [3, 3]

@@ -334,3 +334,33 @@ def test_compare_command_on_a_real_run(two_version_run, capsys) -> None:
     assert main([*_cli(layout), "--generator", "toolB"]) == 0
     assert capsys.readouterr().out.strip() == "toolB: one version (1); nothing to compare it with"
     assert not math.isnan(cell["low"])
+
+
+def test_single_cell_intervals_resample_each_side_from_the_cells_own_stream() -> None:
+    """Cells resampled together (grouped by size) give each cell the interval of its own
+    two-sample bootstrap: each side's images drawn with replacement from the cell's stream,
+    base then head, as `resample_weights` draws for one subject."""
+    import numpy as np
+
+    from exprbench.compare import _cell_intervals
+    from exprbench.uncertainty import group_rng, resample_weights
+
+    values = np.random.default_rng(4).random(40)
+    cells = [  # (base, head): sizes (2, 3) twice, (4, 2) once
+        (list(values[0:2]), list(values[2:5])),
+        (list(values[5:9]), list(values[9:11])),
+        (list(values[11:13]), list(values[13:16])),
+    ]
+    resamples = 500
+    got = _cell_intervals(
+        [(b, h, group_rng(3, ("cell", k))) for k, (b, h) in enumerate(cells)], resamples
+    )
+    for k, (base, head) in enumerate(cells):
+        rng = group_rng(3, ("cell", k))
+        means = []
+        for side in (base, head):
+            array = np.asarray(side)
+            weights = resample_weights(np.zeros(array.size, dtype=np.int64), resamples, rng)
+            means.append(weights @ array / array.size)
+        expected = np.percentile(means[1] - means[0], [2.5, 97.5])
+        assert got[k] == pytest.approx(tuple(expected), abs=1e-12)

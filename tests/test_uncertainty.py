@@ -141,3 +141,39 @@ def test_bootstrap_is_fast_on_100k_rows() -> None:
     elapsed = time.perf_counter() - start
     assert len(out) == 200
     assert elapsed < 60, elapsed  # ~seconds on 2 loaded cores
+
+
+def _reference_bootstrap(
+    column: np.ndarray, subjects: np.ndarray, resamples: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """The interval of one column by the definition: each replicate's weighted mean over
+    the present values, from the same draws (`resample_weights`), one replicate at a time."""
+    weights = resample_weights(subjects, resamples, rng)
+    present = ~np.isnan(column)
+    means = [
+        (w[present] @ column[present]) / w[present].sum() for w in weights if w[present].sum() > 0
+    ]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_bootstrap_columns_each_as_by_definition() -> None:
+    """A column with a NaN, one with none and one all NaN, in one call: each interval is
+    the by-definition one from the same draws; the all-NaN column adds nothing."""
+    rng = np.random.default_rng(11)
+    subjects = np.repeat(np.arange(6), 4)
+    full = rng.random(subjects.size)
+    holed = rng.random(subjects.size)
+    holed[[1, 7, 8]] = np.nan
+    empty = np.full(subjects.size, np.nan)
+    low, high = bootstrap_means(
+        np.column_stack([full, holed, empty]), subjects, resamples=300, rng=group_rng(5, ("k",))
+    )
+    for j, column in enumerate((full, holed)):
+        expected = _reference_bootstrap(column, subjects, 300, group_rng(5, ("k",)))
+        assert (low[j], high[j]) == pytest.approx(expected, abs=1e-12)
+    assert math.isnan(low[2]) and math.isnan(high[2])
+    alone = bootstrap_means(
+        np.column_stack([full, holed]), subjects, resamples=300, rng=group_rng(5, ("k",))
+    )
+    assert np.array_equal(alone[0], low[:2]) and np.array_equal(alone[1], high[:2])
