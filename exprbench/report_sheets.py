@@ -108,16 +108,24 @@ class ReportScores:
                        file_row_number AS _row
                 FROM read_parquet({_sql_list([str(scores)])}, file_row_number = true)"""
         )
-        # sorted by path, so a page's lookup reads the few row groups its paths fall in
+        # Sorted by path into Parquet files in the spill folder, read through views: a
+        # page's lookup reads the few row groups its paths fall in, and nothing of them
+        # stays in memory between lookups (a table would hold every image's row).
+        sorted_faces = spill / "faces_by_path.parquet"
+        sorted_info = spill / "image_info_by_path.parquet"
         con.execute(
-            f"""CREATE TABLE faces AS SELECT * FROM read_parquet({_sql_list([str(faces)])})
-                ORDER BY path"""
+            f"""COPY (SELECT * FROM read_parquet({_sql_list([str(faces)])}) ORDER BY path)
+                TO {_sql_list([str(sorted_faces)])[1:-1]} (FORMAT parquet, ROW_GROUP_SIZE 8192)"""
+        )
+        con.execute(f"CREATE VIEW faces AS SELECT * FROM read_parquet({_sql_list([str(sorted_faces)])})")
+        con.execute(
+            f"""COPY (SELECT i.*, f.crop_path
+                      FROM read_parquet({_sql_list([str(images)])}) i LEFT JOIN faces f USING (path)
+                      ORDER BY path)
+                TO {_sql_list([str(sorted_info)])[1:-1]} (FORMAT parquet, ROW_GROUP_SIZE 8192)"""
         )
         con.execute(
-            f"""CREATE TABLE image_info AS
-                SELECT i.*, f.crop_path
-                FROM read_parquet({_sql_list([str(images)])}) i LEFT JOIN faces f USING (path)
-                ORDER BY path"""
+            f"CREATE VIEW image_info AS SELECT * FROM read_parquet({_sql_list([str(sorted_info)])})"
         )
 
         def lookup(paths: Sequence[str]) -> tuple[dict[str, Path], dict[str, str | None]]:
