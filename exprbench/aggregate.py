@@ -175,7 +175,7 @@ def _setup_sql(scores_glob: str, specs: Sequence[MetricSpec] = BUILTIN_METRICS) 
               ELSE {cornish_fisher} END""",
         "CREATE TEMP MACRO ci_half(sd, n) AS t975(n - 1) * sd / sqrt(n)",
         # descriptors are large and unused here: leave them in the files.
-        f"""CREATE TEMP TABLE scores AS
+        f"""CREATE TEMP VIEW scores AS
             SELECT * EXCLUDE (descriptor, impostor_ids, impostor_distances)
             FROM read_parquet({_sql_string(scores_glob)},
                 hive_partitioning = false, union_by_name = true)""",
