@@ -178,11 +178,13 @@ class BatchMap:
             return
         window = IN_FLIGHT_PER_WORKER * self._parallelism()
         pending: deque[PrefectFuture[R]] = deque()
-        # quoted: Prefect would otherwise walk every value of every argument (each row, each
-        # descriptor's floats) looking for futures, twice per task run, and none is there
-        quoted = {name: quote(value) for name, value in shared.items()}
+        # Quoted: Prefect would otherwise walk every value of every argument (each row, each
+        # descriptor's float) looking for futures, twice per task run, and none is there.
+        # Not on Dask: its client rebuilds tuples (a quote is one) as plain tuples.
+        wrap = (lambda value: value) if self.options.kind == "dask" else quote
+        quoted = {name: wrap(value) for name, value in shared.items()}
         for call in calls:
-            arguments = {name: quote(value) for name, value in call.items()}
+            arguments = {name: wrap(value) for name, value in call.items()}
             pending.append(self._runner.submit(task, {**arguments, **quoted}))
             if len(pending) >= window:
                 yield pending.popleft().result()
