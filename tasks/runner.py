@@ -31,6 +31,7 @@ from prefect import Task
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
+from prefect.utilities.annotations import quote
 from tqdm import tqdm
 
 from exprbench.config import Layout
@@ -177,8 +178,14 @@ class BatchMap:
             return
         window = IN_FLIGHT_PER_WORKER * self._parallelism()
         pending: deque[PrefectFuture[R]] = deque()
+        # Quoted: Prefect would otherwise walk every value of every argument (each row, each
+        # descriptor's float) looking for futures, twice per task run, and none is there.
+        # Not on Dask: its client rebuilds tuples (a quote is one) as plain tuples.
+        wrap = (lambda value: value) if self.options.kind == "dask" else quote
+        quoted = {name: wrap(value) for name, value in shared.items()}
         for call in calls:
-            pending.append(self._runner.submit(task, {**call, **shared}))
+            arguments = {name: wrap(value) for name, value in call.items()}
+            pending.append(self._runner.submit(task, {**arguments, **quoted}))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:

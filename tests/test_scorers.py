@@ -123,6 +123,28 @@ def test_registry_lists_the_three_scorers() -> None:
     assert {s.column for s in scorers["dlib"].metrics()} >= {"identity_distance"}
 
 
+def test_a_scorer_is_found_without_importing_every_scorer() -> None:
+    # a fresh process: dlib is registered by dlib_identity, human_faceres by human; looking
+    # them up imports the modules named like them, not fer's torch (score stage start-up)
+    code = (
+        "import sys\n"
+        "from exprbench.scorers import get_scorer_class\n"
+        "found = [get_scorer_class(n).__module__ for n in ('faceapi', 'dlib', 'geometry')]\n"
+        "print(found, 'torch' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+        timeout=120,
+    )
+    modules = ["faceapi", "dlib_identity", "geometry"]
+    assert result.stdout.split("\n")[0] == f"{[f'exprbench.scorers.{m}' for m in modules]} False"
+
+
 @pytest.mark.parametrize("cls", [DlibIdentityScorer, FerExpressionScorer, AgeGenderScorer])
 def test_missing_weights_raise_with_fetch_command(
     cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

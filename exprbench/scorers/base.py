@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import json
 import pkgutil
 from abc import ABC, abstractmethod
@@ -398,14 +397,22 @@ def available_scorers() -> dict[str, type[Scorer]]:
     return dict(sorted(_REGISTRY.items()))
 
 
+def _named_like(scorer: str, module: str) -> bool:
+    return module == scorer or module.startswith(f"{scorer}_") or scorer.startswith(f"{module}_")
+
+
 def get_scorer_class(name: str) -> type[Scorer]:
-    # The module named like the scorer first (faceapi -> exprbench.scorers.faceapi): a
-    # single-scorer command then skips importing every scorer's stack (torch, cv2, ...).
-    if name not in _REGISTRY and name.isidentifier() and name != "base":
+    # The modules named like the scorer first (faceapi -> faceapi, dlib -> dlib_identity,
+    # human_faceres -> human): a command with a few scorers then skips importing every
+    # scorer's stack (torch, cv2, ...).
+    if name not in _REGISTRY and name != "base":
         import exprbench.scorers as package
 
-        if importlib.util.find_spec(f"{package.__name__}.{name}") is not None:
-            importlib.import_module(f"{package.__name__}.{name}")
+        for info in pkgutil.iter_modules(package.__path__):
+            if name in _REGISTRY:
+                break
+            if info.name != "base" and _named_like(name, info.name):
+                importlib.import_module(f"{package.__name__}.{info.name}")
     if name in _REGISTRY:
         return _REGISTRY[name]
     scorers = available_scorers()
