@@ -111,21 +111,13 @@ class ReportScores:
         # Sorted by path into Parquet files in the spill folder, read through views: a
         # page's lookup reads the few row groups its paths fall in, and nothing of them
         # stays in memory between lookups (a table would hold every image's row).
-        sorted_faces = spill / "faces_by_path.parquet"
-        sorted_info = spill / "image_info_by_path.parquet"
-        con.execute(
-            f"""COPY (SELECT * FROM read_parquet({_sql_list([str(faces)])}) ORDER BY path)
-                TO {_sql_list([str(sorted_faces)])[1:-1]} (FORMAT parquet, ROW_GROUP_SIZE 8192)"""
-        )
-        con.execute(f"CREATE VIEW faces AS SELECT * FROM read_parquet({_sql_list([str(sorted_faces)])})")
-        con.execute(
-            f"""COPY (SELECT i.*, f.crop_path
-                      FROM read_parquet({_sql_list([str(images)])}) i LEFT JOIN faces f USING (path)
-                      ORDER BY path)
-                TO {_sql_list([str(sorted_info)])[1:-1]} (FORMAT parquet, ROW_GROUP_SIZE 8192)"""
-        )
-        con.execute(
-            f"CREATE VIEW image_info AS SELECT * FROM read_parquet({_sql_list([str(sorted_info)])})"
+        _sorted_view(con, "faces", f"SELECT * FROM read_parquet({_sql_list([str(faces)])})", spill)
+        _sorted_view(
+            con,
+            "image_info",
+            f"""SELECT i.*, f.crop_path
+                FROM read_parquet({_sql_list([str(images)])}) i LEFT JOIN faces f USING (path)""",
+            spill,
         )
 
         def lookup(paths: Sequence[str]) -> tuple[dict[str, Path], dict[str, str | None]]:
@@ -259,6 +251,13 @@ class ReportScores:
         if not self.has_faces:
             return []
         return _of_paths(self.con, "faces", paths)
+
+
+def _sorted_view(con: duckdb.DuckDBPyConnection, name: str, query: str, folder: Path) -> None:
+    """View `name`: the rows of `query` sorted by path, in a Parquet file in `folder`."""
+    target = _sql_list([str(folder / f"{name}_by_path.parquet")])[1:-1]
+    con.execute(f"COPY ({query} ORDER BY path) TO {target} (FORMAT parquet, ROW_GROUP_SIZE 8192)")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({target})")
 
 
 def _of_paths(con: duckdb.DuckDBPyConnection, table: str, paths: Sequence[str]) -> list[Row]:
