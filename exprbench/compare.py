@@ -573,9 +573,9 @@ def compare_pair(
     from exprbench.duckdb_memory import bounded_connection
 
     specs = tuple(specs) if specs is not None else directed_specs(scores)
-    with con.cursor() if con is not None else bounded_connection(memory_limit) as con:
-        missing = _missing_cells(con, images, order.generator, base, head)
-        deltas = _deltas(con, scores, specs, order.generator, base, head, rule, seed, resamples)
+    with con.cursor() if con is not None else bounded_connection(memory_limit) as db:
+        missing = _missing_cells(db, images, order.generator, base, head)
+        deltas = _deltas(db, scores, specs, order.generator, base, head, rule, seed, resamples)
     order_of = {spec.column: i for i, spec in enumerate(specs)}
     deltas.sort(key=lambda d: (d.scorer, order_of[d.metric]))  # stable: levels keep order
     digits = {spec.column: max(spec.digits, 2) for spec in specs}
@@ -621,32 +621,13 @@ def compare_versions(
     base: str | None = None,
     head: str | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
-) -> list[Comparison]:
-    """Default: each generator's newest version vs the previous one (by version_orders).
-    Unknown generator/version -> ValueError naming what exists. A generator with one
-    version: no Comparison (and the CLI says so)."""
-    return list(
-        iter_comparisons(
-            scores, images, raw_dir, rule, seed, resamples, generator, base, head, memory_limit
-        )
-    )
-
-
-def iter_comparisons(
-    scores: Path,
-    images: Path,
-    raw_dir: Path,
-    rule: RegressionRule,
-    seed: int,
-    resamples: int,
-    generator: str | None = None,
-    base: str | None = None,
-    head: str | None = None,
-    memory_limit: str = DEFAULT_MEMORY_LIMIT,
     con: Any = None,
 ) -> Iterator[Comparison]:
-    """`compare_versions`, one generator's Comparison at a time (computed as it is asked
-    for); the plan is made, and its errors raised, at the call. `con`: see compare_pair."""
+    """Default: each generator's newest version vs the previous one (by version_orders),
+    one generator's Comparison at a time (computed as it is asked for). Unknown
+    generator/version -> ValueError naming what exists, raised at the call (the plan is
+    made then). A generator with one version: no Comparison (and the CLI says so).
+    `con`: see compare_pair."""
     orders = version_orders(raw_dir, found_versions(images))
     pairs = plan_pairs(orders, generator, base, head)
     specs = directed_specs(scores)

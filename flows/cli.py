@@ -261,17 +261,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise FileNotFoundError("--input goes with --output (an `exprbench run` output folder)")
     rule = RegressionRule.from_settings(settings.compare)
     try:
-        found = compare_versions(
-            layout.scores,
-            layout.images,
-            layout.input_dir,
-            rule,
-            settings.uncertainty.seed,
-            settings.uncertainty.resamples,
-            args.generator,
-            args.base,
-            args.head,
-            settings.duckdb.memory_limit,
+        found = list(
+            compare_versions(
+                layout.scores,
+                layout.images,
+                layout.input_dir,
+                rule,
+                settings.uncertainty.seed,
+                settings.uncertainty.resamples,
+                args.generator,
+                args.base,
+                args.head,
+                settings.duckdb.memory_limit,
+            )
         )
     except UnknownVersionError as error:
         print(f"exprbench: error: {error}", file=sys.stderr)

@@ -20,7 +20,7 @@ from prefect.cache_policies import NONE
 import exprbench
 from exprbench.aggregate import SUBJECT_CELLS, headline_metrics, metrics_summary
 from exprbench.changes_report import headline_deltas, write_changes
-from exprbench.compare import Comparison, RegressionRule, iter_comparisons
+from exprbench.compare import Comparison, RegressionRule, compare_versions
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
 from exprbench.ingest import InputConfigError, provenance_note
@@ -148,7 +148,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
             compared.append(comparison.essentials())
 
     try:  # newest version of each generator vs the previous one
-        comparisons = iter_comparisons(
+        comparisons = compare_versions(
             layout.scores,
             layout.images,
             layout.input_dir,

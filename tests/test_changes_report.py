@@ -87,7 +87,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]):
         "generator,version,release_date\n"
         f"ChatGPT,{BASE},2025-05-13\nChatGPT,{HEAD},2025-08-07\nGemini,2.5,2025-06-17\n"
     )
-    comparisons = compare_versions(scores_path, images_path, raw, RULE, seed=1, resamples=200)
+    comparisons = list(compare_versions(scores_path, images_path, raw, RULE, seed=1, resamples=200))
     thumbnails = {}
     for row in scores.drop_duplicates("path").to_dict("records"):
         if row["generator"] == "ChatGPT":

@@ -115,7 +115,7 @@ def hand_built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
 
 def _compare(built: tuple[Path, Path, Path], rule: RegressionRule = RULE, **kw) -> Comparison:
     scores, images, raw = built
-    found = compare_versions(scores, images, raw, rule, seed=7, resamples=2000, **kw)
+    found = list(compare_versions(scores, images, raw, rule, seed=7, resamples=2000, **kw))
     assert [c.generator for c in found] == ["G"]  # H has one version: no comparison
     return found[0]
 
