@@ -286,7 +286,7 @@ def _sheets(
             by_cell[(delta.subject, delta.expression)].append(delta)
 
     def drop(cell: tuple[str, str]) -> float:
-        return max(abs(d.delta) for d in by_cell[cell] if d.delta is not None)
+        return max((abs(d.delta) for d in by_cell[cell] if d.delta is not None), default=0.0)
 
     chosen: list[tuple[str, str]] = []
     images = 0
