@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from exprbench.settings import DEFAULT_MEMORY_LIMIT
+
 if TYPE_CHECKING:  # imported where a connection is made: importing this module stays cheap
     import duckdb
-
-DEFAULT_MEMORY_LIMIT = "256MB"  # params duckdb.memory_limit
 
 
 def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit: str, spill: Path) -> None:

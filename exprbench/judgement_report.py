@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from exprbench.judgement_specs import SCR_PAIRS
+from exprbench.judgement_specs import PER_IMAGE_TABLES, SCR_PAIRS
 from exprbench.labels import EXPRESSIONS
 
 TEMPLATE_NAME = "judgements.html.j2"  # report.html.j2 includes it by this name
@@ -103,16 +103,31 @@ def _weighted(rows: list[Row]) -> list[Row]:
     return blocks
 
 
-def _images(rows: list[Row], thumbnail: Thumbnail, keep: Callable[[Row], bool]) -> Row:
-    """The first DISAGREEMENTS_SHOWN kept rows, with thumbnails, and whether more exist."""
-    out: list[Row] = []
-    kept = (row for row in rows if keep(row))
-    for row in kept:
-        if len(out) == DISAGREEMENTS_SHOWN:
-            return {"images": out, "more": True, "shown": DISAGREEMENTS_SHOWN}
+def _disagreements(rows: list[Row]) -> tuple[list[Row], bool]:
+    """The first DISAGREEMENTS_SHOWN rows the recognizers disagree on, and whether more exist."""
+    found = [row for row in rows if not row["unanimous"]]
+    return found[:DISAGREEMENTS_SHOWN], len(found) > DISAGREEMENTS_SHOWN
+
+
+def disagreement_paths(tables: Mapping[str, list[Row]]) -> list[str]:
+    """The images `judgement_context` draws (their thumbnails are looked up beforehand)."""
+    return sorted(
+        {
+            row["path"]
+            for name in PER_IMAGE_TABLES
+            for row in _disagreements(tables.get(name, []))[0]
+        }
+    )
+
+
+def _images(rows: list[Row], thumbnail: Thumbnail) -> Row:
+    """The disagreement images drawn, with thumbnails, and whether more exist."""
+    shown, more = _disagreements(rows)
+    images = []
+    for row in shown:
         src, error = thumbnail(row["path"])
-        out.append(row | {"src": src, "thumb_error": error})
-    return {"images": out, "more": False, "shown": DISAGREEMENTS_SHOWN}
+        images.append(row | {"src": src, "thumb_error": error})
+    return {"images": images, "more": more, "shown": DISAGREEMENTS_SHOWN}
 
 
 def judgement_context(
@@ -121,9 +136,7 @@ def judgement_context(
     """What templates/judgements.html.j2 draws, from the judgement tables' rows."""
     return {
         "agreement": _agreement(tables.get("agreement", []), min_n),
-        "disagreements": _images(
-            tables.get("image_agreement", []), thumbnail, lambda r: not r["unanimous"]
-        ),
+        "disagreements": _images(tables.get("image_agreement", []), thumbnail),
         "rates": _rates(tables.get("confusion_summary", [])),
         "weighted": _weighted(tables.get("weighted_expression", [])),
         "gender_runs": [
@@ -134,9 +147,7 @@ def judgement_context(
             }
             for r in tables.get("gender_runs", [])
         ],
-        "gender_disagreements": _images(
-            tables.get("gender_agreement", []), thumbnail, lambda r: not r["unanimous"]
-        ),
+        "gender_disagreements": _images(tables.get("gender_agreement", []), thumbnail),
         "tau": tau,
         "min_n": min_n,
         "template": TEMPLATE_NAME,

@@ -49,8 +49,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from exprbench.fileio import atomic_write_text
 from exprbench.geometry_report import geometry_section_by_run
-from exprbench.judgement_report import DISAGREEMENTS_SHOWN, judgement_context, rate_key
-from exprbench.judgement_specs import PER_IMAGE_TABLES
+from exprbench.judgement_report import disagreement_paths, judgement_context, rate_key
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.metrics import MetricSpec, StudyTable
 from exprbench.report_sheets import (
@@ -1029,14 +1028,7 @@ def render_report(
     scores = source.scorer_rows()  # one per scorer and version, in the scores' order
     # subject_cells grows with the subjects: it stays columnar (paired_lookup)
     rows = {name: table.to_pylist() for name, table in tables.items() if name != "subject_cells"}
-    shown = sorted(  # the disagreement images judgement_context draws
-        {
-            r["path"]
-            for name in PER_IMAGE_TABLES
-            for r in [r for r in rows.get(name, []) if not r["unanimous"]][:DISAGREEMENTS_SHOWN]
-        }
-    )
-    judged_thumbnails, _ = source.lookup(shown)
+    judged_thumbnails, _ = source.lookup(disagreement_paths(rows))
     contact_sheet, sheet_pages = _paged_sheet(
         source, out_html, thumb_px, specs, sheet_page_size, _environment(), thumbs
     )

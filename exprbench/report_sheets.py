@@ -242,7 +242,7 @@ class ReportScores:
             )
         finally:
             self.con.unregister("wanted_cells")
-        found: dict[tuple[str, str], list[Row]] = {tuple(c): [] for c in cells}  # type: ignore[misc]
+        found: dict[tuple[str, str], list[Row]] = {(s, e): [] for s, e in cells}
         for row in rows:
             found[(str(row["subject"]), str(row["expression"]))].append(row)
         return found

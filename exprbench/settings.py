@@ -16,8 +16,6 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from exprbench.duckdb_memory import DEFAULT_MEMORY_LIMIT
-
 
 class ParamsError(ValueError):
     """params.yaml is missing a key or has a value of the wrong kind."""
@@ -116,6 +114,9 @@ class ReportSettings:
             raise ParamsError(
                 f"params: report.sheet_page_size must be at least 1; got {self.sheet_page_size}"
             )
+
+
+DEFAULT_MEMORY_LIMIT = "256MB"  # params duckdb.memory_limit
 
 
 @dataclass(frozen=True)
