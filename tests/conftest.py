@@ -187,6 +187,21 @@ def stop_process_group(process: subprocess.Popen, grace: float) -> None:
         process.wait()
 
 
+def fresh_python(code: str, cwd: Path | None = None) -> str:
+    """stdout of `code` run in a fresh interpreter with this checkout on its path (what a
+    new process imports, not what this test session already has)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        check=True,
+        timeout=120,
+    )
+    return done.stdout
+
+
 def run_node_harness(script: str, *args: str, directory: Path = PARITY_DIR) -> dict:
     """Run a Node harness script in `directory` (its pinned packages installed first) and
     return the JSON it prints; a failed run fails the test with its stderr."""

@@ -132,9 +132,8 @@ def test_score_faceapi_process_imports_no_pipeline_stack(models, tmp_path):
     # `exprbench score --scorer faceapi` in a fresh process: the JSON comes out, the
     # offline settings of `import flows` apply, and none of the heavy stacks is imported.
     import json
-    import os
-    import subprocess
-    import sys
+
+    from conftest import fresh_python
 
     from exprbench.demo_sources import fetch_photos
 
@@ -148,17 +147,7 @@ def test_score_faceapi_process_imports_no_pipeline_stack(models, tmp_path):
         "print(json.dumps({'code': code, 'loaded': loaded, "
         "'offline': os.environ.get('DO_NOT_TRACK')}))\n"
     )
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        check=True,
-        timeout=120,
-    )
-    scored, report = (json.loads(line) for line in result.stdout.splitlines())
+    scored, report = (json.loads(line) for line in fresh_python(code, tmp_path).splitlines())
     assert len(scored["faces"]) == 1 and len(scored["faces"][0]["descriptor"]) == 128
     assert report == {"code": 0, "loaded": [], "offline": "1"}
 

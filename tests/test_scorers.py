@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import load_rgb_array, pip_target
+from conftest import fresh_python, load_rgb_array, pip_target
 
 from exprbench.faces import FaceDetector
 from exprbench.geometry import Face
@@ -132,17 +132,10 @@ def test_a_scorer_is_found_without_importing_every_scorer() -> None:
         "found = [get_scorer_class(n).__module__ for n in ('faceapi', 'dlib', 'geometry')]\n"
         "print(found, 'torch' in sys.modules)\n"
     )
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        check=True,
-        timeout=120,
-    )
     modules = ["faceapi", "dlib_identity", "geometry"]
-    assert result.stdout.split("\n")[0] == f"{[f'exprbench.scorers.{m}' for m in modules]} False"
+    assert (
+        fresh_python(code).split("\n")[0] == f"{[f'exprbench.scorers.{m}' for m in modules]} False"
+    )
 
 
 @pytest.mark.parametrize("cls", [DlibIdentityScorer, FerExpressionScorer, AgeGenderScorer])
