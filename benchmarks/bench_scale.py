@@ -1,4 +1,4 @@
-"""Scale: the aggregate and report stages on 10k, 100k and 1M synthetic score rows.
+"""Scale: the aggregate and report stages on 10k, 100k, 1M and 3M synthetic score rows.
 
 Each size gets a fresh temporary layout: a schema-valid scores.parquet from the real
 metric specs with seeded random values (benchmarks/synthetic_scores.py: 4 generators x 5
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import yaml
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.benchlib import load, load_note, machine  # noqa: E402
 from benchmarks.synthetic_scores import shape_for, write_corpus  # noqa: E402
 
-SIZES = (10_000, 100_000, 1_000_000)
+SIZES = (10_000, 100_000, 1_000_000, 3_000_000)
 
 
 def _timed(command: list[str]) -> tuple[float, float, str]:
@@ -147,14 +148,13 @@ def main(argv: list[str]) -> None:
             flush=True,
         )
     print()
-    first = results[0]
-    for r in results[1:]:
+    for before, r in pairwise(results):
         print(
-            f"- {r['rows']:,} vs {first['rows']:,} rows ({r['rows'] / first['rows']:.0f}x): "
-            f"peak RSS aggregate {r['aggregate'][1] / first['aggregate'][1]:.2f}x, "
-            f"report {r['report'][1] / first['report'][1]:.2f}x; wall aggregate "
-            f"{r['aggregate'][0] / first['aggregate'][0]:.1f}x, "
-            f"report {r['report'][0] / first['report'][0]:.1f}x"
+            f"- {r['rows']:,} vs {before['rows']:,} rows ({r['rows'] / before['rows']:.0f}x): "
+            f"peak RSS aggregate {r['aggregate'][1] / before['aggregate'][1]:.2f}x, "
+            f"report {r['report'][1] / before['report'][1]:.2f}x; wall aggregate "
+            f"{r['aggregate'][0] / before['aggregate'][0]:.1f}x, "
+            f"report {r['report'][0] / before['report'][0]:.1f}x"
         )
     print()
     print(load_note(at_start))

@@ -303,6 +303,9 @@ def interval_sources(specs: Sequence[MetricSpec]) -> dict[str, IntervalSource]:
 
 
 SUBJECT_CELLS = "subject_cells"
+# tables with a row per image or per subject x expression: left in the database by
+# `build_tables`, read from it when asked for
+STORED_TABLES: tuple[str, ...] = (*PER_IMAGE_TABLES, SUBJECT_CELLS)
 
 
 def subject_cells_sql(run: IntervalSource) -> str:
@@ -520,8 +523,9 @@ def _build(
     *,
     per_image: bool = True,
 ) -> dict[str, pa.Table]:
-    """Build every table in `con`; return them, less the per-image ones (PER_IMAGE_TABLES,
-    checked in batches and left in `con`) unless `per_image`."""
+    """Build every table in `con`; return them, less those that grow with the corpus
+    (STORED_TABLES: the per-image ones, checked in batches, and subject_cells, which has
+    nothing to check) unless `per_image`: those are left in `con`."""
     specs = scores_specs(scores_glob)
     try:
         _check_columns(con, scores_glob, specs)
@@ -542,7 +546,8 @@ def _build(
         con.unregister("identity_source")
     add_leaderboard_auc(con)
     for name in [*table_sql(specs), SUBJECT_CELLS, *IDENTITY_TABLES]:
-        tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
+        if per_image or name not in STORED_TABLES:
+            tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
     tables.update(build_judgement_tables(con, scores_declared(scores_glob), per_image=per_image))
     check_tables(tables)  # intervals ordered, AUCs and rates in [0, 1]
     return tables
@@ -559,13 +564,13 @@ def compute_tables(
 
 
 class StoredTables(Mapping[str, pa.Table]):
-    """Every table by name: the small ones in memory, the per-image ones (PER_IMAGE_TABLES)
-    read from the database only when asked for."""
+    """Every table by name: the small ones in memory, those that grow with the corpus
+    (STORED_TABLES) read from the database only when asked for."""
 
     def __init__(self, tables: Mapping[str, pa.Table], database: Path) -> None:
         self._tables = dict(tables)
         self._database = database
-        self._names = [*tables, *PER_IMAGE_TABLES]
+        self._names = [*tables, *STORED_TABLES]
 
     def __getitem__(self, name: str) -> pa.Table:
         if name in self._tables:
@@ -590,7 +595,8 @@ def build_tables(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> StoredTables:
     """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`; return
-    them (the per-image ones, PER_IMAGE_TABLES, are read from `database` when asked for).
+    them (those that grow with the corpus, STORED_TABLES, are read from `database` when
+    asked for).
 
     Bounded memory: DuckDB works under `memory_limit` and spills to a folder beside the
     database; the CSVs are written from the database in batches. Python holds the small
@@ -621,7 +627,7 @@ def build_tables(
             bound_memory(con, memory_limit, staging / "spill")
             tables = _build(con, scores_glob, uncertainty, per_image=False)
             con.execute("CHECKPOINT")
-            write_csvs(_table_readers(con, [*tables, *PER_IMAGE_TABLES]), csv_dir)
+            write_csvs(_table_readers(con, [*tables, *STORED_TABLES]), csv_dir)
         os.replace(tmp_db, database)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

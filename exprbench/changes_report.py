@@ -231,7 +231,7 @@ def delta_heatmap(
         "groups": groups,
         "columns": [{"subject": s, "expression": e or "all"} for s, e in columns],
         "rows": rows,
-        "subjects_not_shown": len(subjects) - len(drawn),
+        "subjects_not_shown": max(comparison.n_subjects, len(subjects)) - len(drawn),
         "max_subjects": max_subjects,
     }
 

@@ -29,8 +29,11 @@ How a delta is measured (`compare_versions`):
 
 Memory: DuckDB reads the scores Parquet and returns one row per scorer x metric x cell x
 version (its images' mean and values), streamed in batches and handled one scorer x
-metric at a time; nothing holds the image rows of the corpus (the result holds one
-CellDelta per scorer x metric x cell).
+metric at a time; nothing holds the image rows of the corpus. The result holds one
+CellDelta per scorer x metric x cell, or, with `subjects_shown` (the report), only the
+pooled deltas, the regressed cells and the cells of that many subjects (a second, filtered
+pass computes those: a cell's delta and interval depend on its own values and stream only,
+so they are the same), which bounds it whatever the number of subjects.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -134,6 +137,7 @@ class Comparison:
     missing: dict[str, list[str]]  # {"base_only": ["subject/expression"], "head_only": [...]}
     rule: RegressionRule | None = None
     digits: dict[str, int] = field(default_factory=dict)  # metric -> digits to show
+    n_subjects: int = 0  # subjects with a cell on either side (also those not in deltas)
 
     def regressions(self) -> list[CellDelta]:
         return [d for d in self.deltas if d.regressed]
@@ -157,6 +161,7 @@ class Comparison:
             "rule": asdict(self.rule) if self.rule is not None else None,
             "regressions": [d.where for d in self.regressions()],
             "missing": self.missing,
+            "n_subjects": self.n_subjects,
             "deltas": [{**asdict(d), "level": d.level} for d in self.deltas],
         }
 
@@ -354,7 +359,9 @@ def directed_specs(scores: Path) -> tuple[MetricSpec, ...]:
     return tuple(spec for spec in specs if spec.higher_is_better is not None)
 
 
-def _cells_sql(scores: Path, specs: Sequence[MetricSpec]) -> str:
+def _cells_sql(scores: Path, specs: Sequence[MetricSpec], only_subjects: bool = False) -> str:
+    """One row per scorer x metric x subject x expression x version (`only_subjects`: of
+    the subjects in the $subjects list parameter)."""
     from exprbench.aggregate import _sql_string, _value_sql
 
     columns = ", ".join(spec.column for spec in specs)
@@ -364,6 +371,7 @@ def _cells_sql(scores: Path, specs: Sequence[MetricSpec]) -> str:
                    {", ".join(_value_sql(spec) for spec in specs)}
             FROM read_parquet({_sql_string(str(scores))}, hive_partitioning = false) s
             WHERE s.generator = $generator AND s.version IN ($base, $head)
+            {"AND list_contains($subjects, s.subject)" if only_subjects else ""}
         ), long AS (UNPIVOT s ON {columns} INTO NAME metric VALUE value)
         SELECT scorer, metric, subject, expression, version, avg(value) AS mean,
                list(value ORDER BY replicate) AS vals
@@ -388,7 +396,7 @@ def _cell_intervals(
 ) -> list[tuple[float, float]]:
     """Two-sample bootstrap interval of mean(head) - mean(base) of each (base, head, rng)
     cell (>= 2 images a side): each side's images resampled independently, from the
-    cell's own stream (the draws `resample_weights` makes for one subject), so a cell's
+    cell's own stream (n uniform picks among a side's n images), so a cell's
     interval depends on its own values and stream only. Cells of the same sizes are
     resampled together, one array operation for all of them."""
     tail = 100 * (1 - LEVEL) / 2
@@ -477,15 +485,17 @@ def _metric_deltas(
     rule: RegressionRule,
     seed: int,
     resamples: int,
+    pooled: bool = True,
 ) -> list[CellDelta]:
-    """Overall, per expression, then per cell deltas of one scorer x metric."""
+    """Overall, per expression (unless not `pooled`: `cells` are then a subset), then per
+    cell deltas of one scorer x metric."""
     base, head = versions
     better = "higher" if spec.higher_is_better else "lower"
     args = (versions, (*key, scorer, spec.column), rule, seed, resamples)
-    out = [_pooled(scorer, spec, cells, (None, None), *args)]
+    out = [_pooled(scorer, spec, cells, (None, None), *args)] if pooled else []
     rank = {name: i for i, name in enumerate(EXPRESSIONS)}
     expressions = sorted({e for _, e in cells}, key=lambda e: (rank.get(e, len(rank)), e))
-    for expression in expressions:
+    for expression in expressions if pooled else ():
         chosen = {k: v for k, v in cells.items() if k[1] == expression}
         out.append(_pooled(scorer, spec, chosen, (None, expression), *args))
     ordered = sorted(cells.items(), key=lambda item: (item[0][0], rank.get(item[0][1], len(rank))))
@@ -566,20 +576,61 @@ def compare_pair(
     specs: Sequence[MetricSpec] | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     con: Any = None,
+    subjects_shown: int | None = None,
 ) -> Comparison:
     """One generator's `head` against its `base` (see the module docstring). DuckDB holds
     at most `memory_limit` (params duckdb.memory_limit) and spills the rest; with `con`
-    (a DuckDB connection), a cursor of it: its database's limit and buffers are shared."""
+    (a DuckDB connection), a cursor of it: its database's limit and buffers are shared.
+    `subjects_shown`: keep the single cells of only that many subjects (those with a
+    regressed cell first, then by name) besides every regressed cell and pooled delta."""
     from exprbench.duckdb_memory import bounded_connection
 
     specs = tuple(specs) if specs is not None else directed_specs(scores)
+    args = (specs, order.generator, base, head, rule, seed, resamples)
     with con.cursor() if con is not None else bounded_connection(memory_limit) as db:
         missing = _missing_cells(db, images, order.generator, base, head)
-        deltas = _deltas(db, scores, specs, order.generator, base, head, rule, seed, resamples)
+        if subjects_shown is None:
+            deltas, subjects = _deltas(db, scores, *args)
+        else:
+            deltas, subjects = _deltas(db, scores, *args, kept=_pooled_or_regressed)
+            regressed = {d.subject for d in deltas if d.regressed and d.subject is not None}
+            shown = sorted(subjects, key=lambda s: (s not in regressed, s))[:subjects_shown]
+            if shown:  # their other cells (the regressed ones are in already)
+                more, _ = _deltas(db, scores, *args, shown, kept=_not_regressed)
+                deltas += more
     order_of = {spec.column: i for i, spec in enumerate(specs)}
-    deltas.sort(key=lambda d: (d.scorer, order_of[d.metric]))  # stable: levels keep order
+    rank = {name: i for i, name in enumerate(EXPRESSIONS)}
+    # per scorer x metric: overall, each expression, then the cells by subject
+    deltas.sort(
+        key=lambda d: (
+            d.scorer,
+            order_of[d.metric],
+            d.subject is not None,
+            d.subject or "",
+            -1 if d.expression is None else rank.get(d.expression, len(rank)),
+            d.expression or "",
+        )
+    )
     digits = {spec.column: max(spec.digits, 2) for spec in specs}
-    return Comparison(order.generator, base, head, order, tuple(deltas), missing, rule, digits)
+    return Comparison(
+        order.generator,
+        base,
+        head,
+        order,
+        tuple(deltas),
+        missing,
+        rule,
+        digits,
+        len(subjects),
+    )
+
+
+def _pooled_or_regressed(delta: CellDelta) -> bool:
+    return delta.level != "cell" or delta.regressed
+
+
+def _not_regressed(delta: CellDelta) -> bool:
+    return not delta.regressed
 
 
 def _deltas(
@@ -592,22 +643,39 @@ def _deltas(
     rule: RegressionRule,
     seed: int,
     resamples: int,
-) -> list[CellDelta]:
-    """Every scorer x metric's deltas, one scorer x metric's cells in memory at a time."""
+    only_subjects: Sequence[str] | None = None,
+    kept: Callable[[CellDelta], bool] | None = None,
+) -> tuple[list[CellDelta], set[str]]:
+    """(every scorer x metric's deltas that `kept` keeps, the subjects with a cell), one
+    scorer x metric's cells in memory at a time. `only_subjects`: those subjects' single
+    cells only (no pooled deltas: they would be over a subset)."""
     by_column = {spec.column: spec for spec in specs}
     deltas: list[CellDelta] = []
+    subjects: set[str] = set()
     if specs:
-        params = {"generator": generator, "base": base, "head": head}
-        rows = _stream(con, _cells_sql(scores, specs), params)
+        params: dict[str, Any] = {"generator": generator, "base": base, "head": head}
+        if only_subjects is not None:
+            params["subjects"] = list(only_subjects)
+        rows = _stream(con, _cells_sql(scores, specs, only_subjects is not None), params)
         key = ("compare", generator, base, head)
         for (scorer, metric), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
             cells: Cells = {}
             for _, _, subject, expression, version, mean, vals in group:
                 cells.setdefault((subject, expression), {})[version] = (float(mean), vals)
-            deltas += _metric_deltas(
-                scorer, by_column[metric], cells, (base, head), key, rule, seed, resamples
+            subjects.update(subject for subject, _ in cells)
+            found = _metric_deltas(
+                scorer,
+                by_column[metric],
+                cells,
+                (base, head),
+                key,
+                rule,
+                seed,
+                resamples,
+                pooled=only_subjects is None,
             )
-    return deltas
+            deltas += found if kept is None else filter(kept, found)
+    return deltas, subjects
 
 
 def compare_versions(
@@ -622,18 +690,30 @@ def compare_versions(
     head: str | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     con: Any = None,
+    subjects_shown: int | None = None,
 ) -> Iterator[Comparison]:
     """Default: each generator's newest version vs the previous one (by version_orders),
     one generator's Comparison at a time (computed as it is asked for). Unknown
     generator/version -> ValueError naming what exists, raised at the call (the plan is
     made then). A generator with one version: no Comparison (and the CLI says so).
-    `con`: see compare_pair."""
+    `con`, `subjects_shown`: see compare_pair."""
     orders = version_orders(raw_dir, found_versions(images))
     pairs = plan_pairs(orders, generator, base, head)
     specs = directed_specs(scores)
     return (
         compare_pair(
-            scores, images, order, old, new, rule, seed, resamples, specs, memory_limit, con
+            scores,
+            images,
+            order,
+            old,
+            new,
+            rule,
+            seed,
+            resamples,
+            specs,
+            memory_limit,
+            con,
+            subjects_shown,
         )
         for order, old, new in pairs
     )

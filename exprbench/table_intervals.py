@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from exprbench.uncertainty import bootstrap_means, group_rng
+from exprbench.uncertainty import SubjectBootstrap, group_rng
 
 BOOT_LOW = "boot95_low"
 BOOT_HIGH = "boot95_high"
@@ -59,46 +60,78 @@ def _group_rows(
     ]
 
 
-def _groups(
-    con: duckdb.DuckDBPyConnection, table: str, source: IntervalSource
-) -> Iterator[tuple[tuple, list, np.ndarray]]:
-    """(group key, subjects, values) of each group, one group in memory at a time.
+def _group_intervals(
+    con: duckdb.DuckDBPyConnection, table: str, source: IntervalSource, seed: int, resamples: int
+) -> Iterator[tuple[tuple, np.ndarray, np.ndarray]]:
+    """(group key, low, high) of each group, its rows fed to `SubjectBootstrap` as they come.
 
-    DuckDB sorts the per-image rows by group (spilling to disk if need be), keeping their
-    source order inside a group, so each group's draws are those of an unsorted pass.
+    DuckDB sorts the per-image rows by group, subject and source order (spilling to disk
+    if need be), so a group arrives subject after subject in the order `bootstrap_means`
+    takes them, with its number of subjects; rows with no value at all are left out (they
+    cannot move any mean). Python holds one Arrow batch and one subject's rows at a time.
     """
-    stems = range(len(source.stems))
+    names = [f"v{i}" for i in range(len(source.stems))]
     keys = ", ".join(source.keys)
-    query = f"""SELECT * EXCLUDE (_row) FROM (
-                    SELECT *, row_number() OVER () AS _row FROM ({source.sql}))
-                ORDER BY {keys}, _row"""
-    current: tuple | None = None
-    subjects: list = []
-    parts: list[np.ndarray] = []
+    rows_sql = f"""SELECT *, row_number() OVER () AS _row FROM ({source.sql})
+                   WHERE coalesce({", ".join(names)}) IS NOT NULL"""
+    # each group's number of subjects, in the order the rows come (a table row each)
+    group_sizes = iter(
+        con.sql(
+            f"""SELECT count(DISTINCT subject) FROM ({rows_sql})
+                GROUP BY {keys} ORDER BY {keys}"""
+        ).fetchall()
+    )
+    query = f"""SELECT {keys}, subject, {", ".join(names)} FROM ({rows_sql})
+                ORDER BY {keys}, subject, _row"""
+    key: tuple = ()
+    stream: SubjectBootstrap | None = None
+    last_key: object = None  # the last batch's last row: its group key and subject
+    subject: object = None
+    carried = np.empty((0, len(names)))  # that row's subject, maybe not finished
     with con.sql(query).fetch_arrow_reader(GROUP_BATCH_ROWS) as reader:
         for batch in reader:
-            columns = [batch.column(k).to_pylist() for k in source.keys]
-            batch_keys = [(table, *key) for key in zip(*columns, strict=True)]
-            batch_subjects = batch.column("subject").to_pylist()
+            key_columns = [
+                np.asarray(batch.column(k).to_pylist(), dtype=object) for k in source.keys
+            ]
+            subjects = np.asarray(batch.column("subject").to_pylist(), dtype=object)
             values = np.column_stack(
-                [
-                    batch.column(f"v{i}").cast(pa.float64()).to_numpy(zero_copy_only=False)
-                    for i in stems
-                ]
+                [batch.column(n).cast(pa.float64()).fill_null(np.nan).to_numpy() for n in names]
             )
-            start = 0
-            for end in range(1, len(batch_keys) + 1):
-                if end < len(batch_keys) and batch_keys[end] == batch_keys[start]:
-                    continue
-                if batch_keys[start] != current:
-                    if current is not None:
-                        yield current, subjects, np.concatenate(parts)
-                    current, subjects, parts = batch_keys[start], [], []
-                subjects += batch_subjects[start:end]
-                parts.append(values[start:end])
-                start = end
-    if current is not None:
-        yield current, subjects, np.concatenate(parts)
+            new_group = np.zeros(batch.num_rows, dtype=bool)
+            new_group[0] = stream is None or tuple(c[0] for c in key_columns) != last_key
+            for column in key_columns:
+                new_group[1:] |= column[1:] != column[:-1]
+            new_subject = new_group | np.r_[subjects[0] != subject, subjects[1:] != subjects[:-1]]
+            last_key, subject = tuple(c[-1] for c in key_columns), subjects[-1]
+            # row numbers below count the carried rows first: they start a subject
+            offset = carried.shape[0]
+            rows = np.concatenate([carried, values]) if offset else values
+            starts = np.flatnonzero(new_subject) + offset
+            if offset:
+                starts = np.r_[0, starts]
+            group_starts = set((np.flatnonzero(new_group) + offset).tolist())
+            edges = sorted({0, *group_starts, rows.shape[0]})
+            for first, end in pairwise(edges):
+                if first in group_starts:
+                    if stream is not None:
+                        yield key, *stream.interval()
+                    key = tuple(c[first - offset] for c in key_columns)
+                    stream = SubjectBootstrap(
+                        next(group_sizes)[0],
+                        len(names),
+                        resamples=resamples,
+                        rng=group_rng(seed, (table, *key)),
+                    )
+                assert stream is not None  # the first row of all starts a group
+                inside = starts[(starts >= first) & (starts < end)]
+                if end == rows.shape[0]:  # the last subject may go on in the next batch
+                    stream.add(np.diff(inside), rows[first : inside[-1]])
+                    carried = rows[inside[-1] : end].copy()
+                else:
+                    stream.add(np.diff(np.r_[inside, end]), rows[first:end])
+    if stream is not None:
+        stream.add([carried.shape[0]], carried)
+        yield key, *stream.interval()
 
 
 def fill_intervals(
@@ -111,21 +144,15 @@ def fill_intervals(
 ) -> int:
     """Compute and store the bootstrap intervals of `table`; returns the groups filled.
 
-    The per-image values stay in DuckDB: they come to Python one group (a table row's
-    images) at a time, and only the intervals (one row per group) go back.
+    The per-image values stay in DuckDB: they come to Python a batch at a time, and only
+    the intervals (one row per group) go back.
     """
     if resamples < 1 or not source.stems:
         return 0
     rows: list[dict] = []
     n_groups = 0
-    for key, subjects, values in _groups(con, table, source):
-        low, high = bootstrap_means(
-            values,
-            np.asarray(subjects, dtype=object),
-            resamples=resamples,
-            rng=group_rng(seed, key),
-        )
-        rows += _group_rows(source, key, low, high)
+    for key, low, high in _group_intervals(con, table, source, seed, resamples):
+        rows += _group_rows(source, (table, *key), low, high)
         n_groups += 1
     if not rows:
         return 0

@@ -19,7 +19,7 @@ from prefect.cache_policies import NONE
 
 import exprbench
 from exprbench.aggregate import SUBJECT_CELLS, headline_metrics, metrics_summary
-from exprbench.changes_report import headline_deltas, write_changes
+from exprbench.changes_report import HEATMAP_SUBJECTS, headline_deltas, write_changes
 from exprbench.compare import Comparison, RegressionRule, compare_versions
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
@@ -156,6 +156,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
             seed,
             resamples,
             con=scores.con,  # one DuckDB, one memory limit, for the whole stage
+            subjects_shown=HEATMAP_SUBJECTS,  # what the page draws: bounded memory
         )
         not_compared = None
     except InputConfigError as error:  # e.g. a bad versions.csv: said on the report

@@ -409,3 +409,45 @@ def test_bounded_build_matches_the_in_memory_tables(
         assert csv == whole.getvalue().to_pybytes(), name
     assert any(r["boot95_low"] is not None for r in expected["run_intervals"].to_pylist())
     assert expected["image_agreement"].num_rows > 100
+
+
+@pytest.mark.parametrize("batch_rows", [3, 65_536])
+def test_table_intervals_are_the_bootstrap_of_each_groups_rows(
+    batch_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fill_intervals streams the rows from DuckDB (groups and subjects across batches)
+    and stores, per group, exactly `bootstrap_means` of that group's rows with the
+    group's own stream; a NULL group key is a group, rows without any value take no part
+    (a subject with only such rows is not counted)."""
+    import numpy as np
+
+    from exprbench import table_intervals
+    from exprbench.table_intervals import IntervalSource, fill_intervals
+    from exprbench.uncertainty import bootstrap_means, group_rng
+
+    monkeypatch.setattr(table_intervals, "GROUP_BATCH_ROWS", batch_rows)
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(120):
+        group = ["g1", "g2", None][int(rng.integers(0, 3))]
+        a, b = rng.random(), rng.random()
+        rows.append((group, f"s{rng.integers(0, 9)}", a, None if i % 5 == 0 else b))
+    rows += [("g1", "empty", None, None), ("g2", "s1", None, None)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE src (g VARCHAR, subject VARCHAR, v0 DOUBLE, v1 DOUBLE)")
+    con.executemany("INSERT INTO src VALUES (?, ?, ?, ?)", rows)
+    con.execute(
+        "CREATE TABLE tab AS SELECT DISTINCT g, NULL::DOUBLE AS boot95_low_a, "
+        "NULL::DOUBLE AS boot95_high_a, NULL::DOUBLE AS boot95_low_b, "
+        "NULL::DOUBLE AS boot95_high_b FROM src"
+    )
+    source = IntervalSource(("g",), "SELECT * FROM src", ("a", "b"))
+    assert fill_intervals(con, "tab", source, seed=4, resamples=150) == 3
+    stored = {r[0]: r[1:] for r in con.sql("SELECT * FROM tab").fetchall()}
+    for group in ("g1", "g2", None):
+        mine = [r for r in rows if r[0] == group]
+        values = np.array([[np.nan if v is None else v for v in r[2:]] for r in mine])
+        low, high = bootstrap_means(
+            values, [r[1] for r in mine], resamples=150, rng=group_rng(4, ("tab", group))
+        )
+        assert stored[group] == pytest.approx((low[0], high[0], low[1], high[1]), abs=1e-12)

@@ -235,6 +235,26 @@ def test_same_seed_same_intervals_and_outputs(hand_built) -> None:
     assert "Only in 1 (2 cells): c/happy, d/neutral." in text
 
 
+def test_a_bounded_comparison_keeps_what_a_page_draws(hand_built) -> None:
+    """subjects_shown=N (the report) keeps, of the full comparison's deltas and in its
+    order, exactly the pooled ones, every regressed cell and the cells of the first N
+    subjects (those with a regressed cell first, then by name); it still counts every
+    subject."""
+    full = _compare(hand_built)
+    assert full.n_subjects == 3  # a, b, c (d has no score)
+    regressed = {d.subject for d in full.regressions() if d.subject is not None}
+    assert regressed == {"a"}
+    order = sorted({"a", "b", "c"}, key=lambda s: (s not in regressed, s))
+    for shown in (0, 1, 2, 5):
+        bounded = _compare(hand_built, subjects_shown=shown)
+        expected = tuple(
+            d for d in full.deltas if d.level != "cell" or d.regressed or d.subject in order[:shown]
+        )
+        assert bounded.deltas == expected, shown
+        assert bounded.n_subjects == 3
+    assert _compare(hand_built, subjects_shown=5).deltas == full.deltas
+
+
 def test_choosing_versions() -> None:
     orders = {
         "G": VersionOrder("G", ("1", "2", "3"), "versions.csv", None),
@@ -339,11 +359,11 @@ def test_compare_command_on_a_real_run(two_version_run, capsys) -> None:
 def test_single_cell_intervals_resample_each_side_from_the_cells_own_stream() -> None:
     """Cells resampled together (grouped by size) give each cell the interval of its own
     two-sample bootstrap: each side's images drawn with replacement from the cell's stream,
-    base then head, as `resample_weights` draws for one subject."""
+    base then head: n uniform picks among a side's n images per replicate."""
     import numpy as np
 
     from exprbench.compare import _cell_intervals
-    from exprbench.uncertainty import group_rng, resample_weights
+    from exprbench.uncertainty import group_rng
 
     values = np.random.default_rng(4).random(40)
     cells = [  # (base, head): sizes (2, 3) twice, (4, 2) once
@@ -360,7 +380,7 @@ def test_single_cell_intervals_resample_each_side_from_the_cells_own_stream() ->
         means = []
         for side in (base, head):
             array = np.asarray(side)
-            weights = resample_weights(np.zeros(array.size, dtype=np.int64), resamples, rng)
-            means.append(weights @ array / array.size)
+            picks = (rng.random(resamples * array.size) * array.size).astype(np.int64)
+            means.append(array[picks.reshape(resamples, array.size)].mean(axis=1))
         expected = np.percentile(means[1] - means[0], [2.5, 97.5])
         assert got[k] == pytest.approx(tuple(expected), abs=1e-12)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from exprbench.uncertainty import (
+    SubjectBootstrap,
     auc_mann_whitney,
     average_ranks,
     bootstrap_means,
     group_rng,
     grouped_bootstrap,
     paired_comparison,
-    resample_weights,
 )
 
 
@@ -45,16 +45,97 @@ def test_auc_matches_scipy_mann_whitney_and_ranks() -> None:
     assert np.allclose(average_ranks(both), rankdata(both))
 
 
-def test_resample_weights_keep_subject_sizes() -> None:
-    subjects = np.array([0, 0, 0, 1, 2, 2])
-    weights = resample_weights(subjects, 500, np.random.default_rng(0))
-    assert weights.shape == (500, 6)
-    # each replicate draws 3 subjects; images drawn = sum of the drawn subjects' sizes
-    totals = weights.sum(axis=1)
-    assert set(np.unique(totals)) <= {3, 4, 5, 6, 7, 8, 9}
-    # a subject's images are drawn only together with it: subject 1 (one image) gets
-    # exactly as many draws as times it was picked, within 0..3
-    assert set(np.unique(weights[:, 3])) <= {0, 1, 2, 3}
+class _Recorded(SubjectBootstrap):
+    """A SubjectBootstrap that keeps every weights matrix it draws, block by block."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.blocks: list[list[np.ndarray]] = []
+
+    def _draw(self, sizes, rows):  # type: ignore[no-untyped-def]
+        self.blocks.append([])
+        super()._draw(sizes, rows)
+
+    def _image_weights(self, picks, sizes, starts, n_images):  # type: ignore[no-untyped-def]
+        weights = super()._image_weights(picks, sizes, starts, n_images)
+        self.blocks[-1].append(weights)  # replicate chunks of one block, in order
+        return weights
+
+    def weights(self) -> np.ndarray:
+        """(replicates x images) weights of every image fed, over all blocks."""
+        return np.hstack([np.vstack(chunks) for chunks in self.blocks])
+
+
+def test_each_replicate_draws_subjects_then_their_images() -> None:
+    """Across blocks, a replicate draws S subjects in all, and a subject drawn m times
+    gets m x its size image draws, all among its own images."""
+    sizes = np.array([3, 1, 2, 5, 1, 4])
+    values = np.random.default_rng(0).random((sizes.sum(), 1))
+    stream = _Recorded(sizes.size, 1, resamples=200, rng=group_rng(1, ("w",)), block_cells=200 * 4)
+    stream.add(sizes, values)
+    stream.interval()
+    assert len(stream.blocks) > 1
+    weights = stream.weights()
+    assert weights.shape == (200, sizes.sum())
+    per_subject = np.add.reduceat(weights, np.r_[0, np.cumsum(sizes)[:-1]], axis=1)
+    times_drawn = per_subject / sizes
+    assert np.array_equal(times_drawn, np.round(times_drawn))  # whole subjects only
+    assert (times_drawn.sum(axis=1) == sizes.size).all()
+
+
+def test_subjects_drawn_as_one_multinomial_across_blocks() -> None:
+    """Block by block, each subject's draw count has the multinomial's moments: mean 1,
+    variance 1 - 1/S, covariance -1/S, whether the subjects come in one block or many."""
+    n_subjects, resamples = 8, 20_000
+    sizes = np.ones(n_subjects, dtype=np.int64)
+    for block_cells in (resamples * n_subjects, resamples):  # one block; one per subject
+        stream = _Recorded(
+            n_subjects,
+            1,
+            resamples=resamples,
+            rng=group_rng(2, ("m", block_cells)),
+            block_cells=block_cells,
+        )
+        stream.add(sizes, np.zeros((n_subjects, 1)))
+        stream.interval()
+        counts = stream.weights()
+        assert (counts.sum(axis=1) == n_subjects).all()
+        assert np.allclose(counts.mean(axis=0), 1, atol=0.04)
+        cov = np.cov(counts, rowvar=False)
+        assert np.allclose(np.diag(cov), 1 - 1 / n_subjects, atol=0.05)
+        off = cov[~np.eye(n_subjects, dtype=bool)]
+        assert np.allclose(off, -1 / n_subjects, atol=0.03)
+
+
+def test_stream_does_not_depend_on_how_rows_arrive() -> None:
+    """The same subjects fed whole or a few at a time: the same interval, bit for bit."""
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 9, 60)
+    values = rng.normal(size=(sizes.sum(), 2))
+    values[rng.random(values.shape) < 0.1] = np.nan
+    results = []
+    for step in (60, 7, 1):
+        stream = SubjectBootstrap(
+            60, 2, resamples=300, rng=group_rng(3, ("s",)), block_cells=300 * 25
+        )
+        ends = np.r_[0, np.cumsum(sizes)]
+        for first in range(0, 60, step):
+            last = min(first + step, 60)
+            stream.add(sizes[first:last], values[ends[first] : ends[last]])
+        results.append(stream.interval())
+    for low, high in results[1:]:
+        assert np.array_equal(low, results[0][0]) and np.array_equal(high, results[0][1])
+
+
+def test_stream_checks_its_subjects() -> None:
+    stream = SubjectBootstrap(2, 1, resamples=10, rng=group_rng(0, ()))
+    with pytest.raises(ValueError, match="subject sizes 3 images, rows 2"):
+        stream.add([1, 2], np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="more subjects fed than the 2 declared"):
+        stream.add([1, 1, 1], np.zeros((3, 1)))
+    stream.add([1], np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="1 subject\\(s\\) declared but never fed"):
+        stream.interval()
 
 
 def test_bootstrap_deterministic_per_seed_and_group() -> None:
@@ -143,37 +224,45 @@ def test_bootstrap_is_fast_on_100k_rows() -> None:
     assert elapsed < 60, elapsed  # ~seconds on 2 loaded cores
 
 
-def _reference_bootstrap(
-    column: np.ndarray, subjects: np.ndarray, resamples: int, rng: np.random.Generator
-) -> tuple[float, float]:
-    """The interval of one column by the definition: each replicate's weighted mean over
-    the present values, from the same draws (`resample_weights`), one replicate at a time."""
-    weights = resample_weights(subjects, resamples, rng)
-    present = ~np.isnan(column)
-    means = [
-        (w[present] @ column[present]) / w[present].sum() for w in weights if w[present].sum() > 0
-    ]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def test_bootstrap_columns_each_as_by_definition() -> None:
-    """A column with a NaN, one with none and one all NaN, in one call: each interval is
-    the by-definition one from the same draws; the all-NaN column adds nothing."""
+    """A column with a NaN, one with none and one all NaN, in one call, over several
+    blocks: each interval is the by-definition one (each replicate's weighted mean over
+    the present values, one replicate at a time) from the draws made; the all-NaN column
+    adds nothing and changes no other column."""
     rng = np.random.default_rng(11)
-    subjects = np.repeat(np.arange(6), 4)
-    full = rng.random(subjects.size)
-    holed = rng.random(subjects.size)
+    sizes = np.full(6, 4)
+    full = rng.random(sizes.sum())
+    holed = rng.random(sizes.sum())
     holed[[1, 7, 8]] = np.nan
-    empty = np.full(subjects.size, np.nan)
-    low, high = bootstrap_means(
-        np.column_stack([full, holed, empty]), subjects, resamples=300, rng=group_rng(5, ("k",))
-    )
+    empty = np.full(sizes.sum(), np.nan)
+    results = []
+    for columns in ([full, holed, empty], [full, holed]):
+        stream = _Recorded(
+            6, len(columns), resamples=300, rng=group_rng(5, ("k",)), block_cells=300 * 9
+        )
+        stream.add(sizes, np.column_stack(columns))
+        results.append(stream.interval())
+    low, high = results[0]
+    weights = stream.weights()
     for j, column in enumerate((full, holed)):
-        expected = _reference_bootstrap(column, subjects, 300, group_rng(5, ("k",)))
-        assert (low[j], high[j]) == pytest.approx(expected, abs=1e-12)
+        present = ~np.isnan(column)
+        means = [(w[present] @ column[present]) / w[present].sum() for w in weights]
+        expected = np.percentile(means, [2.5, 97.5])
+        assert (low[j], high[j]) == pytest.approx(tuple(expected), abs=1e-12)
     assert math.isnan(low[2]) and math.isnan(high[2])
-    alone = bootstrap_means(
-        np.column_stack([full, holed]), subjects, resamples=300, rng=group_rng(5, ("k",))
-    )
-    assert np.array_equal(alone[0], low[:2]) and np.array_equal(alone[1], high[:2])
+    assert np.array_equal(results[1][0], low[:2]) and np.array_equal(results[1][1], high[:2])
+
+
+def test_bootstrap_means_takes_subjects_in_label_order() -> None:
+    """bootstrap_means on rows in any subject order = the stream fed in sorted subject
+    order (each subject's images in their given order), all-NaN rows left out."""
+    rng = np.random.default_rng(8)
+    labels = np.array(["b", "a", "c", "a", "b", "b", "c", "a"])
+    values = rng.random((8, 2))
+    values[3] = np.nan
+    got = bootstrap_means(values, labels, resamples=200, rng=group_rng(9, ("o",)))
+    stream = SubjectBootstrap(3, 2, resamples=200, rng=group_rng(9, ("o",)))
+    order = [1, 7, 0, 4, 5, 2, 6]  # a (row 3 all NaN: left out), b, c
+    stream.add([2, 3, 2], values[order])
+    low, high = stream.interval()
+    assert np.array_equal(got[0], low) and np.array_equal(got[1], high)
