@@ -133,7 +133,7 @@ class Comparison:
     base: str
     head: str
     order: VersionOrder
-    deltas: tuple[CellDelta, ...]
+    deltas: tuple[CellDelta, ...]  # all, or what `subjects_shown` keeps (compare_pair)
     missing: dict[str, list[str]]  # {"base_only": ["subject/expression"], "head_only": [...]}
     rule: RegressionRule | None = None
     digits: dict[str, int] = field(default_factory=dict)  # metric -> digits to show
