@@ -90,6 +90,8 @@ def _group_intervals(
     carried = np.empty((0, len(names)))  # that row's subject, maybe not finished
     with con.sql(query).fetch_arrow_reader(GROUP_BATCH_ROWS) as reader:
         for batch in reader:
+            if not batch.num_rows:
+                continue
             key_columns = [
                 np.asarray(batch.column(k).to_pylist(), dtype=object) for k in source.keys
             ]
