@@ -56,7 +56,7 @@ def _timed(command: list[str]) -> tuple[float, float, str]:
 def _layout(root: Path, resamples: int | None, memory: str | None) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     if memory is not None:
-        params["duckdb"] = {"memory_limit": memory}
+        params["duckdb"] = {**params.get("duckdb", {}), "memory_limit": memory}
     if resamples is not None:
         params["uncertainty"]["resamples"] = resamples
     params["paths"] = {
@@ -129,6 +129,7 @@ def main(argv: list[str]) -> None:
         " (each stage a fresh `bin/exprbench stage NAME` process under /usr/bin/time -v); "
         f"bootstrap resamples {used}, "
         f"duckdb.memory_limit {memory or params.get('duckdb', {}).get('memory_limit')}, "
+        f"duckdb.threads {params.get('duckdb', {}).get('threads')}, "
         f"report.sheet_page_size {params['report'].get('sheet_page_size')}"
     )
     print()

@@ -63,7 +63,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from exprbench.agreement import table_range_violations
-from exprbench.duckdb_memory import DEFAULT_MEMORY_LIMIT, bound_memory
+from exprbench.duckdb_memory import DEFAULT_BOUNDS, bounded_connection, connect
 from exprbench.fileio import current_umask
 from exprbench.identity import IDENTITY_TABLES, add_leaderboard_auc, identity_tables
 from exprbench.judgement_specs import AMBIGUOUS, LAMBDA_WEIGHT, PER_IMAGE_TABLES, SCR_PAIRS
@@ -72,6 +72,7 @@ from exprbench.metrics import MetricSpec, StudyTable, merge_specs
 from exprbench.schema import METRICS_METADATA_KEY as METRICS_KEY
 from exprbench.schema import declared_columns, metric_specs, scores_schema
 from exprbench.scorers.base import BUILTIN_METRICS, STUDY_TABLES
+from exprbench.settings import DuckdbSettings
 from exprbench.table_intervals import (
     BOOT_HIGH,
     BOOT_LOW,
@@ -467,7 +468,7 @@ JUDGEMENT_TABLE_NAMES: tuple[str, ...] = (
     "gender_agreement",
     "gender_runs",
 )
-CSV_BATCH_ROWS = 65_536
+CSV_BATCH_ROWS = 16_384
 # the built-in metrics' tables, in order, then the judgements', then identity against impostors
 TABLE_NAMES: tuple[str, ...] = (
     *table_sql(),
@@ -540,7 +541,7 @@ def _build(
         if uncertainty is not None and name in sources:
             fill_intervals(con, name, sources[name], seed=uncertainty[0], resamples=uncertainty[1])
     con.execute(subject_cells_sql(sources["run_intervals"]))
-    for name, table in identity_tables(scores_glob).items():
+    for name, table in identity_tables(scores_glob, con).items():
         con.register("identity_source", table)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM identity_source")
         con.unregister("identity_source")
@@ -554,12 +555,12 @@ def _build(
 
 
 def compute_tables(
-    scores_glob: str, uncertainty: Uncertainty | None = None, memory_limit: str | None = None
+    scores_glob: str,
+    uncertainty: Uncertainty | None = None,
+    bounds: DuckdbSettings = DEFAULT_BOUNDS,
 ) -> dict[str, pa.Table]:
-    """All tables, in memory (no files written); `memory_limit` bounds DuckDB's share."""
-    with duckdb.connect() as con:
-        if memory_limit is not None:
-            con.execute(f"SET memory_limit = {_sql_string(memory_limit)}")
+    """All tables, in memory (no files written); DuckDB works within `bounds`."""
+    with bounded_connection(bounds) as con:
         return _build(con, scores_glob, uncertainty)
 
 
@@ -567,9 +568,12 @@ class StoredTables(Mapping[str, pa.Table]):
     """Every table by name: the small ones in memory, those that grow with the corpus
     (STORED_TABLES) read from the database only when asked for."""
 
-    def __init__(self, tables: Mapping[str, pa.Table], database: Path) -> None:
+    def __init__(
+        self, tables: Mapping[str, pa.Table], database: Path, bounds: DuckdbSettings
+    ) -> None:
         self._tables = dict(tables)
         self._database = database
+        self._bounds = bounds
         self._names = [*tables, *STORED_TABLES]
 
     def __getitem__(self, name: str) -> pa.Table:
@@ -577,7 +581,7 @@ class StoredTables(Mapping[str, pa.Table]):
             return self._tables[name]
         if name not in self._names:
             raise KeyError(name)
-        with duckdb.connect(str(self._database), read_only=True) as con:
+        with connect(self._database, self._bounds, read_only=True) as con:
             return con.sql(f"SELECT * FROM {name}").to_arrow_table()
 
     def __iter__(self) -> Iterator[str]:
@@ -592,13 +596,13 @@ def build_tables(
     database: Path,
     csv_dir: Path,
     uncertainty: Uncertainty | None = None,
-    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    bounds: DuckdbSettings = DEFAULT_BOUNDS,
 ) -> StoredTables:
     """Build every table into `database` (DuckDB file) and `csv_dir/<name>.csv`; return
     them (those that grow with the corpus, STORED_TABLES, are read from `database` when
     asked for).
 
-    Bounded memory: DuckDB works under `memory_limit` and spills to a folder beside the
+    Bounded memory: DuckDB works within `bounds` and spills to a folder beside the
     database; the CSVs are written from the database in batches. Python holds the small
     per-cell/per-run tables only (and, for the bootstrap and identity, one group or one
     generator/version at a time).
@@ -623,20 +627,19 @@ def build_tables(
     staging = Path(tempfile.mkdtemp(prefix=f".{database.name}.", dir=database.parent))
     try:
         tmp_db = staging / database.name
-        with duckdb.connect(str(tmp_db)) as con:
-            bound_memory(con, memory_limit, staging / "spill")
+        with connect(tmp_db, bounds, spill=staging / "spill") as con:
             tables = _build(con, scores_glob, uncertainty, per_image=False)
             con.execute("CHECKPOINT")
             write_csvs(_table_readers(con, [*tables, *STORED_TABLES]), csv_dir)
         os.replace(tmp_db, database)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return StoredTables(tables, database)
+    return StoredTables(tables, database, bounds)
 
 
 def table_counts(database: Path) -> dict[str, int | float | str]:
     """Rows of every table in the aggregate's database."""
-    with duckdb.connect(str(database), read_only=True) as con:
+    with connect(database, read_only=True) as con:
         names = [row[0] for row in con.execute("SHOW TABLES").fetchall()]
         return {
             name: int(con.sql(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]) for name in names
@@ -807,12 +810,15 @@ def _in_list(names: Sequence[str]) -> str:
 
 
 def _majority_statements(votes: str, prefix: str, order: str) -> list[str]:
-    """Per image of `votes` (generator, version, path, scorer, label, prob): the majority
-    label with its tie rule, into `<prefix>_majority` (exprbench.agreement.majority)."""
+    """Per image of `votes` (generator, version, path, scorer, label, prob): each label's
+    votes and the image's number of raters (`image_raters`) into `<prefix>_tally`, the
+    majority label with its tie rule into `<prefix>_majority` (exprbench.agreement.majority)."""
     return [
         f"""CREATE TEMP TABLE {prefix}_tally AS
             SELECT t.*, max(t.votes) OVER (PARTITION BY t.generator, t.version, t.path)
                        AS top_votes,
+                   sum(t.votes) OVER (PARTITION BY t.generator, t.version, t.path)
+                       AS image_raters,
                    row_number() OVER (PARTITION BY t.generator, t.version, t.path
                        ORDER BY t.votes DESC, t.confidence DESC, {order}, t.label) AS rk
             FROM (SELECT generator, version, path, label, count(*) AS votes,
@@ -829,24 +835,34 @@ def _majority_statements(votes: str, prefix: str, order: str) -> list[str]:
     ]
 
 
-def _image_verdicts_sql(votes: str, prefix: str, extra: str = "") -> str:
-    """One row per image: its raters, verdicts, majority and agreement rate."""
-    return f"""
-        SELECT v.generator, v.version, v.subject, v.expression, v.replicate, v.path,
-               any_value(v.subject_gender) AS subject_gender,
-               count(*) AS n_raters,
-               string_agg(v.scorer || ': ' || v.label
-                          || coalesce(' ' || printf('%.2f', v.prob), ''), '; '
-                          ORDER BY v.scorer) AS verdicts,
-               any_value(m.majority) AS majority,
-               any_value(m.majority_votes) AS majority_votes,
-               any_value(m.tied) AS tied,
-               any_value(m.majority_votes) / count(*) AS agreement_rate,
-               any_value(m.majority_votes) = count(*) AS unanimous
+def _image_verdicts_sql(
+    votes: str, prefix: str, raters: Sequence[str], extra: str = ""
+) -> tuple[str, str]:
+    """(statement, query): one row per image with its raters, verdicts, majority and
+    agreement rate. The votes are grouped into a table of their own before the join with
+    the majority: a join feeding an aggregate holds both in memory at once, and does not
+    fit `duckdb.memory_limit` at millions of rows."""
+    # the verdicts as one column per rater joined in rater order: a plain aggregate that
+    # spills, where an ordered string_agg holds every image's votes in memory
+    verdicts = ", ".join(
+        f"max(CASE WHEN scorer = {_sql_string(rater)} THEN {_sql_string(rater + ': ')}"
+        " || label || coalesce(' ' || printf('%.2f', prob), '') END)"
+        for rater in sorted(raters)
+    )
+    statement = f"""CREATE TEMP TABLE {prefix}_images AS
+        SELECT generator, version, subject, expression, replicate, path,
+               any_value(subject_gender) AS subject_gender, count(*) AS n_raters,
+               {f"concat_ws('; ', {verdicts})" if raters else "NULL::VARCHAR"} AS verdicts
+        FROM {votes} GROUP BY generator, version, subject, expression, replicate, path"""
+    query = f"""
+        SELECT i.generator, i.version, i.subject, i.expression, i.replicate, i.path,
+               i.subject_gender, i.n_raters, i.verdicts, m.majority, m.majority_votes,
+               m.tied, m.majority_votes / i.n_raters AS agreement_rate,
+               m.majority_votes = i.n_raters AS unanimous
                {extra}
-        FROM {votes} v JOIN {prefix}_majority m USING (generator, version, path)
-        GROUP BY v.generator, v.version, v.subject, v.expression, v.replicate, v.path
-        ORDER BY v.generator, v.version, v.subject, v.expression, v.replicate"""
+        FROM {prefix}_images i JOIN {prefix}_majority m USING (generator, version, path)
+        ORDER BY i.generator, i.version, i.subject, i.expression, i.replicate"""
+    return statement, query
 
 
 def _top1_of_six_sql() -> str:
@@ -881,22 +897,32 @@ def _judgement_queries(
             WHERE s.scorer IN {_in_list(gender_raters)} AND s.gender IS NOT NULL""",
         *_majority_statements("gender_votes", "gender", "0"),
     ]
+    image_statement, image_query = _image_verdicts_sql(
+        "votes",
+        "expr",
+        expression_raters,
+        ", m.majority = i.expression AS majority_is_requested",
+    )
+    gender_statement, gender_query = _image_verdicts_sql(
+        "gender_votes",
+        "gender",
+        gender_raters,
+        ", CASE WHEN i.subject_gender IN ('female', 'male') THEN "
+        "m.majority = i.subject_gender END AS majority_matches",
+    )
+    statements += [image_statement, gender_statement]
     queries: dict[str, str] = {
-        "image_agreement": _image_verdicts_sql(
-            "votes", "expr", ", any_value(m.majority) = v.expression AS majority_is_requested"
-        ),
+        "image_agreement": image_query,
         # Fleiss' kappa over the images every recognizer of the run labelled.
         "agreement": """
         WITH raters AS (
             SELECT generator, version, count(DISTINCT scorer) AS n_raters,
                    string_agg(DISTINCT scorer, ', ' ORDER BY scorer) AS recognizers
             FROM votes GROUP BY ALL),
-        complete AS (
-            SELECT i.* FROM image_agreement i JOIN raters r USING (generator, version)
-            WHERE i.n_raters = r.n_raters),
-        cells AS (
-            SELECT v.generator, v.version, v.path, v.label, count(*) AS n_ij
-            FROM votes v JOIN complete c USING (generator, version, path) GROUP BY ALL),
+        cells AS (  -- the label counts of the images every recognizer labelled
+            SELECT t.generator, t.version, t.path, t.label, t.votes AS n_ij
+            FROM expr_tally t JOIN raters r USING (generator, version)
+            WHERE t.image_raters = r.n_raters),
         per_image AS (
             SELECT c.generator, c.version, c.path,
                    (sum(c.n_ij * c.n_ij) - any_value(r.n_raters))::DOUBLE
@@ -945,12 +971,7 @@ def _judgement_queries(
             FROM scores WHERE top1 IS NOT NULL AND scorer IN {_in_list(expression_raters)}
             GROUP BY scorer, generator, version)
         ORDER BY scorer, generator, version""",
-        "gender_agreement": _image_verdicts_sql(
-            "gender_votes",
-            "gender",
-            ", CASE WHEN any_value(v.subject_gender) IN ('female', 'male') THEN "
-            "any_value(m.majority) = any_value(v.subject_gender) END AS majority_matches",
-        ),
+        "gender_agreement": gender_query,
         "gender_runs": """
         SELECT g.generator, g.version,
                (SELECT string_agg(DISTINCT scorer, ', ' ORDER BY scorer) FROM gender_votes v

@@ -48,10 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from exprbench.duckdb_memory import DEFAULT_MEMORY_LIMIT
+from exprbench.duckdb_memory import DEFAULT_BOUNDS, bounded_connection, connect
 from exprbench.labels import EXPRESSIONS
 from exprbench.metrics import MetricSpec
-from exprbench.settings import CompareSettings
+from exprbench.settings import CompareSettings, DuckdbSettings
 from exprbench.uncertainty import group_rng, paired_comparison
 from exprbench.versions import VersionOrder, version_orders
 
@@ -271,15 +271,13 @@ class Comparison:
 
 def found_versions(images: Path) -> list[tuple[str, str]]:
     """(generator, version) pairs with an accepted image in the images table."""
-    import duckdb
-
     source = Path(images)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: missing; run the pipeline (ingest) first")
-    con = duckdb.connect()
-    rows = con.execute(
-        "SELECT DISTINCT generator, version FROM read_parquet(?) ORDER BY ALL", [str(source)]
-    ).fetchall()
+    with connect() as con:
+        rows = con.execute(
+            "SELECT DISTINCT generator, version FROM read_parquet(?) ORDER BY ALL", [str(source)]
+        ).fetchall()
     return [(str(g), str(v)) for g, v in rows]
 
 
@@ -574,20 +572,18 @@ def compare_pair(
     seed: int,
     resamples: int,
     specs: Sequence[MetricSpec] | None = None,
-    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    bounds: DuckdbSettings = DEFAULT_BOUNDS,
     con: Any = None,
     subjects_shown: int | None = None,
 ) -> Comparison:
-    """One generator's `head` against its `base` (see the module docstring). DuckDB holds
-    at most `memory_limit` (params duckdb.memory_limit) and spills the rest; with `con`
+    """One generator's `head` against its `base` (see the module docstring). DuckDB works
+    within `bounds` (params duckdb) and spills the rest; with `con`
     (a DuckDB connection), a cursor of it: its database's limit and buffers are shared.
     `subjects_shown`: keep the single cells of only that many subjects (those with a
     regressed cell first, then by name) besides every regressed cell and pooled delta."""
-    from exprbench.duckdb_memory import bounded_connection
-
     specs = tuple(specs) if specs is not None else directed_specs(scores)
     args = (specs, order.generator, base, head, rule, seed, resamples)
-    with con.cursor() if con is not None else bounded_connection(memory_limit) as db:
+    with con.cursor() if con is not None else bounded_connection(bounds) as db:
         missing = _missing_cells(db, images, order.generator, base, head)
         if subjects_shown is None:
             deltas, subjects = _deltas(db, scores, *args)
@@ -688,7 +684,7 @@ def compare_versions(
     generator: str | None = None,
     base: str | None = None,
     head: str | None = None,
-    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    bounds: DuckdbSettings = DEFAULT_BOUNDS,
     con: Any = None,
     subjects_shown: int | None = None,
 ) -> Iterator[Comparison]:
@@ -711,7 +707,7 @@ def compare_versions(
             seed,
             resamples,
             specs,
-            memory_limit,
+            bounds,
             con,
             subjects_shown,
         )

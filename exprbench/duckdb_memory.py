@@ -1,6 +1,6 @@
-"""DuckDB under a memory limit, spilling to a folder: every stage that queries the corpus
-(aggregate, report, compare) holds at most `duckdb.memory_limit` in DuckDB's buffers,
-whatever the corpus size."""
+"""DuckDB under bounds, spilling to a folder: every database the stages open (aggregate,
+report, compare) holds at most `duckdb.memory_limit` in DuckDB's buffers with
+`duckdb.threads` threads, whatever the corpus size."""
 
 from __future__ import annotations
 
@@ -10,34 +10,44 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exprbench.settings import DEFAULT_MEMORY_LIMIT
+from exprbench.settings import DuckdbSettings
 
 if TYPE_CHECKING:  # imported where a connection is made: importing this module stays cheap
     import duckdb
 
+DEFAULT_BOUNDS = DuckdbSettings()
 
-def bound_memory(con: duckdb.DuckDBPyConnection, memory_limit: str, spill: Path) -> None:
-    """DuckDB keeps under `memory_limit` and spills what does not fit into `spill`."""
-    spill.mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET memory_limit = '{_quoted(memory_limit)}'")
-    con.execute(f"SET temp_directory = '{_quoted(str(spill))}'")
+
+def connect(
+    database: str | Path = ":memory:",
+    bounds: DuckdbSettings = DEFAULT_BOUNDS,
+    *,
+    spill: Path | None = None,
+    read_only: bool = False,
+) -> duckdb.DuckDBPyConnection:
+    """A connection to `database` under `bounds`, spilling what does not fit into `spill`
+    (DuckDB's default temporary folder without one). Bounds are set when the database
+    opens: a limit set later would leave what a default-sized database cached."""
+    import duckdb
+
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": bounds.memory_limit,
+        "threads": bounds.threads,
+    }
+    if spill is not None:
+        spill.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(spill)
+    return duckdb.connect(str(database), read_only=read_only, config=config)
 
 
 @contextmanager
 def bounded_connection(
-    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    bounds: DuckdbSettings = DEFAULT_BOUNDS,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory connection under `memory_limit`, spilling into a private temporary
-    folder removed on exit (never the working directory's `.tmp`)."""
-    import duckdb
-
+    """An in-memory connection under `bounds`, spilling into a private temporary folder
+    removed on exit (never the working directory's `.tmp`)."""
     with (
         tempfile.TemporaryDirectory(prefix="exprbench-duckdb-") as spill,
-        duckdb.connect() as con,
+        connect(bounds=bounds, spill=Path(spill)) as con,
     ):
-        bound_memory(con, memory_limit, Path(spill))
         yield con
-
-
-def _quoted(text: str) -> str:
-    return text.replace("'", "''")

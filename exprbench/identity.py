@@ -174,16 +174,18 @@ def _identity_files(scores_glob: str) -> tuple[list[str], dict[str, float], floa
     return files, per_scorer, default
 
 
-def _runs(files: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+def _runs(
+    files: Sequence[str], database: duckdb.DuckDBPyConnection | None
+) -> Iterator[list[dict[str, Any]]]:
     """The identity rows of each generator/version (expression images with a face and a
     distance to their neutral), one generator/version in memory at a time, in file order."""
     if not files:
         return
     paths = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
     columns = ", ".join(_COLUMNS)
-    with duckdb.connect() as con:
+    with database.cursor() if database is not None else duckdb.connect() as con:
         con.execute(
-            f"""CREATE TEMP VIEW identity_rows AS
+            f"""CREATE OR REPLACE TEMP VIEW identity_rows AS
                 SELECT {columns}, filename, file_row_number
                 FROM read_parquet({paths}, hive_partitioning = false, union_by_name = true,
                                   filename = true, file_row_number = true)
@@ -342,12 +344,15 @@ def _ensemble(
     return out
 
 
-def identity_tables(scores_glob: str) -> dict[str, pa.Table]:
-    """`identity_separability` and `identity_histogram` from the scores files."""
+def identity_tables(
+    scores_glob: str, con: duckdb.DuckDBPyConnection | None = None
+) -> dict[str, pa.Table]:
+    """`identity_separability` and `identity_histogram` from the scores files, read with
+    a cursor of `con` (the aggregate's DuckDB: its memory limit) or a DuckDB of its own."""
     files, per_scorer, default = _identity_files(scores_glob)
     summary: list[dict[str, Any]] = []
     histogram: list[dict[str, Any]] = []
-    for rows in _runs(files):
+    for rows in _runs(files, con):
         _run_tables(rows, per_scorer, default, summary, histogram)
     summary.sort(key=lambda r: (r["scorer"] == ENSEMBLE, r["generator"], r["version"], r["scorer"]))
     histogram.sort(

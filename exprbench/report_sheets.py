@@ -26,9 +26,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from exprbench.duckdb_memory import bound_memory
+from exprbench.duckdb_memory import connect
 from exprbench.fileio import current_umask
 from exprbench.geometry_report import COLUMNS as GEOMETRY_COLUMNS
+from exprbench.settings import DuckdbSettings
 from exprbench.unavailable import COLUMN as UNAVAILABLE
 
 Row = dict[str, Any]
@@ -41,7 +42,8 @@ PAGE_TEMPLATE = "contact_sheet_page.html.j2"
 # included by report.html.j2 and PAGE_TEMPLATE (named here for DVC deps)
 PARTIALS = ("_report_style.html.j2", "_sheet_table.html.j2")
 _EXCLUDED = ("descriptor", "impostor_ids", "impostor_distances")  # large, unused here
-_BATCH_ROWS = 16_384
+# rows come as Python dicts of every column (a few KB each): a small batch keeps them few
+_BATCH_ROWS = 2048
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -77,7 +79,7 @@ class ReportScores:
         notes: Mapping[str, str | None] | None = None,
     ) -> ReportScores:
         """In-memory frames (tests, small runs), read in place by DuckDB."""
-        con = duckdb.connect()
+        con = connect()
         frame = scores.drop(columns=list(_EXCLUDED), errors="ignore").reset_index(drop=True)
         con.register("scores_frame", frame.assign(_row=range(len(frame))))
         con.execute("CREATE TABLE scores AS SELECT * FROM scores_frame")
@@ -93,15 +95,14 @@ class ReportScores:
         faces: Path,
         images: Path,
         spill: Path,
-        memory_limit: str,
+        bounds: DuckdbSettings,
         thumbnail: Callable[[Row], Path],
         note: Callable[[Row], str | None],
     ) -> ReportScores:
         """The stage's Parquet files, read in place. `thumbnail(row)` and `note(row)` make
         an image's thumbnail file and provenance note from its images row joined with
         its faces row (`crop_path`)."""
-        con = duckdb.connect()
-        bound_memory(con, memory_limit, spill)
+        con = connect(bounds=bounds, spill=spill)
         con.execute(
             f"""CREATE VIEW scores AS
                 SELECT * EXCLUDE ({", ".join(_EXCLUDED)}, file_row_number),
@@ -246,6 +247,14 @@ class ReportScores:
         for row in rows:
             found[(str(row["subject"]), str(row["expression"]))].append(row)
         return found
+
+    def reading(self, database: Path) -> duckdb.DuckDBPyConnection:
+        """A cursor on this DuckDB that reads `database` (read-only, by its table names):
+        one memory limit and one buffer pool for the whole stage, not one per database."""
+        self.con.execute(f"ATTACH {_sql_list([str(database)])[1:-1]} AS aggregate (READ_ONLY)")
+        cursor = self.con.cursor()
+        cursor.execute("USE aggregate")
+        return cursor
 
     def faces_of(self, paths: Sequence[str]) -> list[Row]:
         if not self.has_faces:

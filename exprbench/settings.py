@@ -116,14 +116,24 @@ class ReportSettings:
             )
 
 
-DEFAULT_MEMORY_LIMIT = "256MB"  # params duckdb.memory_limit
+DEFAULT_MEMORY_LIMIT = "96MB"  # params duckdb.memory_limit
 
 
 @dataclass(frozen=True)
 class DuckdbSettings:
-    """Bounds of the DuckDB work in aggregate, report and compare (they spill to disk beyond)."""
+    """Bounds of every DuckDB database the stages open (aggregate, report, compare): each
+    holds at most `memory_limit` and spills to disk beyond it."""
 
     memory_limit: str = DEFAULT_MEMORY_LIMIT  # DuckDB's memory_limit, e.g. 512MB, 4GB
+    # each thread keeps buffers of its own: more threads are faster and need a larger
+    # memory_limit (the default queries pass at 96MB with 1 thread, need more with 2)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ParamsError(
+                f"params: duckdb.threads must be an integer >= 1; got {self.threads!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from itertools import pairwise
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exprbench.uncertainty import SubjectBootstrap, group_rng
 
 BOOT_LOW = "boot95_low"
 BOOT_HIGH = "boot95_high"
-GROUP_BATCH_ROWS = 65_536
+GROUP_BATCH_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,23 @@ def _group_rows(
     ]
 
 
+def _differs(column: pa.Array, before: object) -> np.ndarray:
+    """Per row: its value differs from the row before it (`before` for the first row).
+
+    Compared in Arrow, not as Python objects: a batch's keys and subjects would otherwise be
+    tens of MB of strings."""
+    changed = np.empty(len(column), dtype=bool)
+    changed[0] = column[0].as_py() != before
+    if len(column) > 1:
+        earlier, later = column.slice(0, len(column) - 1), column.slice(1)
+        unequal = pc.fill_null(pc.not_equal(earlier, later), False)
+        changed[1:] = unequal.to_numpy(zero_copy_only=False) | (
+            earlier.is_null().to_numpy(zero_copy_only=False)
+            != later.is_null().to_numpy(zero_copy_only=False)
+        )
+    return changed
+
+
 def _group_intervals(
     con: duckdb.DuckDBPyConnection, table: str, source: IntervalSource, seed: int, resamples: int
 ) -> Iterator[tuple[tuple, np.ndarray, np.ndarray]]:
@@ -85,26 +103,26 @@ def _group_intervals(
                 ORDER BY {keys}, subject, _row"""
     key: tuple = ()
     stream: SubjectBootstrap | None = None
-    last_key: object = None  # the last batch's last row: its group key and subject
+    # the last batch's last row: its group key and subject
+    last_key: tuple = (None,) * len(source.keys)
     subject: object = None
     carried = np.empty((0, len(names)))  # that row's subject, maybe not finished
     with con.sql(query).fetch_arrow_reader(GROUP_BATCH_ROWS) as reader:
         for batch in reader:
             if not batch.num_rows:
                 continue
-            key_columns = [
-                np.asarray(batch.column(k).to_pylist(), dtype=object) for k in source.keys
-            ]
-            subjects = np.asarray(batch.column("subject").to_pylist(), dtype=object)
+            key_columns = [batch.column(k) for k in source.keys]
+            subjects = batch.column("subject")
             values = np.column_stack(
                 [batch.column(n).cast(pa.float64()).fill_null(np.nan).to_numpy() for n in names]
             )
             new_group = np.zeros(batch.num_rows, dtype=bool)
-            new_group[0] = stream is None or tuple(c[0] for c in key_columns) != last_key
-            for column in key_columns:
-                new_group[1:] |= column[1:] != column[:-1]
-            new_subject = new_group | np.r_[subjects[0] != subject, subjects[1:] != subjects[:-1]]
-            last_key, subject = tuple(c[-1] for c in key_columns), subjects[-1]
+            for column, before in zip(key_columns, last_key, strict=True):
+                new_group |= _differs(column, before)
+            new_group[0] |= stream is None
+            new_subject = new_group | _differs(subjects, subject)
+            last_key = tuple(c[-1].as_py() for c in key_columns)
+            subject = subjects[-1].as_py()
             # row numbers below count the carried rows first: they start a subject
             offset = carried.shape[0]
             rows = np.concatenate([carried, values]) if offset else values
@@ -117,7 +135,7 @@ def _group_intervals(
                 if first in group_starts:
                     if stream is not None:
                         yield key, *stream.interval()
-                    key = tuple(c[first - offset] for c in key_columns)
+                    key = tuple(c[first - offset].as_py() for c in key_columns)
                     stream = SubjectBootstrap(
                         next(group_sizes)[0],
                         len(names),

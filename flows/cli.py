@@ -272,7 +272,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 args.generator,
                 args.base,
                 args.head,
-                settings.duckdb.memory_limit,
+                settings.duckdb,
             )
         )
     except UnknownVersionError as error:

@@ -161,7 +161,7 @@ def _compare(
             RegressionRule.from_settings(settings.compare),
             seed=settings.uncertainty.seed,
             resamples=settings.uncertainty.resamples,
-            memory_limit=settings.duckdb.memory_limit,
+            bounds=settings.duckdb,
             generator=step.generator,
             base=step.base,
             head=step.head,

@@ -24,7 +24,7 @@ def aggregate(layout: Layout, settings: Settings) -> StageResult:
         layout.database,
         layout.tables,
         (bootstrap.seed, bootstrap.resamples),
-        memory_limit=settings.duckdb.memory_limit,
+        bounds=settings.duckdb,
     )
     result = StageResult("aggregate", dict(table_counts(layout.database)))
     result.counts["database"] = str(layout.database)

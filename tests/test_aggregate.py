@@ -31,6 +31,7 @@ from exprbench.aggregate import (
 )
 from exprbench.labels import EXPRESSIONS, NEUTRAL
 from exprbench.schema import SCORES, write_table
+from exprbench.settings import DuckdbSettings
 
 DECLARED: dict[str, set[str]] = {
     "fer": {"expression"},
@@ -399,7 +400,9 @@ def test_bounded_build_matches_the_in_memory_tables(
     expected = compute_tables(str(scores), (5, 50))
     monkeypatch.setattr(table_intervals, "GROUP_BATCH_ROWS", 7)  # groups span batches
     monkeypatch.setattr(aggregate, "CSV_BATCH_ROWS", 5)
-    built = build_tables(scores, tmp_path / "t.duckdb", tmp_path / "csv", (5, 50), "32MB")
+    built = build_tables(
+        scores, tmp_path / "t.duckdb", tmp_path / "csv", (5, 50), DuckdbSettings("32MB")
+    )
     assert set(built) == set(expected)
     for name in expected:
         assert built[name].equals(expected[name]), name
@@ -451,3 +454,19 @@ def test_table_intervals_are_the_bootstrap_of_each_groups_rows(
             values, [r[1] for r in mine], resamples=150, rng=group_rng(4, ("tab", group))
         )
         assert stored[group] == pytest.approx((low[0], high[0], low[1], high[1]), abs=1e-12)
+
+
+def test_databases_open_within_the_bounds(tmp_path: Path) -> None:
+    """The stages' DuckDB databases get params duckdb's limit, threads and spill folder
+    when they open (a limit set later leaves what a default-sized database cached)."""
+    from exprbench.duckdb_memory import connect
+
+    bounds = DuckdbSettings("48MiB", threads=1)
+    with connect(tmp_path / "t.duckdb", bounds, spill=tmp_path / "spill") as con:
+        [(limit, threads, spill)] = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads'),"
+            " current_setting('temp_directory')"
+        ).fetchall()
+    assert (limit, threads, spill) == ("48.0 MiB", 1, str(tmp_path / "spill"))
+    with connect(tmp_path / "t.duckdb", DuckdbSettings("1GiB", threads=2), read_only=True) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchall() == [(2,)]

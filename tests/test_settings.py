@@ -43,6 +43,7 @@ def test_project_params_parse_into_typed_sections() -> None:
         (_with("ingest", "extensions", "jpg"), r"ingest\.extensions must be a list"),
         (_with("score", "scorers", ["fer", 3]), r"score\.scorers\[1\] must be a non-empty"),
         (_with("score", "options", {"fer": 1}), r"score\.options\.fer must be a mapping"),
+        (_with("duckdb", "threads", 0), r"duckdb\.threads must be an integer >= 1"),
         ({k: v for k, v in PARAMS.items() if k != "score"}, r"missing section 'score'"),
         ({**PARAMS, "scoring": {}}, r"unknown section\(s\) scoring"),
     ],
