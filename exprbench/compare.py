@@ -43,6 +43,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -390,13 +391,16 @@ def _stream(con: Any, sql: str, params: dict[str, str]) -> Iterator[tuple[Any, .
 
 
 def _cell_intervals(
-    cells: Sequence[tuple[list[float], list[float], np.random.Generator]], resamples: int
+    cells: Sequence[tuple[list[float], list[float], Callable[[], np.random.Generator]]],
+    resamples: int,
 ) -> list[tuple[float, float]]:
-    """Two-sample bootstrap interval of mean(head) - mean(base) of each (base, head, rng)
-    cell (>= 2 images a side): each side's images resampled independently, from the
-    cell's own stream (n uniform picks among a side's n images), so a cell's
-    interval depends on its own values and stream only. Cells of the same sizes are
-    resampled together, one array operation for all of them."""
+    """Two-sample bootstrap interval of mean(head) - mean(base) of each (base, head,
+    stream) cell (>= 2 images a side; `stream()` makes the cell's random stream, made
+    only when its cell is drawn: a Generator is ~1 KB, and a comparison has tens of
+    thousands of cells): each side's images resampled independently, from the cell's own
+    stream (n uniform picks among a side's n images), so a cell's interval depends on
+    its own values and stream only. Cells of the same sizes are resampled together, one
+    array operation for all of them."""
     tail = 100 * (1 - LEVEL) / 2
     out: list[tuple[float, float]] = [(math.nan, math.nan)] * len(cells)
     by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -407,10 +411,11 @@ def _cell_intervals(
         step = max(1, _DRAWS_AT_ONCE // (resamples * sum(sizes)))
         for first in range(0, len(same), step):
             members = same[first : first + step]
+            streams = [cells[i][2]() for i in members]
             means = []
             for side, n in enumerate(sizes):  # base then head: the order the streams expect
                 values = np.asarray([cells[i][side] for i in members], dtype=np.float64)
-                draws = np.stack([cells[i][2].random(resamples * n) for i in members])
+                draws = np.stack([stream.random(resamples * n) for stream in streams])
                 picked = np.minimum((draws * n).astype(np.int64), n - 1)
                 picked = picked.reshape(-1, resamples, n)
                 gathered = np.take_along_axis(values[:, None, :], picked, axis=2)
@@ -509,7 +514,7 @@ def _metric_deltas(
         (
             cells[c][base][1],
             cells[c][head][1],
-            group_rng(seed, ("compare-cell", *key, scorer, spec.column, *c)),
+            partial(group_rng, seed, ("compare-cell", *key, scorer, spec.column, *c)),
         )
         for c in resampled
     ]

@@ -360,6 +360,8 @@ def test_single_cell_intervals_resample_each_side_from_the_cells_own_stream() ->
     """Cells resampled together (grouped by size) give each cell the interval of its own
     two-sample bootstrap: each side's images drawn with replacement from the cell's stream,
     base then head: n uniform picks among a side's n images per replicate."""
+    from functools import partial
+
     import numpy as np
 
     from exprbench.compare import _cell_intervals
@@ -373,7 +375,8 @@ def test_single_cell_intervals_resample_each_side_from_the_cells_own_stream() ->
     ]
     resamples = 500
     got = _cell_intervals(
-        [(b, h, group_rng(3, ("cell", k))) for k, (b, h) in enumerate(cells)], resamples
+        [(b, h, partial(group_rng, 3, ("cell", k))) for k, (b, h) in enumerate(cells)],
+        resamples,
     )
     for k, (base, head) in enumerate(cells):
         rng = group_rng(3, ("cell", k))
