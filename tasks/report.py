@@ -22,7 +22,6 @@ from exprbench.aggregate import SUBJECT_CELLS, headline_metrics, metrics_summary
 from exprbench.changes_report import HEATMAP_SUBJECTS, headline_deltas, write_changes
 from exprbench.compare import Comparison, RegressionRule, compare_versions
 from exprbench.config import Layout
-from exprbench.duckdb_memory import connect
 from exprbench.fileio import atomic_write_bytes
 from exprbench.ingest import InputConfigError, provenance_note
 from exprbench.judgement_report import DISAGREEMENTS_SHOWN
@@ -33,24 +32,24 @@ from exprbench.report_sheets import ReportScores
 from exprbench.report_uncertainty import RunCells
 from exprbench.runlock import require_validation_passed
 from exprbench.schema import FACES, IMAGES, QUARANTINE, check_scores, check_table, read_table
-from exprbench.settings import DuckdbSettings, Settings
+from exprbench.settings import Settings
 from exprbench.validation.run import ValidationReport
 from tasks.common import StageResult
 
 
-def _load_tables(layout: Layout, bounds: DuckdbSettings) -> dict:
-    """The aggregate's tables; of a per-image one, the rows the report draws only (the
-    first DISAGREEMENTS_SHOWN disagreements and one more, to say there are more); not
-    `subject_cells`, which grows with the subjects (`_subject_cells` asks for one run's)."""
+def _load_tables(con: duckdb.DuckDBPyConnection) -> dict:
+    """The aggregate's tables (`con` reads its database); of a per-image one, the rows the
+    report draws only (the first DISAGREEMENTS_SHOWN disagreements and one more, to say
+    there are more); not `subject_cells`, which grows with the subjects (`_subject_cells`
+    asks for one run's)."""
     shown = f"WHERE NOT unanimous ORDER BY generator, version, path LIMIT {DISAGREEMENTS_SHOWN + 1}"
-    with connect(layout.database, bounds, read_only=True) as con:
-        names = [row[0] for row in con.execute("SHOW TABLES").fetchall() if row[0] != SUBJECT_CELLS]
-        return {
-            name: con.sql(
-                f'SELECT * FROM "{name}" ' + (shown if name in PER_IMAGE_TABLES else "")
-            ).to_arrow_table()
-            for name in names
-        }
+    names = [row[0] for row in con.execute("SHOW TABLES").fetchall() if row[0] != SUBJECT_CELLS]
+    return {
+        name: con.sql(
+            f'SELECT * FROM "{name}" ' + (shown if name in PER_IMAGE_TABLES else "")
+        ).to_arrow_table()
+        for name in names
+    }
 
 
 def write_plot_data(tables: dict, specs: Sequence[MetricSpec], plots_dir: Path) -> None:
@@ -106,7 +105,6 @@ def _subject_cells(con: duckdb.DuckDBPyConnection) -> RunCells:
 def report(layout: Layout, settings: Settings) -> StageResult:
     require_validation_passed(layout.validation_json, "report")
     thumb_px = settings.report.thumb_px
-    tables = _load_tables(layout, settings.duckdb)
     specs = check_scores(layout.scores)
     check_table(layout.faces_table, FACES)
     check_table(layout.images, IMAGES)
@@ -121,6 +119,8 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         thumbnail=lambda row: layout.resolve(row["crop_path"] or row["source"]),
         note=provenance_note,
     )
+    aggregate_db = scores.reading(layout.database)  # the stage's one DuckDB reads it too
+    tables = _load_tables(aggregate_db)
     validation = ValidationReport.from_json(layout.validation_json.read_text())
     run_info = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -179,7 +179,6 @@ def report(layout: Layout, settings: Settings) -> StageResult:
     )
     docs_index = layout.validation_dir / "index.html"
     link = docs_index.relative_to(layout.reports).as_posix() if docs_index.is_file() else None
-    aggregate_db = scores.reading(layout.database)
     try:
         render_report(
             tables,
