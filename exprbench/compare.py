@@ -28,8 +28,9 @@ How a delta is measured (`compare_versions`):
   counts).
 
 Memory: DuckDB reads the scores Parquet and returns one row per scorer x metric x cell x
-version (its images' mean and values), streamed in batches and handled one scorer x
-metric at a time; nothing holds the image rows of the corpus. The result holds one
+version (its images' mean and values), streamed in batches; the single cells' deltas are
+worked out a few subjects at a time, and only one scorer x metric's cell means are held
+(for its pooled deltas); nothing holds the image rows of the corpus. The result holds one
 CellDelta per scorer x metric x cell, or, with `subjects_shown` (the report), only the
 pooled deltas, the regressed cells and the cells of that many subjects (a second, filtered
 pass computes those: a cell's delta and interval depend on its own values and stream only,
@@ -379,9 +380,11 @@ def _cells_sql(scores: Path, specs: Sequence[MetricSpec], only_subjects: bool = 
         ORDER BY scorer, metric, subject, expression, version"""
 
 
-_DRAWS_AT_ONCE = 1_000_000  # single-cell bootstrap draws held at once (bounds memory)
+_DRAWS_AT_ONCE = 250_000  # single-cell bootstrap draws held at once (~2 MB an array)
 Side = tuple[float, list[float]]  # a cell on one side: mean, its images' values
 Cells = dict[tuple[str, str], dict[str, Side]]  # (subject, expression) -> version -> side
+Means = dict[tuple[str, str], dict[str, float]]  # (subject, expression) -> version -> mean
+_CHUNK_SUBJECTS = 256  # subjects whose single cells are worked out at once (bounds memory)
 
 
 def _stream(con: Any, sql: str, params: dict[str, str]) -> Iterator[tuple[Any, ...]]:
@@ -429,7 +432,7 @@ def _cell_intervals(
 def _pooled(
     scorer: str,
     spec: MetricSpec,
-    cells: Cells,
+    means: Means,
     where: tuple[str | None, str | None],
     versions: tuple[str, str],
     key: tuple[str, ...],
@@ -437,13 +440,13 @@ def _pooled(
     seed: int,
     resamples: int,
 ) -> CellDelta:
-    """Delta over `cells` (already chosen: one expression, or all), paired on shared cells."""
+    """Delta over the cells of `means` (already chosen: one expression, or all), paired
+    on the cells both versions have."""
     base, head = versions
     values = {
-        side: {k: sides[side][0] for k, sides in cells.items() if side in sides}
-        for side in versions
+        side: {k: sides[side] for k, sides in means.items() if side in sides} for side in versions
     }
-    shared = values[base].keys() & values[head].keys()
+    shared = sorted(values[base].keys() & values[head].keys())  # a fixed summation order
     better = "higher" if spec.higher_is_better else "lower"
     paired = paired_comparison(
         values[head], values[base], seed=seed, resamples=resamples, key=(*key, *where)
@@ -479,7 +482,28 @@ def _pooled(
     )
 
 
-def _metric_deltas(
+def _pooled_deltas(
+    scorer: str,
+    spec: MetricSpec,
+    means: Means,
+    versions: tuple[str, str],
+    key: tuple[str, ...],
+    rule: RegressionRule,
+    seed: int,
+    resamples: int,
+) -> list[CellDelta]:
+    """The overall, then each expression's delta of one scorer x metric."""
+    args = (versions, (*key, scorer, spec.column), rule, seed, resamples)
+    out = [_pooled(scorer, spec, means, (None, None), *args)]
+    rank = {name: i for i, name in enumerate(EXPRESSIONS)}
+    expressions = sorted({e for _, e in means}, key=lambda e: (rank.get(e, len(rank)), e))
+    for expression in expressions:
+        chosen = {k: v for k, v in means.items() if k[1] == expression}
+        out.append(_pooled(scorer, spec, chosen, (None, expression), *args))
+    return out
+
+
+def _cell_deltas(
     scorer: str,
     spec: MetricSpec,
     cells: Cells,
@@ -488,19 +512,12 @@ def _metric_deltas(
     rule: RegressionRule,
     seed: int,
     resamples: int,
-    pooled: bool = True,
 ) -> list[CellDelta]:
-    """Overall, per expression (unless not `pooled`: `cells` are then a subset), then per
-    cell deltas of one scorer x metric."""
+    """The delta of each single cell in `cells` (some or all of one scorer x metric's: a
+    cell's interval depends on its own values and random stream only)."""
     base, head = versions
     better = "higher" if spec.higher_is_better else "lower"
-    args = (versions, (*key, scorer, spec.column), rule, seed, resamples)
-    out = [_pooled(scorer, spec, cells, (None, None), *args)] if pooled else []
     rank = {name: i for i, name in enumerate(EXPRESSIONS)}
-    expressions = sorted({e for _, e in cells}, key=lambda e: (rank.get(e, len(rank)), e))
-    for expression in expressions if pooled else ():
-        chosen = {k: v for k, v in cells.items() if k[1] == expression}
-        out.append(_pooled(scorer, spec, chosen, (None, expression), *args))
     ordered = sorted(cells.items(), key=lambda item: (item[0][0], rank.get(item[0][1], len(rank))))
     # single cells with >= 2 images a side get an interval (else none, and no stream to seed)
     resampled = [
@@ -519,6 +536,7 @@ def _metric_deltas(
         for c in resampled
     ]
     intervals = dict(zip(resampled, _cell_intervals(streams, resamples), strict=True))
+    out: list[CellDelta] = []
     for (subject, expression), sides in ordered:
         b, h = sides.get(base), sides.get(head)
         delta = low = high = None
@@ -647,9 +665,10 @@ def _deltas(
     only_subjects: Sequence[str] | None = None,
     kept: Callable[[CellDelta], bool] | None = None,
 ) -> tuple[list[CellDelta], set[str]]:
-    """(every scorer x metric's deltas that `kept` keeps, the subjects with a cell), one
-    scorer x metric's cells in memory at a time. `only_subjects`: those subjects' single
-    cells only (no pooled deltas: they would be over a subset)."""
+    """(every scorer x metric's deltas that `kept` keeps, the subjects with a cell): the
+    single cells of `_CHUNK_SUBJECTS` subjects in memory at a time (filtered as they are
+    made), and one scorer x metric's cell means for its pooled deltas. `only_subjects`:
+    those subjects' single cells only (no pooled deltas: they would be over a subset)."""
     by_column = {spec.column: spec for spec in specs}
     deltas: list[CellDelta] = []
     subjects: set[str] = set()
@@ -660,22 +679,24 @@ def _deltas(
         rows = _stream(con, _cells_sql(scores, specs, only_subjects is not None), params)
         key = ("compare", generator, base, head)
         for (scorer, metric), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
-            cells: Cells = {}
-            for _, _, subject, expression, version, mean, vals in group:
-                cells.setdefault((subject, expression), {})[version] = (float(mean), vals)
-            subjects.update(subject for subject, _ in cells)
-            found = _metric_deltas(
-                scorer,
-                by_column[metric],
-                cells,
-                (base, head),
-                key,
-                rule,
-                seed,
-                resamples,
-                pooled=only_subjects is None,
-            )
-            deltas += found if kept is None else filter(kept, found)
+            spec = by_column[metric]
+            means: Means = {}
+            by_subject = (list(rows) for _, rows in itertools.groupby(group, key=lambda r: r[2]))
+            # the single cells a few subjects at a time, only the means of all of them
+            while chunk := list(itertools.islice(by_subject, _CHUNK_SUBJECTS)):
+                cells: Cells = {}
+                for subject_rows in chunk:
+                    for _, _, subject, expression, version, mean, vals in subject_rows:
+                        cells.setdefault((subject, expression), {})[version] = (float(mean), vals)
+                        means.setdefault((subject, expression), {})[version] = float(mean)
+                found = _cell_deltas(scorer, spec, cells, (base, head), key, rule, seed, resamples)
+                deltas += found if kept is None else filter(kept, found)
+            subjects.update(subject for subject, _ in means)
+            if only_subjects is None:  # pooled over a subset of subjects would mislead
+                found = _pooled_deltas(
+                    scorer, spec, means, (base, head), key, rule, seed, resamples
+                )
+                deltas += found if kept is None else filter(kept, found)
     return deltas, subjects
 
 

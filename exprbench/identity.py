@@ -39,6 +39,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exprbench.labels import NEUTRAL
@@ -174,11 +175,10 @@ def _identity_files(scores_glob: str) -> tuple[list[str], dict[str, float], floa
     return files, per_scorer, default
 
 
-def _runs(
-    files: Sequence[str], database: duckdb.DuckDBPyConnection | None
-) -> Iterator[list[dict[str, Any]]]:
+def _runs(files: Sequence[str], database: duckdb.DuckDBPyConnection | None) -> Iterator[pa.Table]:
     """The identity rows of each generator/version (expression images with a face and a
-    distance to their neutral), one generator/version in memory at a time, in file order."""
+    distance to their neutral) as one Arrow table, one generator/version in memory at a
+    time, in file order."""
     if not files:
         return
     paths = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
@@ -204,7 +204,7 @@ def _runs(
                     params=[generator, version],
                 )
                 .to_arrow_table()
-                .to_pylist()
+                .combine_chunks()
             )
 
 
@@ -214,6 +214,10 @@ def _share_below(values: np.ndarray, threshold: float | None) -> float | None:
     return float((values < threshold).mean())
 
 
+def _floats(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
 def _summary_row(
     scorer: str,
     run: tuple[str, str],
@@ -221,8 +225,8 @@ def _summary_row(
     genuine: np.ndarray,
     impostor: np.ndarray,
     impostor_sets: np.ndarray,
-    rank1: list[bool],
-    margin: list[float],
+    rank1: np.ndarray,
+    margin: np.ndarray,
     threshold: float | None,
 ) -> dict[str, Any]:
     return {
@@ -235,8 +239,8 @@ def _summary_row(
         "n_impostor_pairs_sets": int(impostor_sets.size),
         "auc": auc_mann_whitney(genuine, impostor),
         "auc_sets": auc_mann_whitney(genuine, impostor_sets),
-        "rank1_rate": float(np.mean(rank1)) if rank1 else None,
-        "mean_margin": float(np.mean(margin)) if margin else None,
+        "rank1_rate": float(rank1.mean()) if rank1.size else None,
+        "mean_margin": float(margin.mean()) if margin.size else None,
         "mean_genuine": float(genuine.mean()) if genuine.size else None,
         "mean_impostor": float(impostor.mean()) if impostor.size else None,
         "nearest_impostor": float(impostor.min()) if impostor.size else None,
@@ -278,70 +282,79 @@ def _histograms(
     return out
 
 
-def _standardise(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per key, (x - mean) / sd over all of that key's values (genuine and impostor)."""
-    out = {}
-    for key, array in values.items():
-        sd = float(array.std()) if array.size > 1 else 0.0
-        out[key] = (array - array.mean()) / (sd if sd > 0 else 1.0)
-    return out
+def _impostor_pairs(rows: pa.Table) -> pa.Table:
+    """One row per (image row, impostor): the row's index, the impostor's id and distance."""
+    ids = rows["impostor_ids"].combine_chunks()
+    distances = rows["impostor_distances"].combine_chunks()
+    if not pc.all(pc.equal(pc.list_value_length(ids), pc.list_value_length(distances))).as_py():
+        raise ValueError("identity rows: impostor_ids and impostor_distances differ in length")
+    return pa.table(
+        {
+            "row": pc.list_parent_indices(ids),
+            "impostor_id": pc.list_flatten(ids),
+            "distance": pc.cast(pc.list_flatten(distances), pa.float64()),
+        }
+    )
 
 
 def _ensemble(
-    by_run: Mapping[tuple[str, str], list[dict[str, Any]]],
-) -> dict[tuple[str, str], tuple[str, np.ndarray, np.ndarray, list[bool], list[float]]]:
-    """Per run with >= 2 identity scorers: the ensemble's genuine/impostor values (z-units),
-    rank-1 outcomes and margins, over the images and impostors every member measured."""
-    out = {}
-    for run, rows in by_run.items():
-        scorers = sorted({r["scorer"] for r in rows})
-        if len(scorers) < 2:
-            continue
-        per_image: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for row in rows:
-            per_image[row["path"]][row["scorer"]] = row
-        # each scorer's distances in this run, for its standardisation
-        pooled = {
-            s: np.concatenate(
-                [
-                    np.r_[r["identity_distance"], np.asarray(r["impostor_distances"] or [])]
-                    for r in rows
-                    if r["scorer"] == s
-                ]
+    rows: pa.Table,
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """One run's ensemble of its identity scorers (>= 2): genuine and impostor values in
+    z-units (each scorer's distances standardised over all of its genuine and impostor
+    distances in the run, population sd), averaged over the members on the images and
+    impostors every member measured; rank-1 outcomes and margins per image with an
+    impostor. None with fewer than two scorers."""
+    rows = rows.filter(pc.greater(pc.list_value_length(rows["impostor_ids"]), 0))
+    scorers = sorted(pc.unique(rows["scorer"]).to_pylist())
+    if len(scorers) < 2:
+        return None
+    own_parts, pair_parts = [], []
+    for scorer in scorers:
+        measured = rows.filter(pc.equal(rows["scorer"], scorer))
+        genuine = _floats(measured["identity_distance"])
+        pairs = _impostor_pairs(measured)
+        impostor = _floats(pairs["distance"])
+        pooled = np.concatenate([genuine, impostor])
+        mean, sd = pooled.mean(), pooled.std()
+        sd = sd if sd > 0 else 1.0
+        paths = measured["path"]
+        own_parts.append(
+            pa.table({"path": paths, "scorer": measured["scorer"], "z": (genuine - mean) / sd})
+        )
+        pair_parts.append(
+            pa.table(
+                {
+                    "path": pc.take(paths, pairs["row"]),
+                    "impostor_id": pairs["impostor_id"],
+                    "scorer": pc.take(measured["scorer"], pairs["row"]),
+                    "z": (impostor - mean) / sd,
+                }
             )
-            for s in scorers
-        }
-        stats = {s: (v.mean(), v.std() if v.std() > 0 else 1.0) for s, v in pooled.items()}
-        genuine, impostor, rank1, margin = [], [], [], []
-        for by_scorer in per_image.values():
-            if set(by_scorer) != set(scorers):
-                continue
-            maps = {
-                s: dict(zip(r["impostor_ids"] or [], r["impostor_distances"] or [], strict=True))
-                for s, r in by_scorer.items()
-            }
-            shared = sorted(set.intersection(*(set(m) for m in maps.values())))
-            own = float(
-                np.mean(
-                    [
-                        (by_scorer[s]["identity_distance"] - stats[s][0]) / stats[s][1]
-                        for s in scorers
-                    ]
-                )
-            )
-            others = np.array(
-                [
-                    np.mean([(maps[s][i] - stats[s][0]) / stats[s][1] for s in scorers])
-                    for i in shared
-                ]
-            )
-            genuine.append(own)
-            impostor.extend(others.tolist())
-            if others.size:
-                rank1.append(bool((others > own).all()))
-                margin.append(float(others.min() - own))
-        out[run] = ("+".join(scorers), np.array(genuine), np.array(impostor), rank1, margin)
-    return out
+        )
+    complete = len(scorers)
+    own = (
+        pa.concat_tables(own_parts)
+        .group_by("path", use_threads=False)
+        .aggregate([("scorer", "count_distinct"), ("z", "mean")])
+    )
+    own = own.filter(pc.equal(own["scorer_count_distinct"], complete))
+    pairs = (
+        pa.concat_tables(pair_parts)
+        .group_by(["path", "impostor_id"], use_threads=False)
+        .aggregate([("scorer", "count_distinct"), ("z", "mean")])
+    )
+    pairs = pairs.filter(pc.equal(pairs["scorer_count_distinct"], complete))
+    nearest = pairs.group_by("path", use_threads=False).aggregate([("z_mean", "min")])
+    judged = own.join(nearest, "path", join_type="inner", use_threads=False)
+    own_z, nearest_z = _floats(judged["z_mean"]), _floats(judged["z_mean_min"])
+    return (
+        "+".join(scorers),
+        _floats(own["z_mean"]),
+        _floats(pairs["z_mean"]),
+        nearest_z > own_z,
+        nearest_z - own_z,
+    )
 
 
 def identity_tables(
@@ -365,7 +378,7 @@ def identity_tables(
 
 
 def _run_tables(
-    rows: Sequence[dict[str, Any]],
+    rows: pa.Table,
     per_scorer: Mapping[str, float],
     default: float | None,
     summary: list[dict[str, Any]],
@@ -373,58 +386,42 @@ def _run_tables(
 ) -> None:
     """Append one generator/version's summary and histogram rows (scorers, then the
     ensemble)."""
-    by_run_scorer: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    by_run: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_run_scorer[(row["generator"], row["version"], row["scorer"])].append(row)
-        if row.get("impostor_ids"):
-            by_run[(row["generator"], row["version"])].append(row)
-    for (generator, version, scorer), measured in sorted(by_run_scorer.items()):
-        run = (generator, version)
-        genuine = np.array([r["identity_distance"] for r in measured], dtype=np.float64)
-        impostor = np.array(
-            [d for r in measured for d in (r["impostor_distances"] or [])], dtype=np.float64
-        )
-        sets = np.array(
-            [
-                d
-                for r in measured
-                for i, d in zip(r["impostor_ids"] or [], r["impostor_distances"] or [], strict=True)
-                if i.startswith(SUBJECT_PREFIX)
-            ],
-            dtype=np.float64,
-        )
-        rank1 = [bool(r["identity_rank1"]) for r in measured if r["identity_rank1"] is not None]
-        margin = [float(r["identity_margin"]) for r in measured if r["identity_margin"] is not None]
-        summary.append(
-            _summary_row(
-                scorer,
-                run,
-                scorer,
-                genuine,
-                impostor,
-                sets,
-                rank1,
-                margin,
-                per_scorer.get(scorer, default),
-            )
-        )
-        histogram += _histograms(scorer, run, genuine, impostor)
-    for run, (members, genuine, impostor, rank1, margin) in sorted(_ensemble(by_run).items()):
-        row = _summary_row(
-            ENSEMBLE, run, members, genuine, impostor, np.array([]), rank1, margin, None
-        )
-        singles = [
-            s["auc"]
-            for s in summary
-            if (s["generator"], s["version"]) == run
-            and s["scorer"] != ENSEMBLE
-            and s["auc"] is not None
+    if rows.num_rows == 0:
+        return
+    run = (rows["generator"][0].as_py(), rows["version"][0].as_py())
+    members = []
+    for scorer in sorted(pc.unique(rows["scorer"]).to_pylist()):
+        measured = rows.filter(pc.equal(rows["scorer"], scorer))
+        genuine = _floats(measured["identity_distance"])
+        pairs = _impostor_pairs(measured)
+        impostor = _floats(pairs["distance"])
+        sets = impostor[
+            np.asarray(pc.starts_with(pairs["impostor_id"], SUBJECT_PREFIX), dtype=bool)
         ]
-        if row["auc"] is not None and singles:
-            row["better_than_members"] = bool(row["auc"] > max(singles))
+        row = _summary_row(
+            scorer,
+            run,
+            scorer,
+            genuine,
+            impostor,
+            sets,
+            np.asarray(measured["identity_rank1"].drop_null(), dtype=bool),
+            _floats(measured["identity_margin"].drop_null()),
+            per_scorer.get(scorer, default),
+        )
         summary.append(row)
-        histogram += _histograms(ENSEMBLE, run, genuine, impostor)
+        members.append(row)
+        histogram += _histograms(scorer, run, genuine, impostor)
+    ensemble = _ensemble(rows)
+    if ensemble is None:
+        return
+    names, genuine, impostor, rank1, margin = ensemble
+    row = _summary_row(ENSEMBLE, run, names, genuine, impostor, np.array([]), rank1, margin, None)
+    singles = [s["auc"] for s in members if s["auc"] is not None]
+    if row["auc"] is not None and singles:
+        row["better_than_members"] = bool(row["auc"] > max(singles))
+    summary.append(row)
+    histogram += _histograms(ENSEMBLE, run, genuine, impostor)
 
 
 SEPARABILITY_SCHEMA = pa.schema(

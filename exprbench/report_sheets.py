@@ -44,6 +44,7 @@ PARTIALS = ("_report_style.html.j2", "_sheet_table.html.j2")
 _EXCLUDED = ("descriptor", "impostor_ids", "impostor_distances")  # large, unused here
 # rows come as Python dicts of every column (a few KB each): a small batch keeps them few
 _BATCH_ROWS = 2048
+_SHEET_ORDER = "generator, version, subject, _row"
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -69,6 +70,8 @@ class ReportScores:
     con: duckdb.DuckDBPyConnection
     has_faces: bool
     lookup: Lookup
+    # every score row in contact-sheet order (generator, version, subject, source order)
+    sheet_query: str = f"SELECT * EXCLUDE (_row) FROM scores ORDER BY {_SHEET_ORDER}"
 
     @classmethod
     def from_frames(
@@ -120,12 +123,16 @@ class ReportScores:
                 FROM read_parquet({_sql_list([str(images)])}) i LEFT JOIN faces f USING (path)""",
             spill,
         )
+        # The contact sheet's order, sorted once now, while little else is in memory, and
+        # read back in file order (DuckDB keeps a scan's insertion order) page by page:
+        # sorting while the pages are rendered would add DuckDB's sort to their memory.
+        _sorted_view(con, "sheet_order", "SELECT * EXCLUDE (_row) FROM scores", spill, _SHEET_ORDER)
 
         def lookup(paths: Sequence[str]) -> tuple[dict[str, Path], dict[str, str | None]]:
             rows = _of_paths(con, "image_info", paths)
             return {r["path"]: thumbnail(r) for r in rows}, {r["path"]: note(r) for r in rows}
 
-        return cls(con, True, lookup)
+        return cls(con, True, lookup, "SELECT * FROM sheet_order")
 
     def _stream(self, query: str) -> Iterator[Row]:
         """The rows of `query`, a batch at a time, on a cursor of its own (the connection
@@ -199,9 +206,7 @@ class ReportScores:
         """The score rows of each sheet row, in sheet order, one row at a time."""
         current: GroupKey | None = None
         members: list[Row] = []
-        query = """SELECT * EXCLUDE (_row) FROM scores
-                   ORDER BY generator, version, subject, _row"""
-        for row in self._stream(query):
+        for row in self._stream(self.sheet_query):
             key = (str(row["generator"]), str(row["version"]), str(row["subject"]))
             if key != current:
                 if current is not None:
@@ -262,10 +267,14 @@ class ReportScores:
         return _of_paths(self.con, "faces", paths)
 
 
-def _sorted_view(con: duckdb.DuckDBPyConnection, name: str, query: str, folder: Path) -> None:
-    """View `name`: the rows of `query` sorted by path, in a Parquet file in `folder`."""
-    target = _sql_list([str(folder / f"{name}_by_path.parquet")])[1:-1]
-    con.execute(f"COPY ({query} ORDER BY path) TO {target} (FORMAT parquet, ROW_GROUP_SIZE 8192)")
+def _sorted_view(
+    con: duckdb.DuckDBPyConnection, name: str, query: str, folder: Path, order: str = "path"
+) -> None:
+    """View `name`: the rows of `query` sorted by `order`, in a Parquet file in `folder`."""
+    target = _sql_list([str(folder / f"{name}_sorted.parquet")])[1:-1]
+    con.execute(
+        f"COPY ({query} ORDER BY {order}) TO {target} (FORMAT parquet, ROW_GROUP_SIZE 8192)"
+    )
     con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({target})")
 
 

@@ -212,6 +212,70 @@ def test_separability_shares_use_each_scorers_own_threshold(tmp_path: Path) -> N
         )
 
 
+def test_ensemble_by_hand_on_shared_images_and_impostors(tmp_path: Path) -> None:
+    """The ensemble averages each member's z-scored distance (over all of that member's
+    genuine and impostor distances in the run, population sd) on the images every member
+    measured and the impostors both compared them with; sets measures stay per scorer."""
+    import pyarrow.parquet as pq
+
+    def row(path, scorer, own, impostors):
+        return {
+            "path": path,
+            "scorer": scorer,
+            "generator": "g",
+            "version": "1",
+            "subject": "s1",
+            "expression": "happy",
+            "face_found": True,
+            "identity_distance": own,
+            "identity_rank1": min(impostors.values()) > own,
+            "identity_margin": min(impostors.values()) - own,
+            "impostor_ids": list(impostors),
+            "impostor_distances": list(impostors.values()),
+        }
+
+    rows = [
+        row("p1", "a", 0.2, {"subject:s2": 0.8, "y": 0.6}),
+        row("p1", "b", 0.4, {"subject:s2": 1.0, "z": 0.9}),
+        row("p2", "a", 0.5, {"subject:s2": 0.7}),  # not measured by b: not in the ensemble
+    ]
+    schema = pa.schema(
+        [
+            *((name, pa.string()) for name in ("path", "scorer", "generator", "version")),
+            ("subject", pa.string()),
+            ("expression", pa.string()),
+            ("face_found", pa.bool_()),
+            ("identity_distance", pa.float64()),
+            ("identity_rank1", pa.bool_()),
+            ("identity_margin", pa.float64()),
+            ("impostor_ids", pa.list_(pa.string())),
+            ("impostor_distances", pa.list_(pa.float32())),
+        ]
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / "scores.parquet")
+    separability = identity_tables(str(tmp_path / "*.parquet"))["identity_separability"]
+    by_scorer = {r["scorer"]: r for r in separability.to_pylist()}
+    a = np.array([0.2, 0.8, 0.6, 0.5, 0.7])
+    b = np.array([0.4, 1.0, 0.9])
+
+    def z(values: np.ndarray, x: float) -> float:
+        return (x - values.mean()) / values.std()
+
+    own = (z(a, 0.2) + z(b, 0.4)) / 2
+    shared = (z(a, 0.8) + z(b, 1.0)) / 2
+    ensemble = by_scorer[ENSEMBLE]
+    assert ensemble["members"] == "a+b"
+    assert (ensemble["n_genuine"], ensemble["n_impostor_pairs"]) == (1, 1)
+    assert ensemble["mean_genuine"] == pytest.approx(own)
+    assert ensemble["mean_impostor"] == pytest.approx(shared, rel=1e-6)
+    assert ensemble["mean_margin"] == pytest.approx(shared - own, rel=1e-6)
+    assert ensemble["rank1_rate"] == 1.0 and ensemble["auc"] == 1.0
+    assert by_scorer["a"]["n_impostor_pairs"] == 3 and by_scorer["a"]["n_impostor_pairs_sets"] == 2
+    assert by_scorer["a"]["rank1_rate"] == 1.0
+    assert by_scorer["a"]["mean_margin"] == pytest.approx((0.4 + 0.2) / 2, rel=1e-6)
+    assert by_scorer["b"]["auc_sets"] == 1.0 and by_scorer["b"]["n_genuine"] == 1
+
+
 def test_aggregate_bootstrap_intervals_are_ordered_seeded_and_on_every_mean(
     tmp_path: Path,
 ) -> None:

@@ -549,3 +549,41 @@ def test_contact_sheet_beyond_the_page_size_goes_to_linked_page_files(tmp_path: 
     assert [p for page in pages for p in page] == everything  # every image once, in order
     render_report(tables, scores, None, None, {}, {}, out)  # back within the page size
     assert not (tmp_path / "r_sheets").exists()  # stale pages are gone
+
+
+def test_contact_sheet_rows_from_files_come_in_sheet_order(tmp_path: Path) -> None:
+    """The stage's scores (read from files, sorted once into the sheet's order when they
+    open) give the contact sheet the same rows in the same order as sorting them on the
+    spot does, whatever order the score stage wrote them in."""
+    from exprbench.report_sheets import ReportScores
+    from exprbench.settings import DuckdbSettings
+
+    scores = make_scores().sample(frac=1.0, random_state=7).reset_index(drop=True)
+    paths = sorted(scores["path"].unique())
+    scores.to_parquet(tmp_path / "scores.parquet")
+    pd.DataFrame({"path": paths, "crop_path": [None] * len(paths)}).to_parquet(
+        tmp_path / "faces.parquet"
+    )
+    pd.DataFrame({"path": paths}).to_parquet(tmp_path / "images.parquet")
+    from_files = ReportScores.from_files(
+        tmp_path / "scores.parquet",
+        tmp_path / "faces.parquet",
+        tmp_path / "images.parquet",
+        tmp_path / "spill",
+        DuckdbSettings(),
+        lambda row: Path(str(row["path"])),
+        lambda row: None,
+    )
+    in_place = ReportScores.from_frames(scores, None, {})
+
+    def sheet(source: ReportScores) -> list[tuple[object, list[tuple[str, str]]]]:
+        return [
+            (key, [(str(r["path"]), str(r["scorer"])) for r in members])
+            for key, members in source.sheet_groups()
+        ]
+
+    expected = sheet(in_place)
+    assert len(expected) > 1 and sheet(from_files) == expected
+    # the source order inside a row is kept (the rows were shuffled, not sorted by path)
+    first = [path for path, _ in expected[0][1]]
+    assert first != sorted(first) or len(set(first)) == 1
