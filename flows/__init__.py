@@ -16,5 +16,9 @@ for _key, _value in {
     # onnxruntime's usage events (stored, then uploaded to Microsoft); read at its import
     "ORT_DISABLE_TELEMETRY": "1",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # Arrow's default allocator (mimalloc) keeps freed blocks committed, so a stage's peak
+    # grew with the largest Arrow data it had ever held; the system allocator returns them
+    # (read at Arrow's first allocation)
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
 }.items():
     os.environ.setdefault(_key, _value)

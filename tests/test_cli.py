@@ -235,6 +235,25 @@ def test_help_does_not_import_the_scorers():
     assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
 
 
+def test_stage_processes_give_arrow_memory_back_to_the_system():
+    """The exprbench command (flows.cli imports `flows` first) allocates Arrow data with
+    the system allocator (mimalloc, Arrow's default, kept freed blocks committed: peaks
+    grew with the largest table ever held), unless the user chose another pool."""
+    script = "import flows, pyarrow\nprint(pyarrow.default_memory_pool().backend_name)"
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    for chosen, expected in ((None, "system"), ("jemalloc", "jemalloc")):
+        extra = {"ARROW_DEFAULT_MEMORY_POOL": chosen} if chosen else {}
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={**env, **extra, "PYTHONPATH": path},
+            check=True,
+        )
+        assert result.stdout.strip() == expected, result.stderr
+
+
 def test_stage_help_describes_every_stage_and_study():
     assert list(STAGE_HELP) == [*STAGES, *STUDIES]
     epilog = _help("stage").split("stages, in pipeline order:")[1]
