@@ -434,7 +434,9 @@ def write_changes(
                 "base": comparison.base,
                 "head": comparison.head,
                 "href": f"{PAGES_DIR}/{name}",
-                "regressions": [regression_label(d) for d in comparison.regressions()],
+                # the index names the first few: the page lists them all
+                "regressions": [regression_label(d) for d in comparison.regressions()[:10]],
+                "n_regressions": comparison.n_regressions,
                 "warning": comparison.order.warning,
             }
         )
@@ -485,7 +487,7 @@ def headline_deltas(
         entry: dict[str, Any] = {
             "base": comparison.base,
             "head": comparison.head,
-            "regressions": len(comparison.regressions()),
+            "regressions": comparison.n_regressions,
         }
         for scorer, columns in headline.items():  # its "images" counts match no scorer
             base = board.get((scorer, comparison.generator, comparison.base))

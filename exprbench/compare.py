@@ -140,15 +140,26 @@ class Comparison:
     rule: RegressionRule | None = None
     digits: dict[str, int] = field(default_factory=dict)  # metric -> digits to show
     n_subjects: int = 0  # subjects with a cell on either side (also those not in deltas)
+    regressed_cells_left_out: int = 0  # by `essentials`: counted, no longer held
 
     def regressions(self) -> list[CellDelta]:
         return [d for d in self.deltas if d.regressed]
 
+    @property
+    def n_regressions(self) -> int:
+        """Every regressed delta, also the single cells `essentials` left out."""
+        return len(self.regressions()) + self.regressed_cells_left_out
+
     def essentials(self) -> Comparison:
-        """This comparison less its unflagged single cells (what the headline deltas and
-        the report's index need; a large corpus has a delta per cell x metric)."""
-        kept = tuple(d for d in self.deltas if d.level != "cell" or d.regressed)
-        return replace(self, deltas=kept)
+        """This comparison's pooled deltas and the number of its regressed cells (what the
+        headline deltas need; a large corpus has a delta per cell x metric, and
+        thousands of regressed cells when a version is worse)."""
+        kept = tuple(d for d in self.deltas if d.level != "cell")
+        return replace(
+            self,
+            deltas=kept,
+            regressed_cells_left_out=self.n_regressions - sum(d.regressed for d in kept),
+        )
 
     def overall(self) -> list[CellDelta]:
         return [d for d in self.deltas if d.level == "overall"]

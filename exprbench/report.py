@@ -891,9 +891,7 @@ def _paged_sheet(
     """(the contact sheet's rows for index.html, its pages): up to `page_size` images the
     sheet is inline and there are no pages; beyond, every page is written (one at a time,
     thumbnails decoded page by page) and index.html gets the links only."""
-    sheet_rows = source.sheet_rows()
-    images = dict(sheet_rows)
-    cut = pages(sheet_rows, page_size)
+    cut = pages(source.sheet_rows(), page_size)
 
     def sheet(members: list[Row]) -> list[Row]:
         paths = sorted({str(r["path"]) for r in members})
@@ -906,7 +904,6 @@ def _paged_sheet(
         return sheet([r for _, members in source.sheet_groups() for r in members]), []
     names = [f"page-{k + 1:04d}.html" for k in range(len(cut))]
     folder = pages_dir(out_html).name
-    page_of = {key: k for k, keys in enumerate(cut) for key in keys}
     template = environment.get_template(PAGE_TEMPLATE)
 
     def render(k: int, members: list[Row]) -> tuple[str, str]:
@@ -922,24 +919,32 @@ def _paged_sheet(
         return names[k], html
 
     def rendered(_: Path) -> Iterator[tuple[str, str]]:
-        current = 0
+        # sheet_groups come in the order the pages were cut from: a page is its next rows
+        current, rows_left = 0, cut[0].rows
         members: list[Row] = []
         for key, group in source.sheet_groups():
-            if page_of[key] != current:
+            if not rows_left:
                 yield render(current, members)
-                current, members = page_of[key], []
+                current, members = current + 1, []
+                rows_left = cut[current].rows
+            if not members and key != cut[current].first:  # the two queries disagree: a bug
+                raise RuntimeError(
+                    f"contact sheet: page {current + 1} starts at {key}, "
+                    f"not at {cut[current].first}"
+                )
             members += group
+            rows_left -= 1
         yield render(current, members)
 
     write_pages(out_html, rendered)
     links = [
         {
             "href": f"{folder}/{names[k]}",
-            "first": " ".join(keys[0]),
-            "last": " ".join(keys[-1]),
-            "images": sum(images[key] for key in keys),
+            "first": " ".join(page.first),
+            "last": " ".join(page.last),
+            "images": page.images,
         }
-        for k, keys in enumerate(cut)
+        for k, page in enumerate(cut)
     ]
     return [], links
 

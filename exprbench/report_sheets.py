@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,13 +194,14 @@ class ReportScores:
                 ).to_arrow_table()
             )
 
-    def sheet_rows(self) -> list[tuple[GroupKey, int]]:
-        """Each row of the contact sheet (generator, version, subject) and its images."""
-        found = self.con.sql(
-            """SELECT generator, version, subject, count(DISTINCT path) FROM scores
-               GROUP BY ALL ORDER BY generator, version, subject"""
-        ).fetchall()
-        return [((str(g), str(v), str(s)), int(n)) for g, v, s, n in found]
+    def sheet_rows(self) -> Iterator[tuple[GroupKey, int]]:
+        """Each row of the contact sheet (generator, version, subject) and its images, in
+        sheet order, streamed."""
+        query = """SELECT generator, version, subject, count(DISTINCT path) AS n FROM scores
+                   GROUP BY ALL ORDER BY generator, version, subject"""
+        for row in self._stream(query):
+            key = (str(row["generator"]), str(row["version"]), str(row["subject"]))
+            yield key, int(row["n"])
 
     def sheet_groups(self) -> Iterator[tuple[GroupKey, list[Row]]]:
         """The score rows of each sheet row, in sheet order, one row at a time."""
@@ -296,17 +297,27 @@ def _of_paths(con: duckdb.DuckDBPyConnection, table: str, paths: Sequence[str]) 
         con.unregister("wanted")
 
 
-def pages(rows: Sequence[tuple[GroupKey, int]], page_size: int) -> list[list[GroupKey]]:
-    """Sheet rows cut into pages of whole rows, at most `page_size` images each (a row
-    with more has a page of its own)."""
-    out: list[list[GroupKey]] = []
-    images = 0
+@dataclass(frozen=True, slots=True)
+class SheetPage:
+    """One page of a paged contact sheet: its first and last sheet row, how many rows
+    and images it holds (not the rows themselves: a large sheet has tens of thousands)."""
+
+    first: GroupKey
+    last: GroupKey
+    rows: int
+    images: int
+
+
+def pages(rows: Iterable[tuple[GroupKey, int]], page_size: int) -> list[SheetPage]:
+    """Sheet rows (in sheet order, with their images) cut into pages of whole rows, at
+    most `page_size` images each (a row with more has a page of its own)."""
+    out: list[SheetPage] = []
     for key, n in rows:
-        if not out or images + n > page_size:
-            out.append([])
-            images = 0
-        out[-1].append(key)
-        images += n
+        if not out or out[-1].images + n > page_size:
+            out.append(SheetPage(key, key, 1, n))
+        else:
+            page = out[-1]
+            out[-1] = SheetPage(page.first, key, page.rows + 1, page.images + n)
     return out
 
 

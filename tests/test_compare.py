@@ -255,6 +255,19 @@ def test_a_bounded_comparison_keeps_what_a_page_draws(hand_built) -> None:
     assert _compare(hand_built, subjects_shown=5).deltas == full.deltas
 
 
+def test_essentials_keep_the_pooled_deltas_and_count_every_regression(hand_built) -> None:
+    """What the report keeps of each comparison for deltas.json: the pooled deltas, and
+    the number of regressed deltas (single cells counted, no longer held)."""
+    full = _compare(hand_built)
+    regressed_cells = [d for d in full.regressions() if d.level == "cell"]
+    assert regressed_cells
+    kept = full.essentials()
+    assert kept.deltas == tuple(d for d in full.deltas if d.level != "cell")
+    assert kept.regressed_cells_left_out == len(regressed_cells)
+    assert kept.n_regressions == full.n_regressions == len(full.regressions())
+    assert kept.essentials() == kept  # nothing more to leave out, nothing counted twice
+
+
 def test_choosing_versions() -> None:
     orders = {
         "G": VersionOrder("G", ("1", "2", "3"), "versions.csv", None),

@@ -587,3 +587,15 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(tmp_path: Path) -> No
     # the source order inside a row is kept (the rows were shuffled, not sorted by path)
     first = [path for path, _ in expected[0][1]]
     assert first != sorted(first) or len(set(first)) == 1
+
+
+def test_pages_cut_whole_sheet_rows_and_keep_only_their_bounds() -> None:
+    from exprbench.report_sheets import SheetPage, pages
+
+    rows = [(("g", "v", s), n) for s, n in zip("abcde", (2, 2, 7, 1, 1), strict=True)]
+    assert pages(iter(rows), 5) == [
+        SheetPage(("g", "v", "a"), ("g", "v", "b"), 2, 4),
+        SheetPage(("g", "v", "c"), ("g", "v", "c"), 1, 7),  # more than a page: alone
+        SheetPage(("g", "v", "d"), ("g", "v", "e"), 2, 2),
+    ]
+    assert pages(iter(()), 5) == []
