@@ -692,7 +692,8 @@ def _deltas(
         for (scorer, metric), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
             spec = by_column[metric]
             means: Means = {}
-            by_subject = (list(rows) for _, rows in itertools.groupby(group, key=lambda r: r[2]))
+            # one subject's rows each (a list: groupby's groups end when it moves on)
+            by_subject = (list(rows_of) for _, rows_of in itertools.groupby(group, lambda r: r[2]))
             # the single cells a few subjects at a time, only the means of all of them
             while chunk := list(itertools.islice(by_subject, _CHUNK_SUBJECTS)):
                 cells: Cells = {}
