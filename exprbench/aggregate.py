@@ -54,6 +54,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from exprbench.agreement import table_range_violations
-from exprbench.duckdb_memory import DEFAULT_BOUNDS, bounded_connection, connect
+from exprbench.duckdb_memory import (
+    DEFAULT_BOUNDS,
+    SCRATCH_FORMAT,
+    connect,
+    parquet_list,
+    run_conditions,
+    sorted_parts,
+    sql_string,
+)
 from exprbench.fileio import current_umask
 from exprbench.identity import IDENTITY_TABLES, add_leaderboard_auc, identity_tables
 from exprbench.judgement_specs import AMBIGUOUS, LAMBDA_WEIGHT, PER_IMAGE_TABLES, SCR_PAIRS
@@ -121,17 +130,13 @@ _T975_SMALL_DF: tuple[float, ...] = (
 _Z975 = 1.959963984540054
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _value_sql(spec: MetricSpec) -> str:
     """A metric's value on a `scored` row: derived, cast to DOUBLE, nulled on the reference."""
     value = spec.sql or f"s.{spec.column}"
     if spec.dtype == "bool":
         value = f"({value})::DOUBLE"
     if spec.relative_to_neutral:
-        value = f"CASE WHEN s.expression <> {_sql_string(NEUTRAL)} THEN {value} END"
+        value = f"CASE WHEN s.expression <> {sql_string(NEUTRAL)} THEN {value} END"
     return f"{value} AS {spec.column}"
 
 
@@ -150,10 +155,62 @@ def study_table(name: str) -> StudyTable:
     return declared.get(name) or StudyTable(name, name.replace("_", " ").capitalize())
 
 
-def _setup_sql(scores_glob: str, specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> list[str]:
-    """Temp objects each table query builds on (nothing here is stored in the file)."""
+def _scratch_view(name: str, query: str, scratch: Path) -> list[str]:
+    """Statements that make `name` a view over `query`'s rows, written to a Parquet file
+    in `scratch`. In place of a temp table: DuckDB keeps a temp table's rows in its
+    buffers (at a million rows, most of `duckdb.memory_limit`, leaving too little for the
+    sorts and joins that read it) but reads a Parquet file a row group at a time."""
+    file = sql_string(str(scratch / f"{name}.parquet"))
+    return [
+        f"COPY ({query}) TO {file} {SCRATCH_FORMAT}",
+        f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet({file})",
+    ]
+
+
+@dataclass(frozen=True)
+class RunSorted:
+    """The rows of `query` in `order`, whose first columns (`runs`) name a run: a table
+    that grows with the corpus, sorted and stored a pass of whole runs at a time.
+    `counted`: the rows whose number per run sizes the passes (default `query`'s own; a
+    grouped query names the rows it groups, so counting does not group them all)."""
+
+    query: str
+    order: str
+    runs: tuple[str, ...] = ("generator", "version")
+    counted: str | None = None
+
+    def __post_init__(self) -> None:
+        if [c.strip() for c in self.order.split(",")][: len(self.runs)] != list(self.runs):
+            raise ValueError(f"order {self.order!r} must begin with the runs {self.runs}")
+
+
+def _create_table(
+    con: duckdb.DuckDBPyConnection, name: str, query: str | RunSorted, scratch: Path
+) -> None:
+    """Store `query`'s rows as table `name`, in its order, within `duckdb.memory_limit`.
+
+    Through Parquet files with small row groups: sorting straight into a table holds a
+    whole row group of the table (122,880 rows) beside the sort. A `RunSorted` query is
+    sorted a pass of runs at a time (`run_conditions`), the passes appended in order."""
+    if isinstance(query, str):
+        parts = [scratch / f"{name}.parquet"]
+        con.execute(f"COPY ({query}) TO {sql_string(str(parts[0]))} {SCRATCH_FORMAT}")
+    else:
+        conditions = run_conditions(con, query.counted or query.query, query.runs)
+        parts = sorted_parts(con, query.query, query.order, conditions, scratch, name)
+    for index, part in enumerate(parts):
+        rows = f"SELECT * FROM read_parquet({parquet_list([part])})"
+        con.execute(f"INSERT INTO {name} {rows}" if index else f"CREATE TABLE {name} AS {rows}")
+        part.unlink()
+
+
+def _setup_sql(
+    scores_glob: str, scratch: Path, specs: Sequence[MetricSpec] = BUILTIN_METRICS
+) -> list[str]:
+    """Temp objects each table query builds on (nothing here is stored in the database;
+    those that grow with the corpus are Parquet files in `scratch`, see `_scratch_view`)."""
     expressions = ", ".join(
-        f"({_sql_string(name)}, {order})" for order, name in enumerate(EXPRESSIONS)
+        f"({sql_string(name)}, {order})" for order, name in enumerate(EXPRESSIONS)
     )
     small_t = ", ".join(f"{t!r}" for t in _T975_SMALL_DF)
     z = f"{_Z975!r}::DOUBLE"  # a bare literal is DECIMAL and overflows in z^9
@@ -178,21 +235,27 @@ def _setup_sql(scores_glob: str, specs: Sequence[MetricSpec] = BUILTIN_METRICS) 
         # descriptors are large and unused here: leave them in the files.
         f"""CREATE TEMP VIEW scores AS
             SELECT * EXCLUDE (descriptor, impostor_ids, impostor_distances)
-            FROM read_parquet({_sql_string(scores_glob)},
+            FROM read_parquet({sql_string(scores_glob)},
                 hive_partitioning = false, union_by_name = true)""",
-        f"""CREATE TEMP TABLE subjects AS
-            SELECT generator, version, subject,
-                   coalesce(any_value(subject_gender), {_sql_string(UNKNOWN_GENDER)})
+        *_scratch_view(
+            "subjects",
+            f"""SELECT generator, version, subject,
+                   coalesce(any_value(subject_gender), {sql_string(UNKNOWN_GENDER)})
                        AS subject_gender
-            FROM scores GROUP BY generator, version, subject""",
+                FROM scores GROUP BY generator, version, subject""",
+            scratch,
+        ),
         """CREATE TEMP TABLE runs AS SELECT DISTINCT scorer, generator, version FROM scores""",
         # One row per image and scorer: every metric as DOUBLE, reference-relative ones
         # nulled on neutral rows, derived ones computed.
-        f"""CREATE TEMP TABLE scored AS
-            SELECT s.scorer, s.scorer_version, s.generator, s.version, s.subject,
+        *_scratch_view(
+            "scored",
+            f"""SELECT s.scorer, s.scorer_version, s.generator, s.version, s.subject,
                    j.subject_gender, s.expression, s.replicate, s.face_found, s.top1,
                    {", ".join(_value_sql(spec) for spec in specs)}
-            FROM scores s JOIN subjects j USING (generator, version, subject)""",
+                FROM scores s JOIN subjects j USING (generator, version, subject)""",
+            scratch,
+        ),
         # Which study tables a scorer belongs in, from what it filled (no registry needed).
         f"""CREATE TEMP TABLE producers AS
             SELECT scorer{"," if producers else ""} {producers}
@@ -235,7 +298,7 @@ def _leaderboard_value(spec: MetricSpec) -> tuple[str, str | None]:
     board = spec.leaderboard
     assert board is not None
     value = f"abs(s.{spec.column})" if board.statistic == "mean_abs" else f"s.{spec.column}"
-    scope = None if board.include_neutral else f"s.expression <> {_sql_string(NEUTRAL)}"
+    scope = None if board.include_neutral else f"s.expression <> {sql_string(NEUTRAL)}"
     return value, scope
 
 
@@ -309,15 +372,19 @@ SUBJECT_CELLS = "subject_cells"
 STORED_TABLES: tuple[str, ...] = (*PER_IMAGE_TABLES, SUBJECT_CELLS)
 
 
-def subject_cells_sql(run: IntervalSource) -> str:
-    """Per scorer x generator/version x subject x expression, the mean of each run
-    statistic over that cell's images: what the report's paired comparison of two runs
-    pairs up (named like `run_intervals`' statistics)."""
+def subject_cells_query(run: IntervalSource) -> RunSorted:
+    """`subject_cells`: per scorer x generator/version x subject x expression, the mean
+    of each run statistic over that cell's images (what the report's paired comparison
+    of two runs pairs up; named like `run_intervals`' statistics). Grouped a pass of runs
+    at a time: one GROUP BY over every cell holds all their running sums at once."""
     means = "".join(f", avg(v{i}) AS {name}" for i, name in enumerate(run.stems))
-    return f"""CREATE TABLE {SUBJECT_CELLS} AS
-        SELECT scorer, generator, version, subject, expression{means}
-        FROM ({run.sql}) GROUP BY ALL
-        ORDER BY scorer, generator, version, subject, expression"""
+    return RunSorted(
+        f"""SELECT scorer, generator, version, subject, expression{means}
+            FROM ({run.sql}) GROUP BY ALL""",
+        "scorer, generator, version, subject, expression",
+        runs=("scorer", "generator", "version"),
+        counted=run.sql,
+    )
 
 
 def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
@@ -326,8 +393,8 @@ def _run_intervals_sql(specs: Sequence[MetricSpec]) -> str:
     for order, (name, spec) in enumerate(run_statistics(specs)):
         value, scope = _run_value(spec)
         parts.append(
-            f"""SELECT s.scorer, s.generator, s.version, {_sql_string(spec.column)} AS metric,
-                   {_sql_string(name)} AS statistic, {order} AS statistic_order,
+            f"""SELECT s.scorer, s.generator, s.version, {sql_string(spec.column)} AS metric,
+                   {sql_string(name)} AS statistic, {order} AS statistic_order,
                    count(v) AS n, avg(v) AS mean, stddev_samp(v) AS sd,
                    avg(v) - ci_half(stddev_samp(v), count(v)) AS ci95_low,
                    avg(v) + ci_half(stddev_samp(v), count(v)) AS ci95_high,
@@ -403,7 +470,7 @@ def table_sql(specs: Sequence[MetricSpec] = BUILTIN_METRICS) -> dict[str, str]:
     for name, metrics in tables.items():
         only_relative = all(spec.relative_to_neutral for spec in metrics)
         columns = ", ".join(c for spec in metrics for c in _stat_columns(spec))
-        neutral = f"AND expression <> {_sql_string(NEUTRAL)}" if only_relative else ""
+        neutral = f"AND expression <> {sql_string(NEUTRAL)}" if only_relative else ""
         queries[name] = f"""
         SELECT {_CELL_KEYS}, {_CELL_FACTS}, {columns}
         FROM cells WHERE scorer IN (SELECT scorer FROM producers WHERE {name}) {neutral}
@@ -508,7 +575,7 @@ def _check_columns(
     con: duckdb.DuckDBPyConnection, scores_glob: str, specs: Sequence[MetricSpec]
 ) -> None:
     described = con.sql(
-        f"DESCRIBE SELECT * FROM read_parquet({_sql_string(scores_glob)}, "
+        f"DESCRIBE SELECT * FROM read_parquet({sql_string(scores_glob)}, "
         "hive_partitioning = false, union_by_name = true)"
     ).fetchall()
     present = {row[0] for row in described}
@@ -522,25 +589,27 @@ def _build(
     scores_glob: str,
     uncertainty: Uncertainty | None = None,
     *,
+    scratch: Path,
     per_image: bool = True,
 ) -> dict[str, pa.Table]:
     """Build every table in `con`; return them, less those that grow with the corpus
     (STORED_TABLES: the per-image ones, checked in batches, and subject_cells, which has
-    nothing to check) unless `per_image`: those are left in `con`."""
+    nothing to check) unless `per_image`: those are left in `con`. `scratch`: a folder
+    for the `scored` file (see `_setup_sql`), removed by the caller."""
     specs = scores_specs(scores_glob)
     try:
         _check_columns(con, scores_glob, specs)
     except duckdb.IOException as error:
         raise NoScoresError(f"no scores Parquet files match {scores_glob!r}: {error}") from error
-    for statement in _setup_sql(scores_glob, specs):
+    for statement in _setup_sql(scores_glob, scratch, specs):
         con.execute(statement)
     tables = {}
     sources = interval_sources(specs)
     for name, query in table_sql(specs).items():
-        con.execute(f"CREATE TABLE {name} AS {query}")
+        _create_table(con, name, query, scratch)
         if uncertainty is not None and name in sources:
             fill_intervals(con, name, sources[name], seed=uncertainty[0], resamples=uncertainty[1])
-    con.execute(subject_cells_sql(sources["run_intervals"]))
+    _create_table(con, SUBJECT_CELLS, subject_cells_query(sources["run_intervals"]), scratch)
     for name, table in identity_tables(scores_glob, con).items():
         con.register("identity_source", table)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM identity_source")
@@ -549,7 +618,11 @@ def _build(
     for name in [*table_sql(specs), SUBJECT_CELLS, *IDENTITY_TABLES]:
         if per_image or name not in STORED_TABLES:
             tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
-    tables.update(build_judgement_tables(con, scores_declared(scores_glob), per_image=per_image))
+    tables.update(
+        build_judgement_tables(
+            con, scores_declared(scores_glob), scratch=scratch, per_image=per_image
+        )
+    )
     check_tables(tables)  # intervals ordered, AUCs and rates in [0, 1]
     return tables
 
@@ -559,9 +632,13 @@ def compute_tables(
     uncertainty: Uncertainty | None = None,
     bounds: DuckdbSettings = DEFAULT_BOUNDS,
 ) -> dict[str, pa.Table]:
-    """All tables, in memory (no files written); DuckDB works within `bounds`."""
-    with bounded_connection(bounds) as con:
-        return _build(con, scores_glob, uncertainty)
+    """All tables, in memory (no file written outside a temporary folder); DuckDB works
+    within `bounds`."""
+    with (
+        tempfile.TemporaryDirectory(prefix="exprbench-aggregate-") as scratch,
+        connect(bounds=bounds, spill=Path(scratch) / "spill") as con,
+    ):
+        return _build(con, scores_glob, uncertainty, scratch=Path(scratch))
 
 
 class StoredTables(Mapping[str, pa.Table]):
@@ -628,7 +705,7 @@ def build_tables(
     try:
         tmp_db = staging / database.name
         with connect(tmp_db, bounds, spill=staging / "spill") as con:
-            tables = _build(con, scores_glob, uncertainty, per_image=False)
+            tables = _build(con, scores_glob, uncertainty, scratch=staging, per_image=False)
             con.execute("CHECKPOINT")
             write_csvs(_table_readers(con, [*tables, *STORED_TABLES]), csv_dir)
         os.replace(tmp_db, database)
@@ -806,112 +883,138 @@ def _recognizers(
 
 
 def _in_list(names: Sequence[str]) -> str:
-    return "(" + ", ".join(_sql_string(n) for n in names) + ")" if names else "(NULL)"
+    return "(" + ", ".join(sql_string(n) for n in names) + ")" if names else "(NULL)"
 
 
-def _majority_statements(votes: str, prefix: str, order: str) -> list[str]:
+def _majority_statements(votes: str, prefix: str, order: str, scratch: Path) -> list[str]:
     """Per image of `votes` (generator, version, path, scorer, label, prob): each label's
     votes and the image's number of raters (`image_raters`) into `<prefix>_tally`, the
-    majority label with its tie rule into `<prefix>_majority` (exprbench.agreement.majority)."""
+    majority label with its tie rule into `<prefix>_majority` (exprbench.agreement.majority).
+    A tie is counted by a window (`same_votes`: the image's labels with as many votes),
+    not by a subquery per image, which DuckDB joins back to the whole tally at once."""
     return [
-        f"""CREATE TEMP TABLE {prefix}_tally AS
-            SELECT t.*, max(t.votes) OVER (PARTITION BY t.generator, t.version, t.path)
+        *_scratch_view(
+            f"{prefix}_tally",
+            f"""SELECT t.*, max(t.votes) OVER (PARTITION BY t.generator, t.version, t.path)
                        AS top_votes,
                    sum(t.votes) OVER (PARTITION BY t.generator, t.version, t.path)
                        AS image_raters,
+                   count(*) OVER (PARTITION BY t.generator, t.version, t.path, t.votes)
+                       AS same_votes,
                    row_number() OVER (PARTITION BY t.generator, t.version, t.path
                        ORDER BY t.votes DESC, t.confidence DESC, {order}, t.label) AS rk
             FROM (SELECT generator, version, path, label, count(*) AS votes,
                          sum(coalesce(prob, 0)) AS confidence
                   FROM {votes} GROUP BY ALL) t
             LEFT JOIN expression_order o ON o.expression = t.label""",
-        f"""CREATE TEMP TABLE {prefix}_majority AS
-            SELECT m.generator, m.version, m.path, m.label AS majority,
-                   m.votes AS majority_votes,
-                   (SELECT count(*) FROM {prefix}_tally t
-                    WHERE t.generator = m.generator AND t.version = m.version
-                      AND t.path = m.path AND t.votes = m.votes) > 1 AS tied
+            scratch,
+        ),
+        *_scratch_view(
+            f"{prefix}_majority",
+            f"""SELECT m.generator, m.version, m.path, m.label AS majority,
+                   m.votes AS majority_votes, m.same_votes > 1 AS tied
             FROM {prefix}_tally m WHERE m.rk = 1""",
+            scratch,
+        ),
     ]
 
 
 def _image_verdicts_sql(
-    votes: str, prefix: str, raters: Sequence[str], extra: str = ""
-) -> tuple[str, str]:
-    """(statement, query): one row per image with its raters, verdicts, majority and
-    agreement rate. The votes are grouped into a table of their own before the join with
-    the majority: a join feeding an aggregate holds both in memory at once, and does not
-    fit `duckdb.memory_limit` at millions of rows."""
+    votes: str, prefix: str, raters: Sequence[str], scratch: Path, extra: str = ""
+) -> tuple[list[str], RunSorted]:
+    """(statements, query): one row per image with its raters, verdicts, majority and
+    agreement rate. Each step is written out before the next reads it (the votes grouped
+    per image, then joined with the majority, then sorted): a join feeding an aggregate
+    or a sort holds both in memory at once, over `duckdb.memory_limit` at a million rows."""
     # the verdicts as one column per rater joined in rater order: a plain aggregate that
     # spills, where an ordered string_agg holds every image's votes in memory
     verdicts = ", ".join(
-        f"max(CASE WHEN scorer = {_sql_string(rater)} THEN {_sql_string(rater + ': ')}"
+        f"max(CASE WHEN scorer = {sql_string(rater)} THEN {sql_string(rater + ': ')}"
         " || label || coalesce(' ' || printf('%.2f', prob), '') END)"
         for rater in sorted(raters)
     )
-    statement = f"""CREATE TEMP TABLE {prefix}_images AS
-        SELECT generator, version, subject, expression, replicate, path,
+    statements = _scratch_view(
+        f"{prefix}_images",
+        f"""SELECT generator, version, subject, expression, replicate, path,
                any_value(subject_gender) AS subject_gender, count(*) AS n_raters,
                {f"concat_ws('; ', {verdicts})" if raters else "NULL::VARCHAR"} AS verdicts
-        FROM {votes} GROUP BY generator, version, subject, expression, replicate, path"""
-    query = f"""
-        SELECT i.generator, i.version, i.subject, i.expression, i.replicate, i.path,
+            FROM {votes} GROUP BY generator, version, subject, expression, replicate, path""",
+        scratch,
+    )
+    statements += _scratch_view(
+        f"{prefix}_verdicts",
+        f"""SELECT i.generator, i.version, i.subject, i.expression, i.replicate, i.path,
                i.subject_gender, i.n_raters, i.verdicts, m.majority, m.majority_votes,
                m.tied, m.majority_votes / i.n_raters AS agreement_rate,
                m.majority_votes = i.n_raters AS unanimous
                {extra}
-        FROM {prefix}_images i JOIN {prefix}_majority m USING (generator, version, path)
-        ORDER BY i.generator, i.version, i.subject, i.expression, i.replicate"""
-    return statement, query
+            FROM {prefix}_images i JOIN {prefix}_majority m USING (generator, version, path)""",
+        scratch,
+    )
+    query = RunSorted(
+        f"SELECT * FROM {prefix}_verdicts", "generator, version, subject, expression, replicate"
+    )
+    return statements, query
 
 
 def _top1_of_six_sql() -> str:
     six = [e for e in EXPRESSIONS if e != NEUTRAL]
     best = f"greatest({', '.join(f'p_{e}' for e in six)})"
-    cases = " ".join(f"WHEN p_{e} = {best} THEN {_sql_string(e)}" for e in six)
+    cases = " ".join(f"WHEN p_{e} = {best} THEN {sql_string(e)}" for e in six)
     return f"CASE {cases} END"
 
 
 def _scr_sql(a: str, b: str) -> str:
     """Structural confusion of the pair (a, b): images requested as either, top-1 the other."""
-    qa, qb = _sql_string(a), _sql_string(b)
+    qa, qb = sql_string(a), sql_string(b)
     confused = f"(expression = {qa} AND top1 = {qb} OR expression = {qb} AND top1 = {qa})"
     return f"avg({confused}::DOUBLE) FILTER (WHERE expression IN ({qa}, {qb})) AS scr_{a}_{b}"
 
 
 def _judgement_queries(
-    expression_raters: Sequence[str], gender_raters: Sequence[str], columns: set[str]
-) -> tuple[list[str], dict[str, str]]:
+    expression_raters: Sequence[str],
+    gender_raters: Sequence[str],
+    columns: set[str],
+    scratch: Path,
+) -> tuple[list[str], dict[str, str | RunSorted]]:
     """(temp statements, name -> query of each judgement table)."""
     statements = [
-        f"""CREATE TEMP TABLE votes AS
-            SELECT s.generator, s.version, s.subject, j.subject_gender, s.expression,
+        *_scratch_view(
+            "votes",
+            f"""SELECT s.generator, s.version, s.subject, j.subject_gender, s.expression,
                    s.replicate, s.path, s.scorer, s.top1 AS label, s.top1_prob AS prob
             FROM scores s JOIN subjects j USING (generator, version, subject)
             WHERE s.scorer IN {_in_list(expression_raters)} AND s.top1 IS NOT NULL""",
-        *_majority_statements("votes", "expr", "coalesce(o.expression_order, 99)"),
-        f"""CREATE TEMP TABLE gender_votes AS
-            SELECT s.generator, s.version, s.subject, j.subject_gender, s.expression,
+            scratch,
+        ),
+        *_majority_statements("votes", "expr", "coalesce(o.expression_order, 99)", scratch),
+        *_scratch_view(
+            "gender_votes",
+            f"""SELECT s.generator, s.version, s.subject, j.subject_gender, s.expression,
                    s.replicate, s.path, s.scorer, s.gender AS label, s.gender_prob AS prob
             FROM scores s JOIN subjects j USING (generator, version, subject)
             WHERE s.scorer IN {_in_list(gender_raters)} AND s.gender IS NOT NULL""",
-        *_majority_statements("gender_votes", "gender", "0"),
+            scratch,
+        ),
+        *_majority_statements("gender_votes", "gender", "0", scratch),
     ]
-    image_statement, image_query = _image_verdicts_sql(
+    image_statements, image_query = _image_verdicts_sql(
         "votes",
         "expr",
         expression_raters,
+        scratch,
         ", m.majority = i.expression AS majority_is_requested",
     )
-    gender_statement, gender_query = _image_verdicts_sql(
+    gender_statements, gender_query = _image_verdicts_sql(
         "gender_votes",
         "gender",
         gender_raters,
+        scratch,
         ", CASE WHEN i.subject_gender IN ('female', 'male') THEN "
         "m.majority = i.subject_gender END AS majority_matches",
     )
-    statements += [image_statement, gender_statement]
-    queries: dict[str, str] = {
+    statements += [*image_statements, *gender_statements]
+    queries: dict[str, str | RunSorted] = {
         "image_agreement": image_query,
         # Fleiss' kappa over the images every recognizer of the run labelled.
         "agreement": """
@@ -964,9 +1067,9 @@ def _judgement_queries(
         FROM (
             SELECT scorer, generator, version,
                    count(*) AS n_7, avg((top1 = expression)::DOUBLE) AS accuracy_7,
-                   count(*) FILTER (WHERE expression <> {_sql_string(NEUTRAL)}) AS n_6,
+                   count(*) FILTER (WHERE expression <> {sql_string(NEUTRAL)}) AS n_6,
                    avg(({_top1_of_six_sql()} = expression)::DOUBLE)
-                       FILTER (WHERE expression <> {_sql_string(NEUTRAL)}) AS accuracy_6,
+                       FILTER (WHERE expression <> {sql_string(NEUTRAL)}) AS accuracy_6,
                    {", ".join(_scr_sql(a, b) for a, b in SCR_PAIRS)}
             FROM scores WHERE top1 IS NOT NULL AND scorer IN {_in_list(expression_raters)}
             GROUP BY scorer, generator, version)
@@ -1006,7 +1109,7 @@ def _judgement_queries(
         GROUP BY scorer, generator, version, expression
         UNION ALL
         SELECT 'non-neutral' AS scope, NULL AS expression, {per}
-          AND expression <> {_sql_string(NEUTRAL)}
+          AND expression <> {sql_string(NEUTRAL)}
         GROUP BY scorer, generator, version) w
     LEFT JOIN expression_order o USING (expression)
     ORDER BY scorer, generator, version, scope, o.expression_order"""
@@ -1017,6 +1120,7 @@ def build_judgement_tables(
     con: duckdb.DuckDBPyConnection,
     declared: Mapping[str, set[str]] | None,
     *,
+    scratch: Path,
     per_image: bool = True,
 ) -> dict[str, pa.Table]:
     """The judgement tables, in `con` (after `_setup_sql`) and returned (the per-image
@@ -1024,14 +1128,17 @@ def build_judgement_tables(
     (exprbench.judgement_specs.TABLE_METRICS), a per-image table batch by batch."""
     columns = {row[0] for row in con.execute("DESCRIBE scores").fetchall()}
     statements, queries = _judgement_queries(
-        _recognizers(con, declared, "top1"), _recognizers(con, declared, "gender"), columns
+        _recognizers(con, declared, "top1"),
+        _recognizers(con, declared, "gender"),
+        columns,
+        scratch,
     )
     for statement in statements:
         con.execute(statement)
     tables = {}
     problems: list[str] = []
     for name, query in queries.items():
-        con.execute(f"CREATE TABLE {name} AS {query}")
+        _create_table(con, name, query, scratch)
         if per_image or name not in PER_IMAGE_TABLES:
             tables[name] = con.sql(f"SELECT * FROM {name}").to_arrow_table()
             continue

@@ -370,25 +370,26 @@ def directed_specs(scores: Path) -> tuple[MetricSpec, ...]:
     return tuple(spec for spec in specs if spec.higher_is_better is not None)
 
 
-def _cells_sql(scores: Path, specs: Sequence[MetricSpec], only_subjects: bool = False) -> str:
-    """One row per scorer x metric x subject x expression x version (`only_subjects`: of
-    the subjects in the $subjects list parameter)."""
-    from exprbench.aggregate import _sql_string, _value_sql
+def _cells_sql(scores: Path, spec: MetricSpec, only_subjects: bool = False) -> str:
+    """One row per subject x expression x version of one scorer's one metric, sorted
+    (`only_subjects`: of the subjects in the $subjects list parameter). A scorer x metric
+    a query: grouping every metric at once holds a generator's every cell, with its
+    values, in DuckDB at once (over 48MB at a million score rows)."""
+    from exprbench.aggregate import _value_sql
+    from exprbench.duckdb_memory import sql_string
 
-    columns = ", ".join(spec.column for spec in specs)
     return f"""
         WITH s AS (
-            SELECT s.scorer, s.version, s.subject, s.expression, s.replicate,
-                   {", ".join(_value_sql(spec) for spec in specs)}
-            FROM read_parquet({_sql_string(str(scores))}, hive_partitioning = false) s
+            SELECT s.version, s.subject, s.expression, s.replicate, {_value_sql(spec)}
+            FROM read_parquet({sql_string(str(scores))}, hive_partitioning = false) s
             WHERE s.generator = $generator AND s.version IN ($base, $head)
-            {"AND list_contains($subjects, s.subject)" if only_subjects else ""}
-        ), long AS (UNPIVOT s ON {columns} INTO NAME metric VALUE value)
-        SELECT scorer, metric, subject, expression, version, avg(value) AS mean,
-               list(value ORDER BY replicate) AS vals
-        FROM long WHERE NOT isnan(value)
-        GROUP BY scorer, metric, subject, expression, version
-        ORDER BY scorer, metric, subject, expression, version"""
+              AND s.scorer = $scorer
+            {"AND list_contains($subjects, s.subject)" if only_subjects else ""})
+        SELECT subject, expression, version, avg({spec.column}) AS mean,
+               list({spec.column} ORDER BY replicate) AS vals
+        FROM s WHERE {spec.column} IS NOT NULL AND NOT isnan({spec.column})
+        GROUP BY subject, expression, version
+        ORDER BY subject, expression, version"""
 
 
 _DRAWS_AT_ONCE = 250_000  # single-cell bootstrap draws held at once (~2 MB an array)
@@ -680,36 +681,50 @@ def _deltas(
     single cells of `_CHUNK_SUBJECTS` subjects in memory at a time (filtered as they are
     made), and one scorer x metric's cell means for its pooled deltas. `only_subjects`:
     those subjects' single cells only (no pooled deltas: they would be over a subset)."""
-    by_column = {spec.column: spec for spec in specs}
     deltas: list[CellDelta] = []
     subjects: set[str] = set()
-    if specs:
-        params: dict[str, Any] = {"generator": generator, "base": base, "head": head}
-        if only_subjects is not None:
-            params["subjects"] = list(only_subjects)
-        rows = _stream(con, _cells_sql(scores, specs, only_subjects is not None), params)
-        key = ("compare", generator, base, head)
-        for (scorer, metric), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
-            spec = by_column[metric]
-            means: Means = {}
-            # one subject's rows each (a list: groupby's groups end when it moves on)
-            by_subject = (list(rows_of) for _, rows_of in itertools.groupby(group, lambda r: r[2]))
-            # the single cells a few subjects at a time, only the means of all of them
-            while chunk := list(itertools.islice(by_subject, _CHUNK_SUBJECTS)):
-                cells: Cells = {}
-                for subject_rows in chunk:
-                    for _, _, subject, expression, version, mean, vals in subject_rows:
-                        cells.setdefault((subject, expression), {})[version] = (float(mean), vals)
-                        means.setdefault((subject, expression), {})[version] = float(mean)
-                found = _cell_deltas(scorer, spec, cells, (base, head), key, rule, seed, resamples)
-                deltas += found if kept is None else filter(kept, found)
-            subjects.update(subject for subject, _ in means)
-            if only_subjects is None:  # pooled over a subset of subjects would mislead
-                found = _pooled_deltas(
-                    scorer, spec, means, (base, head), key, rule, seed, resamples
-                )
-                deltas += found if kept is None else filter(kept, found)
+    params: dict[str, Any] = {"generator": generator, "base": base, "head": head}
+    if only_subjects is not None:
+        params["subjects"] = list(only_subjects)
+    key = ("compare", generator, base, head)
+    for scorer, spec in itertools.product(_scorers(con, scores, params) if specs else [], specs):
+        rows = _stream(
+            con, _cells_sql(scores, spec, only_subjects is not None), params | {"scorer": scorer}
+        )
+        means: Means = {}
+        # one subject's rows each (a list: groupby's groups end when it moves on)
+        by_subject = (list(rows_of) for _, rows_of in itertools.groupby(rows, lambda r: r[0]))
+        # the single cells a few subjects at a time, only the means of all of them
+        while chunk := list(itertools.islice(by_subject, _CHUNK_SUBJECTS)):
+            cells: Cells = {}
+            for subject_rows in chunk:
+                for subject, expression, version, mean, vals in subject_rows:
+                    cells.setdefault((subject, expression), {})[version] = (float(mean), vals)
+                    means.setdefault((subject, expression), {})[version] = float(mean)
+            found = _cell_deltas(scorer, spec, cells, (base, head), key, rule, seed, resamples)
+            deltas += found if kept is None else filter(kept, found)
+        if not means:  # the scorer does not fill this metric
+            continue
+        subjects.update(subject for subject, _ in means)
+        if only_subjects is None:  # pooled over a subset of subjects would mislead
+            found = _pooled_deltas(scorer, spec, means, (base, head), key, rule, seed, resamples)
+            deltas += found if kept is None else filter(kept, found)
     return deltas, subjects
+
+
+def _scorers(con: Any, scores: Path, params: dict[str, Any]) -> list[str]:
+    """The scorers with rows of the compared versions, sorted."""
+    from exprbench.duckdb_memory import sql_string
+
+    query = f"""SELECT DISTINCT scorer FROM read_parquet({sql_string(str(scores))},
+                    hive_partitioning = false)
+                WHERE generator = $generator AND version IN ($base, $head) ORDER BY scorer"""
+    return [
+        row[0]
+        for row in con.sql(
+            query, params={k: params[k] for k in ("generator", "base", "head")}
+        ).fetchall()
+    ]
 
 
 def compare_versions(

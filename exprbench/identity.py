@@ -261,10 +261,11 @@ def _histograms(
     low = min(low, 0.0) if low >= 0 else low
     if high <= low:
         high = low + 1.0
-    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
     out = []
     for kind, values in (("genuine", genuine), ("impostor", impostor)):
-        counts, _ = np.histogram(values, bins=edges)
+        # equal bins given by number and range: numpy bins them a block at a time (the
+        # edges as an array would sort a copy of every value); same edges, same counts
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(low, high))
         for k, count in enumerate(counts):
             out.append(
                 {
@@ -305,6 +306,8 @@ def _ensemble(
     distances in the run, population sd), averaged over the members on the images and
     impostors every member measured; rank-1 outcomes and margins per image with an
     impostor. None with fewer than two scorers."""
+    if pc.count_distinct(rows["scorer"]).as_py() < 2:
+        return None  # before filtering: that copies the run's rows
     rows = rows.filter(pc.greater(pc.list_value_length(rows["impostor_ids"]), 0))
     scorers = sorted(pc.unique(rows["scorer"]).to_pylist())
     if len(scorers) < 2:
@@ -390,14 +393,16 @@ def _run_tables(
         return
     run = (rows["generator"][0].as_py(), rows["version"][0].as_py())
     members = []
-    for scorer in sorted(pc.unique(rows["scorer"]).to_pylist()):
-        measured = rows.filter(pc.equal(rows["scorer"], scorer))
+    scorers = sorted(pc.unique(rows["scorer"]).to_pylist())
+    for scorer in scorers:
+        # one scorer's rows; the run's own table when it is the only one (no copy)
+        measured = rows if len(scorers) == 1 else rows.filter(pc.equal(rows["scorer"], scorer))
         genuine = _floats(measured["identity_distance"])
         pairs = _impostor_pairs(measured)
         impostor = _floats(pairs["distance"])
-        sets = impostor[
-            np.asarray(pc.starts_with(pairs["impostor_id"], SUBJECT_PREFIX), dtype=bool)
-        ]
+        in_sets = np.asarray(pc.starts_with(pairs["impostor_id"], SUBJECT_PREFIX), dtype=bool)
+        del pairs  # the impostor ids: as many as the distances, and strings
+        sets = impostor[in_sets]
         row = _summary_row(
             scorer,
             run,

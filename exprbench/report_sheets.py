@@ -26,7 +26,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from exprbench.duckdb_memory import connect
+from exprbench.duckdb_memory import (
+    connect,
+    hash_conditions,
+    parquet_list,
+    run_conditions,
+    sorted_parts,
+)
 from exprbench.fileio import current_umask
 from exprbench.geometry_report import COLUMNS as GEOMETRY_COLUMNS
 from exprbench.settings import DuckdbSettings
@@ -45,6 +51,8 @@ _EXCLUDED = ("descriptor", "impostor_ids", "impostor_distances")  # large, unuse
 # rows come as Python dicts of every column (a few KB each): a small batch keeps them few
 _BATCH_ROWS = 2048
 _SHEET_ORDER = "generator, version, subject, _row"
+# score rows (every column) sorted at once into the sheet's order: 100,000 need over 48MB
+SHEET_ROWS_PER_PASS = 20_000
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -126,13 +134,21 @@ class ReportScores:
         # The contact sheet's order, sorted once now, while little else is in memory, and
         # read back in file order (DuckDB keeps a scan's insertion order) page by page:
         # sorting while the pages are rendered would add DuckDB's sort to their memory.
-        _sorted_view(con, "sheet_order", "SELECT * EXCLUDE (_row) FROM scores", spill, _SHEET_ORDER)
+        _sorted_view(
+            con,
+            "sheet_order",
+            "SELECT * FROM scores",
+            spill,
+            _SHEET_ORDER,
+            runs=("generator", "version", "subject"),
+            rows_per_pass=SHEET_ROWS_PER_PASS,
+        )
 
         def lookup(paths: Sequence[str]) -> tuple[dict[str, Path], dict[str, str | None]]:
             rows = _of_paths(con, "image_info", paths)
             return {r["path"]: thumbnail(r) for r in rows}, {r["path"]: note(r) for r in rows}
 
-        return cls(con, True, lookup, "SELECT * FROM sheet_order")
+        return cls(con, True, lookup, "SELECT * EXCLUDE (_row) FROM sheet_order")
 
     def _stream(self, query: str) -> Iterator[Row]:
         """The rows of `query`, a batch at a time, on a cursor of its own (the connection
@@ -157,7 +173,13 @@ class ReportScores:
         )
 
     def n_images(self) -> int:
-        return int(self.con.sql("SELECT count(DISTINCT path) FROM scores").fetchall()[0][0])
+        """Distinct paths, counted a pass of paths at a time: DuckDB holds a DISTINCT's
+        values in memory of its own, beyond its limit."""
+        query = "SELECT path FROM scores"
+        return sum(
+            int(self.con.sql(f"SELECT count(DISTINCT path) FROM scores WHERE {c}").fetchall()[0][0])
+            for c in hash_conditions(self.con, query, "path")
+        )
 
     def unavailable_rows(self) -> Iterator[Row]:
         """The rows with an `unavailable` note (scorer, path, note), streamed."""
@@ -196,12 +218,16 @@ class ReportScores:
 
     def sheet_rows(self) -> Iterator[tuple[GroupKey, int]]:
         """Each row of the contact sheet (generator, version, subject) and its images, in
-        sheet order, streamed."""
-        query = """SELECT generator, version, subject, count(DISTINCT path) AS n FROM scores
-                   GROUP BY ALL ORDER BY generator, version, subject"""
-        for row in self._stream(query):
-            key = (str(row["generator"]), str(row["version"]), str(row["subject"]))
-            yield key, int(row["n"])
+        sheet order, streamed; counted a pass of generator/versions at a time (DuckDB
+        holds the DISTINCTs' values in memory of its own)."""
+        runs = ("generator", "version")
+        for condition in run_conditions(self.con, "SELECT generator, version FROM scores", runs):
+            query = f"""SELECT generator, version, subject, count(DISTINCT path) AS n
+                        FROM scores WHERE {condition}
+                        GROUP BY ALL ORDER BY generator, version, subject"""
+            for row in self._stream(query):
+                key = (str(row["generator"]), str(row["version"]), str(row["subject"]))
+                yield key, int(row["n"])
 
     def sheet_groups(self) -> Iterator[tuple[GroupKey, list[Row]]]:
         """The score rows of each sheet row, in sheet order, one row at a time."""
@@ -269,14 +295,25 @@ class ReportScores:
 
 
 def _sorted_view(
-    con: duckdb.DuckDBPyConnection, name: str, query: str, folder: Path, order: str = "path"
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    query: str,
+    folder: Path,
+    order: str = "path",
+    runs: Sequence[str] = (),
+    rows_per_pass: int | None = None,
 ) -> None:
-    """View `name`: the rows of `query` sorted by `order`, in a Parquet file in `folder`."""
-    target = _sql_list([str(folder / f"{name}_sorted.parquet")])[1:-1]
-    con.execute(
-        f"COPY ({query} ORDER BY {order}) TO {target} (FORMAT parquet, ROW_GROUP_SIZE 8192)"
-    )
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({target})")
+    """View `name`: the rows of `query` sorted by `order`, in Parquet files in `folder`,
+    sorted a pass at a time (DuckDB's sort needs memory that grows with its rows): passes
+    of whole runs (rows with the same `runs` columns, which `order` begins with: the
+    files read in turn give the whole order), or else of paths by their hash (each file
+    sorted by path, for lookups that skip row groups by path)."""
+    if runs:
+        conditions = run_conditions(con, query, runs, rows_per_pass)
+    else:
+        conditions = hash_conditions(con, query, "path", rows_per_pass)
+    parts = sorted_parts(con, query, order, conditions, folder, f"{name}_sorted")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({parquet_list(parts)})")
 
 
 def _of_paths(con: duckdb.DuckDBPyConnection, table: str, paths: Sequence[str]) -> list[Row]:

@@ -116,7 +116,7 @@ class ReportSettings:
             )
 
 
-DEFAULT_MEMORY_LIMIT = "96MB"  # params duckdb.memory_limit
+DEFAULT_MEMORY_LIMIT = "48MB"  # params duckdb.memory_limit
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class DuckdbSettings:
 
     memory_limit: str = DEFAULT_MEMORY_LIMIT  # DuckDB's memory_limit, e.g. 512MB, 4GB
     # each thread keeps buffers of its own: more threads are faster and need a larger
-    # memory_limit (the default queries pass at 96MB with 1 thread, need more with 2)
+    # memory_limit (the stages' queries pass at 48MB with 1 thread at 1M-3M score rows)
     threads: int = 1
 
     def __post_init__(self) -> None:

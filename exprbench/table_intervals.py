@@ -17,11 +17,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exprbench.duckdb_memory import hash_conditions
 from exprbench.uncertainty import SubjectBootstrap, group_rng
 
 BOOT_LOW = "boot95_low"
 BOOT_HIGH = "boot95_high"
 GROUP_BATCH_ROWS = 8192
+# rows DuckDB sorts at once (whole groups): its sort needs memory that grows with the
+# rows it sorts (a million per-image rows do not sort in 40MB), so larger sources are
+# sorted a slice of groups at a time
+INTERVAL_ROWS_PER_PASS = 250_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,24 @@ def _group_intervals(
 ) -> Iterator[tuple[tuple, np.ndarray, np.ndarray]]:
     """(group key, low, high) of each group, its rows fed to `SubjectBootstrap` as they come.
 
+    The groups are taken in passes of about INTERVAL_ROWS_PER_PASS rows, a pass being the
+    groups whose key hashes to it (a group's interval depends on its own rows only, so
+    the passes change which groups come together, not their intervals)."""
+    keys = ", ".join(source.keys)
+    for where in hash_conditions(con, source.sql, keys, INTERVAL_ROWS_PER_PASS):
+        yield from _pass_intervals(con, table, source, seed, resamples, where)
+
+
+def _pass_intervals(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: IntervalSource,
+    seed: int,
+    resamples: int,
+    where: str,
+) -> Iterator[tuple[tuple, np.ndarray, np.ndarray]]:
+    """`_group_intervals` of the groups whose rows match `where`.
+
     DuckDB sorts the per-image rows by group, subject and source order (spilling to disk
     if need be), so a group arrives subject after subject in the order `bootstrap_means`
     takes them, with its number of subjects; rows with no value at all are left out (they
@@ -91,7 +114,7 @@ def _group_intervals(
     names = [f"v{i}" for i in range(len(source.stems))]
     keys = ", ".join(source.keys)
     rows_sql = f"""SELECT *, row_number() OVER () AS _row FROM ({source.sql})
-                   WHERE coalesce({", ".join(names)}) IS NOT NULL"""
+                   WHERE coalesce({", ".join(names)}) IS NOT NULL AND {where}"""
     # each group's number of subjects, in the order the rows come (a table row each)
     group_sizes = iter(
         con.sql(

@@ -297,17 +297,7 @@ def paired_comparison(
 
 # --------------------------------------------------------------------------- AUC
 
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank (as scipy.stats.rankdata)."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="mergesort")
-    _, inverse, counts = np.unique(values[order], return_inverse=True, return_counts=True)
-    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    ranks_sorted = (first + (counts + 1) / 2.0)[inverse]
-    ranks = np.empty_like(ranks_sorted)
-    ranks[order] = ranks_sorted
-    return ranks
+_AUC_CHUNK = 65_536  # `higher` values counted at once
 
 
 def auc_mann_whitney(lower: np.ndarray, higher: np.ndarray) -> float | None:
@@ -315,12 +305,18 @@ def auc_mann_whitney(lower: np.ndarray, higher: np.ndarray) -> float | None:
 
     For identity: `lower` = genuine distances, `higher` = impostor distances; 1 = every
     impostor farther than every genuine pair, 0.5 = no separation. None if either is empty.
+    Counted exactly (integer pair counts) against the sorted `lower`, `higher` a chunk at a
+    time: memory grows with `lower` only, not with the impostors (ten or more per image).
     """
     lo = np.asarray(lower, dtype=np.float64)
     hi = np.asarray(higher, dtype=np.float64)
-    lo, hi = lo[~np.isnan(lo)], hi[~np.isnan(hi)]
+    lo, hi = np.sort(lo[~np.isnan(lo)]), hi[~np.isnan(hi)]
     if lo.size == 0 or hi.size == 0:
         return None
-    ranks = average_ranks(np.concatenate([lo, hi]))
-    u = ranks[lo.size :].sum() - hi.size * (hi.size + 1) / 2.0
-    return float(u / (lo.size * hi.size))
+    below = ties = 0  # pairs with the higher value above / equal
+    for start in range(0, hi.size, _AUC_CHUNK):
+        part = hi[start : start + _AUC_CHUNK]
+        left = np.searchsorted(lo, part, side="left")
+        below += int(left.sum())
+        ties += int((np.searchsorted(lo, part, side="right") - left).sum())
+    return (below + ties / 2) / (lo.size * hi.size)

@@ -351,7 +351,7 @@ def test_database_and_csv_hold_every_table(built) -> None:
 def test_t_interval_beyond_the_table_uses_the_expansion() -> None:
     stats = import_or_missing("scipy.stats", "scipy is a dependency: pip install -e '.[dev]'")
     with duckdb.connect() as con:
-        macro = next(sql for sql in _setup_sql("unused") if "MACRO t975" in sql)
+        macro = next(sql for sql in _setup_sql("unused", Path("unused")) if "MACRO t975" in sql)
         con.execute(macro)
         for df in (1, 7, 30, 31, 45, 200):
             got = con.sql(f"SELECT t975({df})").fetchall()[0][0]
@@ -390,16 +390,19 @@ def test_bounded_build_matches_the_in_memory_tables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """build_tables (DuckDB under a small memory limit, per-image tables checked and
-    written in batches, the bootstrap fed one group at a time across tiny batches) gives
-    the same tables and CSVs as everything in memory at once."""
+    written in batches, the bootstrap fed one group at a time across tiny batches,
+    subject cells grouped in several passes) gives the same tables and CSVs as
+    everything in memory at once."""
     from benchmarks.synthetic_scores import write_corpus
-    from exprbench import aggregate, table_intervals
+    from exprbench import aggregate, duckdb_memory, table_intervals
 
     write_corpus(tmp_path, 2000, generators=2, versions=2)
     scores = tmp_path / "scores" / "scores.parquet"
     expected = compute_tables(str(scores), (5, 50))
     monkeypatch.setattr(table_intervals, "GROUP_BATCH_ROWS", 7)  # groups span batches
     monkeypatch.setattr(aggregate, "CSV_BATCH_ROWS", 5)
+    monkeypatch.setattr(duckdb_memory, "ROWS_PER_PASS", 300)  # a pass or two per run
+    monkeypatch.setattr(table_intervals, "INTERVAL_ROWS_PER_PASS", 500)
     built = build_tables(
         scores, tmp_path / "t.duckdb", tmp_path / "csv", (5, 50), DuckdbSettings("32MB")
     )
@@ -414,14 +417,17 @@ def test_bounded_build_matches_the_in_memory_tables(
     assert expected["image_agreement"].num_rows > 100
 
 
-@pytest.mark.parametrize("batch_rows", [3, 65_536])
+@pytest.mark.parametrize(
+    ("batch_rows", "rows_per_pass"), [(3, 1_000_000), (65_536, 1_000_000), (3, 40)]
+)
 def test_table_intervals_are_the_bootstrap_of_each_groups_rows(
-    batch_rows: int, monkeypatch: pytest.MonkeyPatch
+    batch_rows: int, rows_per_pass: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """fill_intervals streams the rows from DuckDB (groups and subjects across batches)
-    and stores, per group, exactly `bootstrap_means` of that group's rows with the
-    group's own stream; a NULL group key is a group, rows without any value take no part
-    (a subject with only such rows is not counted)."""
+    """fill_intervals streams the rows from DuckDB (groups and subjects across batches,
+    groups in several passes when there are many rows) and stores, per group, exactly
+    `bootstrap_means` of that group's rows with the group's own stream; a NULL group key
+    is a group, rows without any value take no part (a subject with only such rows is
+    not counted)."""
     import numpy as np
 
     from exprbench import table_intervals
@@ -429,6 +435,7 @@ def test_table_intervals_are_the_bootstrap_of_each_groups_rows(
     from exprbench.uncertainty import bootstrap_means, group_rng
 
     monkeypatch.setattr(table_intervals, "GROUP_BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(table_intervals, "INTERVAL_ROWS_PER_PASS", rows_per_pass)
     rng = np.random.default_rng(3)
     rows = []
     for i in range(120):
@@ -470,3 +477,38 @@ def test_databases_open_within_the_bounds(tmp_path: Path) -> None:
     assert (limit, threads, spill) == ("48.0 MiB", 1, str(tmp_path / "spill"))
     with connect(tmp_path / "t.duckdb", DuckdbSettings("1GiB", threads=2), read_only=True) as con:
         assert con.execute("SELECT current_setting('threads')").fetchall() == [(2,)]
+
+
+def test_large_tables_are_sorted_a_pass_of_whole_runs_at_a_time() -> None:
+    """Runs are batched in their order, a pass closing once it holds the rows asked for
+    (a run larger than that is a pass of its own); a pass order must start with the run
+    columns, or the passes would not concatenate in order."""
+    from exprbench.aggregate import RunSorted
+    from exprbench.duckdb_memory import run_passes
+
+    runs = [(("a", "1"), 40), (("a", "2"), 70), (("b", "1"), 250), (("c", "1"), 5)]
+    assert run_passes(runs, 100) == [[("a", "1"), ("a", "2")], [("b", "1")], [("c", "1")]]
+    assert run_passes(runs, 1000) == [[r for r, _ in runs]]
+    assert run_passes([], 100) == []
+    with pytest.raises(ValueError, match="must begin with the runs"):
+        RunSorted("SELECT 1", "subject, generator, version")
+
+
+def test_pass_conditions_take_every_row_once_in_sort_order() -> None:
+    """Each pass's condition (a range of runs, or the list of its runs where one has a
+    NULL) holds exactly its runs' rows; the passes, each sorted, concatenate in order."""
+    from exprbench.duckdb_memory import run_conditions
+
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE t AS SELECT CASE WHEN i % 11 = 0 THEN NULL ELSE 'g' || (i % 3) END AS g,
+               'v' || (i % 4) AS v, i FROM range(500) r(i)"""
+    )
+    conditions = run_conditions(con, "SELECT * FROM t", ("g", "v"), rows_per_pass=60)
+    assert len(conditions) > 3 and any("IS NOT DISTINCT" in c for c in conditions)
+    parts = [
+        con.sql(f"SELECT g, v, i FROM t WHERE {c} ORDER BY g, v, i").fetchall() for c in conditions
+    ]
+    assert [row for part in parts for row in part] == con.sql(
+        "SELECT g, v, i FROM t ORDER BY g, v, i"
+    ).fetchall()

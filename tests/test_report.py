@@ -551,12 +551,20 @@ def test_contact_sheet_beyond_the_page_size_goes_to_linked_page_files(tmp_path: 
     assert not (tmp_path / "r_sheets").exists()  # stale pages are gone
 
 
-def test_contact_sheet_rows_from_files_come_in_sheet_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rows_per_pass", [100_000, 5])
+def test_contact_sheet_rows_from_files_come_in_sheet_order(
+    tmp_path: Path, rows_per_pass: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The stage's scores (read from files, sorted once into the sheet's order when they
-    open) give the contact sheet the same rows in the same order as sorting them on the
-    spot does, whatever order the score stage wrote them in."""
+    open, a few runs at a time when there are many rows) give the contact sheet the same
+    rows in the same order as sorting them on the spot does, whatever order the score
+    stage wrote them in; every image's thumbnail is found, however its path's pass."""
+    from exprbench import duckdb_memory, report_sheets
     from exprbench.report_sheets import ReportScores
     from exprbench.settings import DuckdbSettings
+
+    monkeypatch.setattr(duckdb_memory, "ROWS_PER_PASS", rows_per_pass)
+    monkeypatch.setattr(report_sheets, "SHEET_ROWS_PER_PASS", rows_per_pass)
 
     scores = make_scores().sample(frac=1.0, random_state=7).reset_index(drop=True)
     paths = sorted(scores["path"].unique())
@@ -584,6 +592,11 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(tmp_path: Path) -> No
 
     expected = sheet(in_place)
     assert len(expected) > 1 and sheet(from_files) == expected
+    thumbnails, _ = from_files.lookup(paths)
+    assert thumbnails == {p: Path(p) for p in paths}
+    # the page cuts' counts, and the image count, also come in passes
+    assert list(from_files.sheet_rows()) == list(in_place.sheet_rows())
+    assert from_files.n_images() == in_place.n_images() == len(paths)
     # the source order inside a row is kept (the rows were shuffled, not sorted by path)
     first = [path for path, _ in expected[0][1]]
     assert first != sorted(first) or len(set(first)) == 1
