@@ -124,12 +124,10 @@ class ReportScores:
         # page's lookup reads the few row groups its paths fall in, and nothing of them
         # stays in memory between lookups (a table would hold every image's row).
         _sorted_view(con, "faces", f"SELECT * FROM read_parquet({_sql_list([str(faces)])})", spill)
+        # (an image's crop is looked up in `faces` with it: joining every image to its
+        # face before sorting needs all the faces in memory at once)
         _sorted_view(
-            con,
-            "image_info",
-            f"""SELECT i.*, f.crop_path
-                FROM read_parquet({_sql_list([str(images)])}) i LEFT JOIN faces f USING (path)""",
-            spill,
+            con, "image_info", f"SELECT * FROM read_parquet({_sql_list([str(images)])})", spill
         )
         # The contact sheet's order, sorted once now, while little else is in memory, and
         # read back in file order (DuckDB keeps a scan's insertion order) page by page:
@@ -145,7 +143,10 @@ class ReportScores:
         )
 
         def lookup(paths: Sequence[str]) -> tuple[dict[str, Path], dict[str, str | None]]:
-            rows = _of_paths(con, "image_info", paths)
+            crops = {r["path"]: r["crop_path"] for r in _of_paths(con, "faces", paths)}
+            rows = [
+                r | {"crop_path": crops.get(r["path"])} for r in _of_paths(con, "image_info", paths)
+            ]
             return {r["path"]: thumbnail(r) for r in rows}, {r["path"]: note(r) for r in rows}
 
         return cls(con, True, lookup, "SELECT * EXCLUDE (_row) FROM sheet_order")

@@ -558,7 +558,8 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(
     """The stage's scores (read from files, sorted once into the sheet's order when they
     open, a few runs at a time when there are many rows) give the contact sheet the same
     rows in the same order as sorting them on the spot does, whatever order the score
-    stage wrote them in; every image's thumbnail is found, however its path's pass."""
+    stage wrote them in; every image's thumbnail (its crop where its face has one) is
+    found, whatever pass its path fell in."""
     from exprbench import duckdb_memory, report_sheets
     from exprbench.report_sheets import ReportScores
     from exprbench.settings import DuckdbSettings
@@ -569,9 +570,8 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(
     scores = make_scores().sample(frac=1.0, random_state=7).reset_index(drop=True)
     paths = sorted(scores["path"].unique())
     scores.to_parquet(tmp_path / "scores.parquet")
-    pd.DataFrame({"path": paths, "crop_path": [None] * len(paths)}).to_parquet(
-        tmp_path / "faces.parquet"
-    )
+    crops = [f"crops/{p}" if k % 2 else None for k, p in enumerate(paths)]  # half found one
+    pd.DataFrame({"path": paths, "crop_path": crops}).to_parquet(tmp_path / "faces.parquet")
     pd.DataFrame({"path": paths}).to_parquet(tmp_path / "images.parquet")
     from_files = ReportScores.from_files(
         tmp_path / "scores.parquet",
@@ -579,7 +579,7 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(
         tmp_path / "images.parquet",
         tmp_path / "spill",
         DuckdbSettings(),
-        lambda row: Path(str(row["path"])),
+        lambda row: Path(str(row["crop_path"] or row["path"])),
         lambda row: None,
     )
     in_place = ReportScores.from_frames(scores, None, {})
@@ -593,7 +593,7 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(
     expected = sheet(in_place)
     assert len(expected) > 1 and sheet(from_files) == expected
     thumbnails, _ = from_files.lookup(paths)
-    assert thumbnails == {p: Path(p) for p in paths}
+    assert thumbnails == {p: Path(c or p) for p, c in zip(paths, crops, strict=True)}
     # the page cuts' counts, and the image count, also come in passes
     assert list(from_files.sheet_rows()) == list(in_place.sheet_rows())
     assert from_files.n_images() == in_place.n_images() == len(paths)
