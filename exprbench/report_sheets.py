@@ -32,6 +32,7 @@ from exprbench.duckdb_memory import (
     parquet_list,
     run_conditions,
     sorted_parts,
+    sql_string,
 )
 from exprbench.fileio import current_umask
 from exprbench.geometry_report import COLUMNS as GEOMETRY_COLUMNS
@@ -53,10 +54,6 @@ _BATCH_ROWS = 2048
 _SHEET_ORDER = "generator, version, subject, _row"
 # score rows (every column) sorted at once into the sheet's order: 100,000 need over 48MB
 SHEET_ROWS_PER_PASS = 20_000
-
-
-def _sql_list(values: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
 def _rows(table: pa.Table) -> list[Row]:
@@ -118,16 +115,16 @@ class ReportScores:
             f"""CREATE VIEW scores AS
                 SELECT * EXCLUDE ({", ".join(_EXCLUDED)}, file_row_number),
                        file_row_number AS _row
-                FROM read_parquet({_sql_list([str(scores)])}, file_row_number = true)"""
+                FROM read_parquet({parquet_list([scores])}, file_row_number = true)"""
         )
         # Sorted by path into Parquet files in the spill folder, read through views: a
         # page's lookup reads the few row groups its paths fall in, and nothing of them
         # stays in memory between lookups (a table would hold every image's row).
-        _sorted_view(con, "faces", f"SELECT * FROM read_parquet({_sql_list([str(faces)])})", spill)
+        _sorted_view(con, "faces", f"SELECT * FROM read_parquet({parquet_list([faces])})", spill)
         # (an image's crop is looked up in `faces` with it: joining every image to its
         # face before sorting needs all the faces in memory at once)
         _sorted_view(
-            con, "image_info", f"SELECT * FROM read_parquet({_sql_list([str(images)])})", spill
+            con, "image_info", f"SELECT * FROM read_parquet({parquet_list([images])})", spill
         )
         # The contact sheet's order, sorted once now, while little else is in memory, and
         # read back in file order (DuckDB keeps a scan's insertion order) page by page:
@@ -284,7 +281,7 @@ class ReportScores:
     def reading(self, database: Path) -> duckdb.DuckDBPyConnection:
         """A cursor on this DuckDB that reads `database` (read-only, by its table names):
         one memory limit and one buffer pool for the whole stage, not one per database."""
-        self.con.execute(f"ATTACH {_sql_list([str(database)])[1:-1]} AS aggregate (READ_ONLY)")
+        self.con.execute(f"ATTACH {sql_string(str(database))} AS aggregate (READ_ONLY)")
         cursor = self.con.cursor()
         cursor.execute("USE aggregate")
         return cursor
