@@ -298,8 +298,7 @@ def _sheets(
         images += size
     rows = source.cells_rows(comparison.generator, [comparison.base, comparison.head], chosen)
     paths = sorted({str(r["path"]) for members in rows.values() for r in members})
-    thumbnails, notes = source.lookup(paths)
-    faces = source.faces_of(paths)
+    thumbnails, notes, faces = source.images_of(paths)
     entries = []
     for subject, expression in chosen:
         members = rows[(subject, expression)]

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from exprbench.settings import DuckdbSettings
 
@@ -119,10 +119,29 @@ def run_conditions(
                 )
             )
         else:
-            first = ", ".join(_literal(v) for v in members[0])
-            last = ", ".join(_literal(v) for v in members[-1])
-            conditions.append(f"row({columns}) >= row({first}) AND row({columns}) <= row({last})")
+            conditions.append(_range_condition(runs, members[0], members[-1]))
     return conditions or ["false"]
+
+
+def _range_condition(runs: Sequence[str], first: Sequence[Any], last: Sequence[Any]) -> str:
+    """Rows whose `runs` values lie from `first` to `last` (row values compare column by
+    column, as ORDER BY sorts), led by what that implies column by column (equal leading
+    columns, then the range of the next one): DuckDB hands those plain comparisons to the
+    Parquet reader, which skips row groups outside them, but not a row-value comparison,
+    so without them each pass would read the whole source."""
+    columns = ", ".join(runs)
+    implied = []
+    for column, low, high in zip(runs, first, last, strict=True):
+        if low == high:
+            implied.append(f"{column} = {_literal(low)}")
+        else:
+            implied.append(f"{column} >= {_literal(low)} AND {column} <= {_literal(high)}")
+            break
+    whole = (
+        f"row({columns}) >= row({', '.join(map(_literal, first))}) "
+        f"AND row({columns}) <= row({', '.join(map(_literal, last))})"
+    )
+    return " AND ".join([*implied, whole])
 
 
 def hash_conditions(

@@ -823,6 +823,20 @@ def _provenance_columns(
     }
 
 
+# the images columns provenance_note reads
+PROVENANCE_COLUMNS = (
+    "sheet_path",
+    "sheet_row",
+    "sheet_column",
+    "sheet_sha256",
+    "cut_method",
+    "meta_source",
+    "meta_generator",
+    "meta_model",
+    "label_conflict",
+)
+
+
 def provenance_note(row: dict) -> str | None:
     """One line for the report: sheet cell provenance, metadata source, label conflicts."""
     parts = []

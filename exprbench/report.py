@@ -895,8 +895,7 @@ def _paged_sheet(
 
     def sheet(members: list[Row]) -> list[Row]:
         paths = sorted({str(r["path"]) for r in members})
-        thumbnails, notes = source.lookup(paths)
-        faces = source.faces_of(paths)
+        thumbnails, notes, faces = source.images_of(paths)
         return _contact_sheet(members, faces, thumbnails, thumb_px, specs, notes, thumbs)
 
     if len(cut) <= 1:
@@ -1033,7 +1032,7 @@ def render_report(
     scores = source.scorer_rows()  # one per scorer and version, in the scores' order
     # subject_cells grows with the subjects: it stays columnar (paired_lookup)
     rows = {name: table.to_pylist() for name, table in tables.items() if name != "subject_cells"}
-    judged_thumbnails, _ = source.lookup(disagreement_paths(rows))
+    judged_thumbnails, _, _ = source.images_of(disagreement_paths(rows))
     contact_sheet, sheet_pages = _paged_sheet(
         source, out_html, thumb_px, specs, sheet_page_size, _environment(), thumbs
     )

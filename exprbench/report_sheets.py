@@ -40,8 +40,10 @@ from exprbench.settings import DuckdbSettings
 from exprbench.unavailable import COLUMN as UNAVAILABLE
 
 Row = dict[str, Any]
-# paths -> (path -> thumbnail file, path -> provenance note) of those images
-Lookup = Callable[[Sequence[str]], tuple[Mapping[str, Path], Mapping[str, str | None]]]
+# (paths, their faces rows) -> (path -> thumbnail file, path -> provenance note)
+Lookup = Callable[
+    [Sequence[str], Sequence["Row"]], tuple[Mapping[str, Path], Mapping[str, str | None]]
+]
 GroupKey = tuple[str, str, str]  # generator, version, subject: one row of the sheet
 
 DEFAULT_PAGE_SIZE = 200  # params report.sheet_page_size
@@ -49,6 +51,9 @@ PAGE_TEMPLATE = "contact_sheet_page.html.j2"
 # included by report.html.j2 and PAGE_TEMPLATE (named here for DVC deps)
 PARTIALS = ("_report_style.html.j2", "_sheet_table.html.j2")
 _EXCLUDED = ("descriptor", "impostor_ids", "impostor_distances")  # large, unused here
+# What the sheets read of a face (its landmarks, a few hundred numbers each, would be
+# decoded with every row group a page's lookup reads)
+SHEET_FACE_COLUMNS = ("path", "face_found", "face_reason", "face_count", "crop_path")
 # rows come as Python dicts of every column (a few KB each): a small batch keeps them few
 _BATCH_ROWS = 2048
 _SHEET_ORDER = "generator, version, subject, _row"
@@ -61,7 +66,7 @@ def _rows(table: pa.Table) -> list[Row]:
 
 
 def _frame_lookup(thumbnails: Mapping[str, Path], notes: Mapping[str, str | None] | None) -> Lookup:
-    return lambda paths: (
+    return lambda paths, _: (
         {p: thumbnails[p] for p in paths if p in thumbnails},
         {p: (notes or {}).get(p) for p in paths},
     )
@@ -106,10 +111,12 @@ class ReportScores:
         bounds: DuckdbSettings,
         thumbnail: Callable[[Row], Path],
         note: Callable[[Row], str | None],
+        image_columns: Sequence[str] | None = None,
     ) -> ReportScores:
         """The stage's Parquet files, read in place. `thumbnail(row)` and `note(row)` make
-        an image's thumbnail file and provenance note from its images row joined with
-        its faces row (`crop_path`)."""
+        an image's thumbnail file and provenance note from its images row (of
+        `image_columns`, default all: what they read) joined with its faces row
+        (`crop_path`)."""
         con = connect(bounds=bounds, spill=spill)
         con.execute(
             f"""CREATE VIEW scores AS
@@ -120,11 +127,17 @@ class ReportScores:
         # Sorted by path into Parquet files in the spill folder, read through views: a
         # page's lookup reads the few row groups its paths fall in, and nothing of them
         # stays in memory between lookups (a table would hold every image's row).
-        _sorted_view(con, "faces", f"SELECT * FROM read_parquet({parquet_list([faces])})", spill)
+        _sorted_view(
+            con,
+            "faces",
+            f"SELECT {', '.join(SHEET_FACE_COLUMNS)} FROM read_parquet({parquet_list([faces])})",
+            spill,
+        )
         # (an image's crop is looked up in `faces` with it: joining every image to its
         # face before sorting needs all the faces in memory at once)
+        chosen = ", ".join(dict.fromkeys(["path", *image_columns])) if image_columns else "*"
         _sorted_view(
-            con, "image_info", f"SELECT * FROM read_parquet({parquet_list([images])})", spill
+            con, "image_info", f"SELECT {chosen} FROM read_parquet({parquet_list([images])})", spill
         )
         # The contact sheet's order, sorted once now, while little else is in memory, and
         # read back in file order (DuckDB keeps a scan's insertion order) page by page:
@@ -139,8 +152,10 @@ class ReportScores:
             rows_per_pass=SHEET_ROWS_PER_PASS,
         )
 
-        def lookup(paths: Sequence[str]) -> tuple[dict[str, Path], dict[str, str | None]]:
-            crops = {r["path"]: r["crop_path"] for r in _of_paths(con, "faces", paths)}
+        def lookup(
+            paths: Sequence[str], faces: Sequence[Row]
+        ) -> tuple[dict[str, Path], dict[str, str | None]]:
+            crops = {r["path"]: r["crop_path"] for r in faces}
             rows = [
                 r | {"crop_path": crops.get(r["path"])} for r in _of_paths(con, "image_info", paths)
             ]
@@ -171,13 +186,10 @@ class ReportScores:
         )
 
     def n_images(self) -> int:
-        """Distinct paths, counted a pass of paths at a time: DuckDB holds a DISTINCT's
-        values in memory of its own, beyond its limit."""
-        query = "SELECT path FROM scores"
-        return sum(
-            int(self.con.sql(f"SELECT count(DISTINCT path) FROM scores WHERE {c}").fetchall()[0][0])
-            for c in hash_conditions(self.con, query, "path")
-        )
+        """Distinct paths: the sum of the sheet rows' images (an image has one generator,
+        version and subject), counted a pass of runs at a time, each reading only its
+        runs' row groups (DuckDB holds a DISTINCT's values in memory of its own)."""
+        return sum(n for _, n in self.sheet_rows())
 
     def unavailable_rows(self) -> Iterator[Row]:
         """The rows with an `unavailable` note (scorer, path, note), streamed."""
@@ -291,6 +303,15 @@ class ReportScores:
             return []
         return _of_paths(self.con, "faces", paths)
 
+    def images_of(
+        self, paths: Sequence[str]
+    ) -> tuple[Mapping[str, Path], Mapping[str, str | None], list[Row]]:
+        """The thumbnail files, provenance notes and faces rows of `paths` (the faces
+        are read once, for the rows and for the crops the thumbnails show)."""
+        faces = self.faces_of(paths)
+        thumbnails, notes = self.lookup(paths, faces)
+        return thumbnails, notes, faces
+
 
 def _sorted_view(
     con: duckdb.DuckDBPyConnection,
@@ -319,17 +340,13 @@ def _of_paths(con: duckdb.DuckDBPyConnection, table: str, paths: Sequence[str]) 
     the row groups outside the paths' span."""
     if not paths:
         return []
-    con.register("wanted", pa.table({"path": list(paths)}))
-    try:
-        return _rows(
-            con.sql(
-                f"""SELECT * FROM {table} WHERE path BETWEEN ? AND ?
-                    AND path IN (SELECT path FROM wanted)""",
-                params=[min(paths), max(paths)],
-            ).to_arrow_table()
-        )
-    finally:
-        con.unregister("wanted")
+    return _rows(
+        con.sql(
+            f"""SELECT * FROM {table} WHERE path BETWEEN $first AND $last
+                AND list_contains($paths, path)""",
+            params={"first": min(paths), "last": max(paths), "paths": list(paths)},
+        ).to_arrow_table()
+    )
 
 
 @dataclass(frozen=True, slots=True)

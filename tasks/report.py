@@ -23,7 +23,7 @@ from exprbench.changes_report import HEATMAP_SUBJECTS, headline_deltas, write_ch
 from exprbench.compare import Comparison, RegressionRule, compare_versions
 from exprbench.config import Layout
 from exprbench.fileio import atomic_write_bytes
-from exprbench.ingest import InputConfigError, provenance_note
+from exprbench.ingest import PROVENANCE_COLUMNS, InputConfigError, provenance_note
 from exprbench.judgement_report import DISAGREEMENTS_SHOWN
 from exprbench.judgement_specs import PER_IMAGE_TABLES
 from exprbench.metrics import MetricSpec
@@ -118,6 +118,7 @@ def report(layout: Layout, settings: Settings) -> StageResult:
         # the aligned crop where a face was found, else the whole image (a sheet cell's file)
         thumbnail=lambda row: layout.resolve(row["crop_path"] or row["source"]),
         note=provenance_note,
+        image_columns=("source", *PROVENANCE_COLUMNS),
     )
     aggregate_db = scores.reading(layout.database)  # the stage's one DuckDB reads it too
     tables = _load_tables(aggregate_db)

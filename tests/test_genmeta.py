@@ -21,7 +21,7 @@ from exprbench.genmeta import (
     read_generation_metadata,
     reconcile,
 )
-from exprbench.ingest import provenance_note
+from exprbench.ingest import PROVENANCE_COLUMNS, provenance_note
 from exprbench.schema import IMAGES, QUARANTINE, read_table
 from exprbench.settings import Settings, load_params
 from tasks.ingest import ingest
@@ -339,6 +339,8 @@ def test_ingest_fills_labels_from_metadata_and_flags_conflicts(tmp_path, photos)
     assert json.loads(sad["meta_details"])["sampler"] == "DPM++ 2M Karras"
     note = provenance_note(sad)
     assert note is not None and "LABEL CONFLICT" in note and "png:parameters" in note
+    # the report reads only PROVENANCE_COLUMNS of an image for its note
+    assert provenance_note({k: sad[k] for k in PROVENANCE_COLUMNS}) == note
     neutral = images["folder/sdxl/v1/ann/neutral.png"]
     assert (
         "generator 'Stable Diffusion web UI'; label says 'sd-web-ui'" in neutral["label_conflict"]

@@ -571,7 +571,9 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(
     paths = sorted(scores["path"].unique())
     scores.to_parquet(tmp_path / "scores.parquet")
     crops = [f"crops/{p}" if k % 2 else None for k, p in enumerate(paths)]  # half found one
-    pd.DataFrame({"path": paths, "crop_path": crops}).to_parquet(tmp_path / "faces.parquet")
+    faces = {"path": paths, "crop_path": crops, "face_found": [c is not None for c in crops]}
+    faces |= {"face_reason": [None] * len(paths), "face_count": [1] * len(paths)}
+    pd.DataFrame(faces).to_parquet(tmp_path / "faces.parquet")
     pd.DataFrame({"path": paths}).to_parquet(tmp_path / "images.parquet")
     from_files = ReportScores.from_files(
         tmp_path / "scores.parquet",
@@ -592,7 +594,7 @@ def test_contact_sheet_rows_from_files_come_in_sheet_order(
 
     expected = sheet(in_place)
     assert len(expected) > 1 and sheet(from_files) == expected
-    thumbnails, _ = from_files.lookup(paths)
+    thumbnails, _, _ = from_files.images_of(paths)
     assert thumbnails == {p: Path(c or p) for p, c in zip(paths, crops, strict=True)}
     # the page cuts' counts, and the image count, also come in passes
     assert list(from_files.sheet_rows()) == list(in_place.sheet_rows())
