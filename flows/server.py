@@ -10,6 +10,7 @@ one is given; every `exprbench` command of the checkout then reads the port from
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -17,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,6 +103,16 @@ def _free_port() -> int:
     )
 
 
+@contextmanager
+def _starting_lock() -> Iterator[None]:
+    from exprbench.packaged import cache_home
+
+    cache_home().mkdir(parents=True, exist_ok=True)
+    with open(cache_home() / "server-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def start(
     port: int | None = None, timeout: float = 120.0, checkout: Path = CHECKOUT
 ) -> ServerRecord:
@@ -110,6 +123,15 @@ def start(
         return found
     if found is not None:
         stop(checkout)
+    # Starts on this machine take turns from choosing the port until the server answers:
+    # two at once would both find 4200 free, and the loser's health checks would reach
+    # the winner's server.
+    with _starting_lock():
+        return _start_on_free_port(port, timeout, checkout)
+
+
+def _start_on_free_port(port: int | None, timeout: float, checkout: Path) -> ServerRecord:
+    """Start the server on `port` (or the first free one from DEFAULT_PORT) and wait."""
     if port is None:
         port = _free_port()
     elif not _port_free(port):
@@ -190,7 +212,13 @@ def start_temporary(timeout: float = 120.0) -> str:
     # Prefect reads PREFECT_API_URL when it is imported: find it without importing it.
     spec = importlib.util.find_spec("prefect")
     assert spec is not None and spec.origin is not None, "prefect is not installed"
-    port = _free_port_from(8000)
+    # The socket is bound here, on a port the OS picks, and handed to uvicorn (--fd): no
+    # other process can take the port between choosing and binding it, and the health
+    # checks below reach this server, not one another command started at the same time.
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(128)
+    port = listening.getsockname()[1]
     env = {
         **os.environ,
         "PREFECT_UI_ENABLED": "0",
@@ -206,10 +234,8 @@ def start_temporary(timeout: float = 120.0) -> str:
             "uvicorn",
             *app,
             "prefect.server.api.server:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
+            "--fd",
+            str(listening.fileno()),
             "--log-level",
             "error",
             "--lifespan",
@@ -217,8 +243,10 @@ def start_temporary(timeout: float = 120.0) -> str:
         ],
         env=env,
         stdin=subprocess.DEVNULL,
+        pass_fds=(listening.fileno(),),
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
+    listening.close()  # the server holds it now
 
     def stop_it() -> None:
         process.terminate()
@@ -240,7 +268,3 @@ def start_temporary(timeout: float = 120.0) -> str:
         time.sleep(0.2)
     os.environ["PREFECT_API_URL"] = api_url(port)
     return os.environ["PREFECT_API_URL"]
-
-
-def _free_port_from(first: int) -> int:
-    return next(port for port in range(first, first + 1000) if _port_free(port))

@@ -12,6 +12,7 @@ provide it.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
@@ -228,17 +229,20 @@ def artifacts_dir() -> Path:
 
 
 def record_artifact(name: str, key: str, value: Any) -> Path:
-    """Store `value` under `key` in `<artifacts_dir>/<name>.json` (other keys are kept)."""
+    """Store `value` under `key` in `<artifacts_dir>/<name>.json` (other keys are kept;
+    under a lock: test files running in parallel processes write to the same file)."""
     path = artifacts_dir() / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data[key] = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **value}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with open(path.with_suffix(".json.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data[key] = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **value}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
     return path
 
 

@@ -34,11 +34,31 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return result
 
 
+# DVC's bookkeeping is what these tests are about: a few scorers (the study's instrument,
+# a pair scorer, an identity model besides faceapi's) and a small impostor gallery keep each
+# repro short; tests/test_pipeline.py runs every default scorer.
+SCORERS = ("faceapi", "fer", "dlib", "geometry")
+IMPOSTOR_GALLERY = 4
+
+
+def _project_params() -> str:
+    """The project's params.yaml, its layout and comments kept, with SCORERS and
+    IMPOSTOR_GALLERY."""
+    text = (ROOT / "params.yaml").read_text()
+    listed = "".join(f"  - {name}\n" for name in SCORERS)
+    # score.scorers is the first list of that name (resolution.scorers comes later)
+    text = re.sub(r"(?m)^(  scorers:\n)(?:  - \w+\n)+", rf"\g<1>{listed}", text, count=1)
+    text = re.sub(r"(?m)^(  impostor_gallery: )\d+", rf"\g<1>{IMPOSTOR_GALLERY}", text)
+    score = yaml.safe_load(text)["score"]
+    assert (score["scorers"], score["impostor_gallery"]) == (list(SCORERS), IMPOSTOR_GALLERY)
+    return text
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, photos, models, prefect_server):
     repo = tmp_path_factory.mktemp("dvcrepo")
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, repo / name)
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "params.yaml").write_text(_project_params())
     for package in ("bin", "exprbench", "tasks", "flows"):
         shutil.copytree(
             ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__")
@@ -203,7 +223,7 @@ def test_experiment_records_metrics_that_differ_and_keeps_params_readable(repo):
     in `dvc exp show --json` beside the committed baseline's, they differ where the change
     matters, and params.yaml keeps its layout and comments (one line changes)."""
     repo, env = repo
-    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    (repo / "params.yaml").write_text(_project_params())
     _repro(repo, env)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     _run(["git", "add", "-A"], repo, env)

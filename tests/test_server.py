@@ -52,6 +52,26 @@ def test_each_checkout_uses_only_its_own_server(tmp_path: Path, monkeypatch) -> 
 
 
 @pytest.mark.slow
+def test_two_checkouts_starting_at_once_get_a_server_each(tmp_path: Path) -> None:
+    """Without taking turns both would pick the first free port; the later server would
+    fail to bind while its health checks reached the other one's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    checkouts = [tmp_path / "a", tmp_path / "b"]
+    for checkout in checkouts:
+        checkout.mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        started = list(pool.map(lambda checkout: server.start(checkout=checkout), checkouts))
+    try:
+        assert started[0].port != started[1].port
+        for checkout, record in zip(checkouts, started, strict=True):
+            assert server.running(checkout) == record and server.is_healthy(record.port)
+    finally:
+        for checkout in checkouts:
+            server.stop(checkout)
+
+
+@pytest.mark.slow
 def test_stage_runs_are_tagged_with_checkout_and_versions(
     tmp_path: Path, photos, prefect_server
 ) -> None:
