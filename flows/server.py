@@ -118,15 +118,15 @@ def start(
 ) -> ServerRecord:
     """Start the checkout's `prefect server` in the background (own session) and wait
     until it is healthy; a server already running for the checkout is reused."""
-    found = running(checkout)
-    if found is not None and port in (None, found.port):
-        return found
-    if found is not None:
-        stop(checkout)
-    # Starts on this machine take turns from choosing the port until the server answers:
-    # two at once would both find 4200 free, and the loser's health checks would reach
-    # the winner's server.
+    # Starts on this machine take turns from looking for the checkout's server until the
+    # new one answers: two at once would both find 4200 free (the loser's health checks
+    # reaching the winner's server), or both start a server for one checkout.
     with _starting_lock():
+        found = running(checkout)
+        if found is not None and port in (None, found.port):
+            return found
+        if found is not None:
+            stop(checkout)
         return _start_on_free_port(port, timeout, checkout)
 
 
