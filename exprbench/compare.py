@@ -34,7 +34,10 @@ worked out a few subjects at a time, and only one scorer x metric's cell means a
 CellDelta per scorer x metric x cell, or, with `subjects_shown` (the report), only the
 pooled deltas, the regressed cells and the cells of that many subjects (a second, filtered
 pass computes those: a cell's delta and interval depend on its own values and stream only,
-so they are the same), which bounds it whatever the number of subjects.
+so they are the same), which bounds it whatever the number of subjects. Time: a scorer's
+metrics are found in one grouped pass and only filled ones are queried; with
+`subjects_shown`, the first pass draws intervals only for the cells whose delta could
+break the rule (a watched metric worse by more than `min_delta`).
 """
 
 from __future__ import annotations
@@ -77,20 +80,25 @@ class RegressionRule:
     def from_settings(cls, settings: CompareSettings) -> RegressionRule:
         return cls(settings.metrics, settings.min_delta, settings.interval_excludes_zero)
 
+    def may_regress(self, metric: str, better: str, delta: float | None) -> bool:
+        """Whether a delta (head - base) breaks the rule if its interval allows it: a
+        watched metric, worse by more than `min_delta`."""
+        if metric not in self.metrics or delta is None:
+            return False
+        sign = 1.0 if better == "higher" else -1.0  # worse = a move against `better`
+        return -sign * delta > self.min_delta
+
     def regressed(
         self, metric: str, better: str, delta: float | None, low: float | None, high: float | None
     ) -> bool:
         """Whether a delta (head - base) breaks the rule."""
-        if metric not in self.metrics or delta is None:
-            return False
-        sign = 1.0 if better == "higher" else -1.0  # worse = a move against `better`
-        if -sign * delta <= self.min_delta:
+        if not self.may_regress(metric, better, delta):
             return False
         if not self.interval_excludes_zero:
             return True
         if low is None or high is None:
             return False
-        return high < 0 if sign > 0 else low > 0
+        return high < 0 if better == "higher" else low > 0
 
     def describe(self) -> str:
         zero = ", with the 95% interval excluding 0" if self.interval_excludes_zero else ""
@@ -524,13 +532,23 @@ def _cell_deltas(
     rule: RegressionRule,
     seed: int,
     resamples: int,
+    regressed_only: bool = False,
 ) -> list[CellDelta]:
     """The delta of each single cell in `cells` (some or all of one scorer x metric's: a
-    cell's interval depends on its own values and random stream only)."""
+    cell's interval depends on its own values and random stream only). `regressed_only`:
+    only the cells that break the rule (the others' intervals are not drawn)."""
     base, head = versions
     better = "higher" if spec.higher_is_better else "lower"
     rank = {name: i for i, name in enumerate(EXPRESSIONS)}
     ordered = sorted(cells.items(), key=lambda item: (item[0][0], rank.get(item[0][1], len(rank))))
+    if regressed_only:
+        ordered = [
+            (cell, sides)
+            for cell, sides in ordered
+            if base in sides
+            and head in sides
+            and rule.may_regress(spec.column, better, sides[head][0] - sides[base][0])
+        ]
     # single cells with >= 2 images a side get an interval (else none, and no stream to seed)
     resampled = [
         (subject, expression)
@@ -577,7 +595,7 @@ def _cell_deltas(
                 n_head,
             )
         )
-    return out
+    return [d for d in out if d.regressed] if regressed_only else out
 
 
 def _missing_cells(
@@ -623,7 +641,7 @@ def compare_pair(
         if subjects_shown is None:
             deltas, subjects = _deltas(db, scores, *args)
         else:
-            deltas, subjects = _deltas(db, scores, *args, kept=_pooled_or_regressed)
+            deltas, subjects = _deltas(db, scores, *args, regressed_cells_only=True)
             regressed = {d.subject for d in deltas if d.regressed and d.subject is not None}
             shown = sorted(subjects, key=lambda s: (s not in regressed, s))[:subjects_shown]
             if shown:  # their other cells (the regressed ones are in already)
@@ -656,10 +674,6 @@ def compare_pair(
     )
 
 
-def _pooled_or_regressed(delta: CellDelta) -> bool:
-    return delta.level != "cell" or delta.regressed
-
-
 def _not_regressed(delta: CellDelta) -> bool:
     return not delta.regressed
 
@@ -676,18 +690,21 @@ def _deltas(
     resamples: int,
     only_subjects: Sequence[str] | None = None,
     kept: Callable[[CellDelta], bool] | None = None,
+    regressed_cells_only: bool = False,
 ) -> tuple[list[CellDelta], set[str]]:
     """(every scorer x metric's deltas that `kept` keeps, the subjects with a cell): the
     single cells of `_CHUNK_SUBJECTS` subjects in memory at a time (filtered as they are
     made), and one scorer x metric's cell means for its pooled deltas. `only_subjects`:
-    those subjects' single cells only (no pooled deltas: they would be over a subset)."""
+    those subjects' single cells only (no pooled deltas: they would be over a subset).
+    `regressed_cells_only`: of the single cells, only those that break the rule (only
+    their intervals are drawn)."""
     deltas: list[CellDelta] = []
     subjects: set[str] = set()
     params: dict[str, Any] = {"generator": generator, "base": base, "head": head}
     if only_subjects is not None:
         params["subjects"] = list(only_subjects)
     key = ("compare", generator, base, head)
-    for scorer, spec in itertools.product(_scorers(con, scores, params) if specs else [], specs):
+    for scorer, spec in _filled_pairs(con, scores, specs, params):
         rows = _stream(
             con, _cells_sql(scores, spec, only_subjects is not None), params | {"scorer": scorer}
         )
@@ -701,7 +718,9 @@ def _deltas(
                 for subject, expression, version, mean, vals in subject_rows:
                     cells.setdefault((subject, expression), {})[version] = (float(mean), vals)
                     means.setdefault((subject, expression), {})[version] = float(mean)
-            found = _cell_deltas(scorer, spec, cells, (base, head), key, rule, seed, resamples)
+            found = _cell_deltas(
+                scorer, spec, cells, (base, head), key, rule, seed, resamples, regressed_cells_only
+            )
             deltas += found if kept is None else filter(kept, found)
         if not means:  # the scorer does not fill this metric
             continue
@@ -712,18 +731,33 @@ def _deltas(
     return deltas, subjects
 
 
-def _scorers(con: Any, scores: Path, params: dict[str, Any]) -> list[str]:
-    """The scorers with rows of the compared versions, sorted."""
+def _filled_pairs(
+    con: Any, scores: Path, specs: Sequence[MetricSpec], params: dict[str, Any]
+) -> list[tuple[str, MetricSpec]]:
+    """The (scorer, metric) pairs with a value in the compared versions, by scorer then in
+    `specs`' order: one grouped pass over the two versions' rows, so that a comparison
+    queries only the metrics each scorer fills (a scorer fills a few of the metrics)."""
+    from exprbench.aggregate import _value_sql
     from exprbench.duckdb_memory import sql_string
 
-    query = f"""SELECT DISTINCT scorer FROM read_parquet({sql_string(str(scores))},
-                    hive_partitioning = false)
-                WHERE generator = $generator AND version IN ($base, $head) ORDER BY scorer"""
+    if not specs:
+        return []
+    values = ", ".join(_value_sql(spec) for spec in specs)
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE {s.column} IS NOT NULL AND NOT isnan({s.column}))" for s in specs
+    )
+    query = f"""
+        WITH s AS (
+            SELECT s.scorer, {values}
+            FROM read_parquet({sql_string(str(scores))}, hive_partitioning = false) s
+            WHERE s.generator = $generator AND s.version IN ($base, $head))
+        SELECT scorer, {counts} FROM s GROUP BY scorer ORDER BY scorer"""
+    found = con.sql(query, params={k: params[k] for k in ("generator", "base", "head")})
     return [
-        row[0]
-        for row in con.sql(
-            query, params={k: params[k] for k in ("generator", "base", "head")}
-        ).fetchall()
+        (scorer, spec)
+        for scorer, *filled in found.fetchall()
+        for spec, n in zip(specs, filled, strict=True)
+        if n
     ]
 
 

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from exprbench.unavailable import COLUMN as UNAVAILABLE
 Row = dict[str, Any]
 # (paths, their faces rows) -> (path -> thumbnail file, path -> provenance note)
 Lookup = Callable[
-    [Sequence[str], Sequence["Row"]], tuple[Mapping[str, Path], Mapping[str, str | None]]
+    [Sequence[str], Sequence[Row]], tuple[Mapping[str, Path], Mapping[str, str | None]]
 ]
 GroupKey = tuple[str, str, str]  # generator, version, subject: one row of the sheet
 
@@ -82,6 +82,7 @@ class ReportScores:
     lookup: Lookup
     # every score row in contact-sheet order (generator, version, subject, source order)
     sheet_query: str = f"SELECT * EXCLUDE (_row) FROM scores ORDER BY {_SHEET_ORDER}"
+    _sheet_rows: list[tuple[GroupKey, int]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_frames(
@@ -226,18 +227,25 @@ class ReportScores:
                 ).to_arrow_table()
             )
 
-    def sheet_rows(self) -> Iterator[tuple[GroupKey, int]]:
+    def sheet_rows(self) -> list[tuple[GroupKey, int]]:
         """Each row of the contact sheet (generator, version, subject) and its images, in
-        sheet order, streamed; counted a pass of generator/versions at a time (DuckDB
-        holds the DISTINCTs' values in memory of its own)."""
-        runs = ("generator", "version")
-        for condition in run_conditions(self.con, "SELECT generator, version FROM scores", runs):
-            query = f"""SELECT generator, version, subject, count(DISTINCT path) AS n
-                        FROM scores WHERE {condition}
-                        GROUP BY ALL ORDER BY generator, version, subject"""
-            for row in self._stream(query):
-                key = (str(row["generator"]), str(row["version"]), str(row["subject"]))
-                yield key, int(row["n"])
+        sheet order; counted a pass of generator/versions at a time (DuckDB holds the
+        DISTINCTs' values in memory of its own), once: the image count and the pages both
+        read them (a few bytes a subject and run)."""
+        if self._sheet_rows is None:
+            runs = ("generator", "version")
+            found: list[tuple[GroupKey, int]] = []
+            for condition in run_conditions(
+                self.con, "SELECT generator, version FROM scores", runs
+            ):
+                query = f"""SELECT generator, version, subject, count(DISTINCT path) AS n
+                            FROM scores WHERE {condition}
+                            GROUP BY ALL ORDER BY generator, version, subject"""
+                for row in self._stream(query):
+                    key = (str(row["generator"]), str(row["version"]), str(row["subject"]))
+                    found.append((key, int(row["n"])))
+            self._sheet_rows = found
+        return self._sheet_rows
 
     def sheet_groups(self) -> Iterator[tuple[GroupKey, list[Row]]]:
         """The score rows of each sheet row, in sheet order, one row at a time."""

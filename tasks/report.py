@@ -109,100 +109,103 @@ def report(layout: Layout, settings: Settings) -> StageResult:
     check_table(layout.faces_table, FACES)
     check_table(layout.images, IMAGES)
     quarantine = read_table(layout.quarantine, QUARANTINE).to_pandas()
-    scores = ReportScores.from_files(
-        layout.scores,
-        layout.faces_table,
-        layout.images,
-        layout.reports / ".report_spill",
-        settings.duckdb,
-        # the aligned crop where a face was found, else the whole image (a sheet cell's file)
-        thumbnail=lambda row: layout.resolve(row["crop_path"] or row["source"]),
-        note=provenance_note,
-        image_columns=("source", *PROVENANCE_COLUMNS),
-    )
-    aggregate_db = scores.reading(layout.database)  # the stage's one DuckDB reads it too
-    tables = _load_tables(aggregate_db)
-    validation = ValidationReport.from_json(layout.validation_json.read_text())
-    run_info = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "params_hash": _params_hash(
-            settings.ingest,
-            settings.upscale,
-            settings.faces,
-            settings.score,
-            settings.validate,
-            settings.report,
-            settings.uncertainty,
-            settings.compare,
-        ),
-        "exprbench": exprbench.__version__,
-        "upscale": f"{settings.upscale.method} below {settings.upscale.min_face_px} px",
-        "thumbnail px": thumb_px,
-        "tau": settings.score.tau,
-    }
-    rule = RegressionRule.from_settings(settings.compare)
-    seed, resamples = settings.uncertainty.seed, settings.uncertainty.resamples
-    compared: list[Comparison] = []  # their essentials, for deltas.json
-
-    def one_at_a_time(found: Iterator[Comparison]) -> Iterator[Comparison]:
-        for comparison in found:
-            yield comparison
-            compared.append(comparison.essentials())
-
-    try:  # newest version of each generator vs the previous one
-        comparisons = compare_versions(
-            layout.scores,
-            layout.images,
-            layout.input_dir,
-            rule,
-            seed,
-            resamples,
-            con=scores.con,  # one DuckDB, one memory limit, for the whole stage
-            subjects_shown=HEATMAP_SUBJECTS,  # what the page draws: bounded memory
-        )
-        not_compared = None
-    except InputConfigError as error:  # e.g. a bad versions.csv: said on the report
-        comparisons, not_compared = iter(()), str(error)
-    changes = write_changes(
-        one_at_a_time(comparisons),
-        rule,
-        scores.versions(),
-        scores,
-        None,
-        {},
-        layout.reports,
-        specs=specs,
-        thumb_px=thumb_px,
-        timestamp=str(run_info["timestamp"]),
-        error=not_compared,
-        thumbnail_cache=layout.cache,
-        max_sheet_images=settings.report.sheet_page_size,
-    )
-    docs_index = layout.validation_dir / "index.html"
-    link = docs_index.relative_to(layout.reports).as_posix() if docs_index.is_file() else None
+    spill = layout.reports / ".report_spill"  # DuckDB's sorted copies and spilled data
     try:
-        render_report(
-            tables,
+        scores = ReportScores.from_files(
+            layout.scores,
+            layout.faces_table,
+            layout.images,
+            spill,
+            settings.duckdb,
+            # the aligned crop where a face was found, else the whole image (a sheet cell's file)
+            thumbnail=lambda row: layout.resolve(row["crop_path"] or row["source"]),
+            note=provenance_note,
+            image_columns=("source", *PROVENANCE_COLUMNS),
+        )
+        aggregate_db = scores.reading(layout.database)  # the stage's one DuckDB reads it too
+        tables = _load_tables(aggregate_db)
+        validation = ValidationReport.from_json(layout.validation_json.read_text())
+        run_info = {
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "params_hash": _params_hash(
+                settings.ingest,
+                settings.upscale,
+                settings.faces,
+                settings.score,
+                settings.validate,
+                settings.report,
+                settings.uncertainty,
+                settings.compare,
+            ),
+            "exprbench": exprbench.__version__,
+            "upscale": f"{settings.upscale.method} below {settings.upscale.min_face_px} px",
+            "thumbnail px": thumb_px,
+            "tau": settings.score.tau,
+        }
+        rule = RegressionRule.from_settings(settings.compare)
+        seed, resamples = settings.uncertainty.seed, settings.uncertainty.resamples
+        compared: list[Comparison] = []  # their essentials, for deltas.json
+
+        def one_at_a_time(found: Iterator[Comparison]) -> Iterator[Comparison]:
+            for comparison in found:
+                yield comparison
+                compared.append(comparison.essentials())
+
+        try:  # newest version of each generator vs the previous one
+            comparisons = compare_versions(
+                layout.scores,
+                layout.images,
+                layout.input_dir,
+                rule,
+                seed,
+                resamples,
+                con=scores.con,  # one DuckDB, one memory limit, for the whole stage
+                subjects_shown=HEATMAP_SUBJECTS,  # what the page draws: bounded memory
+            )
+            not_compared = None
+        except InputConfigError as error:  # e.g. a bad versions.csv: said on the report
+            comparisons, not_compared = iter(()), str(error)
+        changes = write_changes(
+            one_at_a_time(comparisons),
+            rule,
+            scores.versions(),
             scores,
             None,
-            quarantine,
             {},
-            run_info,
-            layout.report_html,
-            link,
-            validation=validation,
-            thumb_px=thumb_px,
+            layout.reports,
             specs=specs,
-            min_n=settings.report.min_n,
-            uncertainty=(seed, resamples),
-            changes=changes,
+            thumb_px=thumb_px,
+            timestamp=str(run_info["timestamp"]),
+            error=not_compared,
             thumbnail_cache=layout.cache,
-            sheet_page_size=settings.report.sheet_page_size,
-            subject_cells=_subject_cells(aggregate_db),
+            max_sheet_images=settings.report.sheet_page_size,
         )
-    finally:
-        aggregate_db.close()
-    shutil.rmtree(layout.reports / ".report_spill", ignore_errors=True)
+        docs_index = layout.validation_dir / "index.html"
+        link = docs_index.relative_to(layout.reports).as_posix() if docs_index.is_file() else None
+        try:
+            render_report(
+                tables,
+                scores,
+                None,
+                quarantine,
+                {},
+                run_info,
+                layout.report_html,
+                link,
+                validation=validation,
+                thumb_px=thumb_px,
+                specs=specs,
+                min_n=settings.report.min_n,
+                uncertainty=(seed, resamples),
+                changes=changes,
+                thumbnail_cache=layout.cache,
+                sheet_page_size=settings.report.sheet_page_size,
+                subject_cells=_subject_cells(aggregate_db),
+            )
+        finally:
+            aggregate_db.close()
+    finally:  # also when the report fails: nothing of it is left in the reports
+        shutil.rmtree(spill, ignore_errors=True)
     for path, content in (
         (layout.metrics_json, headline_metrics(tables, settings.score.scorers)),
         (layout.leaderboard_json, metrics_summary(tables)),

@@ -400,3 +400,48 @@ def test_single_cell_intervals_resample_each_side_from_the_cells_own_stream() ->
             means.append(array[picks.reshape(resamples, array.size)].mean(axis=1))
         expected = np.percentile(means[1] - means[0], [2.5, 97.5])
         assert got[k] == pytest.approx(tuple(expected), abs=1e-12)
+
+
+def test_only_the_metrics_a_scorer_fills_are_compared(hand_built) -> None:
+    """One grouped pass finds each scorer's filled metrics; no other pair is queried, and
+    every filled pair gets its deltas (the rows carry a value nobody compares: age)."""
+    import duckdb
+
+    from exprbench.compare import _filled_pairs, directed_specs
+
+    scores = hand_built[0]
+    params = {"generator": "G", "base": "1", "head": "2"}
+    with duckdb.connect() as con:
+        filled = _filled_pairs(con, scores, directed_specs(scores), params)
+    pairs = [(scorer, spec.column) for scorer, spec in filled]
+    assert pairs == [
+        ("dlib", "identity_distance"),
+        ("fer", "target_prob"),
+        ("fer", "top1_correct"),
+    ]
+    assert {(d.scorer, d.metric) for d in _compare(hand_built).deltas} == set(pairs)
+
+
+def test_the_first_pass_draws_only_the_cells_that_could_regress(hand_built, monkeypatch) -> None:
+    """With subjects_shown, a cell whose delta cannot break the rule (an unwatched metric,
+    here top1_correct, or not worse by more than min_delta) gets no bootstrap: only the
+    others' random streams are made, and the result is the same."""
+    import exprbench.compare as compare
+
+    rule = RegressionRule(("target_prob", "identity_distance"), 0.05, True)
+    full = _compare(hand_built, rule)
+    with_interval = {d.where for d in full.deltas if d.level == "cell" and d.low is not None}
+    assert with_interval == {"fer/target_prob/a/happy", "fer/top1_correct/a/happy"}
+    drawn: list[str] = []
+    real = compare.group_rng
+
+    def counted(seed, key):
+        if key[0] == "compare-cell":
+            drawn.append("/".join(key[-4:]))
+        return real(seed, key)
+
+    monkeypatch.setattr(compare, "group_rng", counted)
+    bounded = _compare(hand_built, rule, subjects_shown=0)
+    assert drawn == ["fer/target_prob/a/happy"]
+    assert bounded.deltas == tuple(d for d in full.deltas if d.level != "cell" or d.regressed)
+    assert any(d.level == "cell" for d in bounded.deltas)

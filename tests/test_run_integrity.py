@@ -3,8 +3,9 @@
 One module-scoped run scores a small set that includes a 2048x2048 image with a ~52-px
 face (upscaled within ingest.max_pixels); while it runs, a second run into the same output
 is refused. The later tests build on that run's output: a stray Parquet file beside the
-scores is not aggregated, and a failed validation removes the stale report, tables and
-database, after which the report stage refuses to render.
+scores is not aggregated, a report that fails half way leaves no DuckDB folder behind, and
+a failed validation removes the stale report, tables and database, after which the report
+stage refuses to render.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from PIL import Image
 from exprbench import upscale as up
 from exprbench.config import Layout
 from exprbench.runlock import LOCK_NAME, RunLocked, RunRefused, check_separate, run_lock
-from exprbench.settings import load_params
+from exprbench.settings import Settings, load_params
 from tests.badinputs import small_face_on_big_canvas
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,6 +194,26 @@ def test_a_stray_parquet_beside_the_scores_is_not_aggregated(run, prefect_server
     stray.unlink()
     assert result.returncode == 0, result.stderr[-3000:]
     assert {p.name: p.read_bytes() for p in layout.tables.glob("*.csv")} == before
+
+
+@pytest.mark.slow
+def test_a_failed_report_leaves_no_spill_folder(run):
+    """The report's DuckDB folder (its sorted copies, spilled data) goes also when the
+    report fails half way: here the aggregate's database cannot be read."""
+    import duckdb
+
+    from tasks.report import report
+
+    layout, params, _, _ = run
+    settings = Settings.from_params(load_params(params))
+    database = layout.database.read_bytes()
+    layout.database.write_bytes(b"not a DuckDB database")
+    try:
+        with pytest.raises(duckdb.Error):
+            report.fn(layout, settings)
+        assert not (layout.reports / ".report_spill").exists()
+    finally:
+        layout.database.write_bytes(database)
 
 
 @pytest.mark.slow

@@ -29,46 +29,40 @@ def test_free_port_skips_a_busy_one(monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_each_checkout_uses_only_its_own_server(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    mine, other = tmp_path / "mine", tmp_path / "other"
-    mine.mkdir()
-    other.mkdir()
-    started = server.start(checkout=mine)
-    try:
-        assert server.is_healthy(started.port)
-        assert server.running(mine) == started == server.record(mine)
-        assert (server.state_dir(mine) / "home").is_dir()  # its own database
-        assert server.start(checkout=mine) == started  # reused, not a second one
-        # another checkout sees no server, even though one answers on this machine
-        assert server.running(other) is None
-        assert server.use_checkout_server(other) is None
-        assert server.use_checkout_server(mine) == started.url
-    finally:
-        monkeypatch.delenv("PREFECT_API_URL", raising=False)
-        assert server.stop(mine)
-    assert not server.is_healthy(started.port) and server.running(mine) is None
-    assert not server.stop(mine)
-
-
-@pytest.mark.slow
-def test_two_checkouts_starting_at_once_get_a_server_each(tmp_path: Path) -> None:
-    """Without taking turns both would pick the first free port; the later server would
-    fail to bind while its health checks reached the other one's."""
+def test_checkouts_started_at_once_get_a_server_each_and_use_only_their_own(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Two checkouts' servers started at once: without taking turns both would pick the
+    first free port, and the later server would fail to bind while its health checks
+    reached the other one's. Then each checkout uses only its own server: a second start
+    reuses it, and a third checkout sees none, though servers answer on this machine."""
     from concurrent.futures import ThreadPoolExecutor
 
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     checkouts = [tmp_path / "a", tmp_path / "b"]
-    for checkout in checkouts:
+    other = tmp_path / "other"
+    for checkout in (*checkouts, other):
         checkout.mkdir()
     with ThreadPoolExecutor(2) as pool:
         started = list(pool.map(lambda checkout: server.start(checkout=checkout), checkouts))
     try:
         assert started[0].port != started[1].port
         for checkout, record in zip(checkouts, started, strict=True):
-            assert server.running(checkout) == record and server.is_healthy(record.port)
+            assert server.is_healthy(record.port)
+            assert server.running(checkout) == record == server.record(checkout)
+            assert (server.state_dir(checkout) / "home").is_dir()  # its own database
+        mine = checkouts[0]
+        assert server.start(checkout=mine) == started[0]  # reused, not a third one
+        assert server.running(other) is None
+        assert server.use_checkout_server(other) is None
+        assert server.use_checkout_server(mine) == started[0].url
     finally:
-        for checkout in checkouts:
-            server.stop(checkout)
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        stopped = [server.stop(checkout) for checkout in checkouts]
+    assert stopped == [True, True]
+    for checkout, record in zip(checkouts, started, strict=True):
+        assert not server.is_healthy(record.port) and server.running(checkout) is None
+        assert not server.stop(checkout)
 
 
 @pytest.mark.slow
