@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from exprbench.duckdb_memory import DEFAULT_BOUNDS, bounded_connection, connect
+from exprbench.duckdb_memory import DEFAULT_BOUNDS, bounded_connection
 from exprbench.labels import EXPRESSIONS
 from exprbench.metrics import MetricSpec
 from exprbench.settings import CompareSettings, DuckdbSettings
@@ -290,13 +290,16 @@ class Comparison:
 # --------------------------------------------------------------------------- choosing pairs
 
 
-def found_versions(images: Path) -> list[tuple[str, str]]:
-    """(generator, version) pairs with an accepted image in the images table."""
+def found_versions(
+    images: Path, bounds: DuckdbSettings = DEFAULT_BOUNDS, con: Any = None
+) -> list[tuple[str, str]]:
+    """(generator, version) pairs with an accepted image in the images table; DuckDB
+    within `bounds`, or a cursor of `con` (see compare_pair)."""
     source = Path(images)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: missing; run the pipeline (ingest) first")
-    with connect() as con:
-        rows = con.execute(
+    with con.cursor() if con is not None else bounded_connection(bounds) as db:
+        rows = db.execute(
             "SELECT DISTINCT generator, version FROM read_parquet(?) ORDER BY ALL", [str(source)]
         ).fetchall()
     return [(str(g), str(v)) for g, v in rows]
@@ -780,7 +783,7 @@ def compare_versions(
     generator/version -> ValueError naming what exists, raised at the call (the plan is
     made then). A generator with one version: no Comparison (and the CLI says so).
     `con`, `subjects_shown`: see compare_pair."""
-    orders = version_orders(raw_dir, found_versions(images))
+    orders = version_orders(raw_dir, found_versions(images, bounds, con))
     pairs = plan_pairs(orders, generator, base, head)
     specs = directed_specs(scores)
     return (

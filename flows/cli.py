@@ -278,7 +278,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except UnknownVersionError as error:
         print(f"exprbench: error: {error}", file=sys.stderr)
         return 2
-    orders = version_orders(layout.input_dir, found_versions(layout.images))
+    orders = version_orders(layout.input_dir, found_versions(layout.images, settings.duckdb))
     compared = {c.generator for c in found}
     single = {
         g: o.versions[0]
