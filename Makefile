@@ -46,7 +46,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 test: setup lint
-	$(BIN)/python -m pytest -q --durations=25 -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q --durations=25 -n 3 --dist loadfile
 
 server: $(VENV)/.installed
 	$(BIN)/exprbench server start
