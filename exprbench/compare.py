@@ -381,24 +381,38 @@ def directed_specs(scores: Path) -> tuple[MetricSpec, ...]:
     return tuple(spec for spec in specs if spec.higher_is_better is not None)
 
 
+def _compared_rows_sql(scores: Path, columns: str, condition: str = "") -> str:
+    """The score rows of the two compared versions ($generator, $base, $head) with
+    `columns` (metric values as `_value_sql` makes them), as CTE `s`."""
+    from exprbench.duckdb_memory import sql_string
+
+    return f"""
+        WITH s AS (
+            SELECT {columns}
+            FROM read_parquet({sql_string(str(scores))}, hive_partitioning = false) s
+            WHERE s.generator = $generator AND s.version IN ($base, $head) {condition})"""
+
+
+def _has_value(column: str) -> str:
+    """A metric value that counts (a cell's mean, a filled pair): not null, not NaN."""
+    return f"{column} IS NOT NULL AND NOT isnan({column})"
+
+
 def _cells_sql(scores: Path, spec: MetricSpec, only_subjects: bool = False) -> str:
     """One row per subject x expression x version of one scorer's one metric, sorted
     (`only_subjects`: of the subjects in the $subjects list parameter). A scorer x metric
     a query: grouping every metric at once holds a generator's every cell, with its
     values, in DuckDB at once (over 48MB at a million score rows)."""
     from exprbench.aggregate import _value_sql
-    from exprbench.duckdb_memory import sql_string
 
-    return f"""
-        WITH s AS (
-            SELECT s.version, s.subject, s.expression, s.replicate, {_value_sql(spec)}
-            FROM read_parquet({sql_string(str(scores))}, hive_partitioning = false) s
-            WHERE s.generator = $generator AND s.version IN ($base, $head)
-              AND s.scorer = $scorer
-            {"AND list_contains($subjects, s.subject)" if only_subjects else ""})
+    condition = "AND s.scorer = $scorer"
+    if only_subjects:
+        condition += " AND list_contains($subjects, s.subject)"
+    columns = f"s.version, s.subject, s.expression, s.replicate, {_value_sql(spec)}"
+    return f"""{_compared_rows_sql(scores, columns, condition)}
         SELECT subject, expression, version, avg({spec.column}) AS mean,
                list({spec.column} ORDER BY replicate) AS vals
-        FROM s WHERE {spec.column} IS NOT NULL AND NOT isnan({spec.column})
+        FROM s WHERE {_has_value(spec.column)}
         GROUP BY subject, expression, version
         ORDER BY subject, expression, version"""
 
@@ -741,19 +755,12 @@ def _filled_pairs(
     `specs`' order: one grouped pass over the two versions' rows, so that a comparison
     queries only the metrics each scorer fills (a scorer fills a few of the metrics)."""
     from exprbench.aggregate import _value_sql
-    from exprbench.duckdb_memory import sql_string
 
     if not specs:
         return []
-    values = ", ".join(_value_sql(spec) for spec in specs)
-    counts = ", ".join(
-        f"count(*) FILTER (WHERE {s.column} IS NOT NULL AND NOT isnan({s.column}))" for s in specs
-    )
-    query = f"""
-        WITH s AS (
-            SELECT s.scorer, {values}
-            FROM read_parquet({sql_string(str(scores))}, hive_partitioning = false) s
-            WHERE s.generator = $generator AND s.version IN ($base, $head))
+    columns = ", ".join(["s.scorer", *(_value_sql(spec) for spec in specs)])
+    counts = ", ".join(f"count(*) FILTER (WHERE {_has_value(s.column)})" for s in specs)
+    query = f"""{_compared_rows_sql(scores, columns)}
         SELECT scorer, {counts} FROM s GROUP BY scorer ORDER BY scorer"""
     found = con.sql(query, params={k: params[k] for k in ("generator", "base", "head")})
     return [
